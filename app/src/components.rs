@@ -1,0 +1,101 @@
+//! Pieces every page uses: the header, form error messages, navigation.
+
+use crate::api::{self, AppError, Role};
+use leptos::prelude::*;
+
+/// The site header: who is signed in, where they can go, and sign-out.
+#[component]
+pub fn Header() -> impl IntoView {
+    let info = Resource::new(|| (), |_| api::load_session());
+    let logout = ServerAction::<api::Logout>::new();
+    Effect::new(move |_| {
+        if matches!(logout.value().get(), Some(Ok(()))) {
+            go("/login");
+        }
+    });
+    view! {
+        <header class="site-header">
+            <a class="brand" href="/">"Hone"</a>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match info.await {
+                        Ok(api::SessionInfo { user: Some(user), .. }) => {
+                            let is_admin = user.role == Role::Admin;
+                            view! {
+                                <nav aria-label="Main">
+                                    <a href="/">"Projects"</a>
+                                    {is_admin.then(|| view! { <a href="/admin">"Admin"</a> })}
+                                </nav>
+                                <span class="who" id="who">
+                                    {user.username.clone()} " · " {user.role.label()}
+                                </span>
+                                <ActionForm action=logout attr:class="inline">
+                                    <button type="submit" id="sign-out">"Sign out"</button>
+                                </ActionForm>
+                            }
+                                .into_any()
+                        }
+                        _ => ().into_any(),
+                    }
+                })}
+            </Suspense>
+        </header>
+    }
+}
+
+/// The latest error of an action, for the messages below.
+pub fn action_error<S, T>(value: S) -> Signal<Option<AppError>>
+where
+    S: Get<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,
+    T: 'static,
+{
+    Signal::derive(move || value.get().and_then(Result::err))
+}
+
+/// The message for one form field, shown next to it.
+#[component]
+pub fn FieldError(error: Signal<Option<AppError>>, field: &'static str) -> impl IntoView {
+    move || {
+        error.get().and_then(|e| e.for_field(field)).map(|m| {
+            view! { <p class="field-error" id=format!("{field}-error") role="alert">{m}</p> }
+        })
+    }
+}
+
+/// A message for errors that are not about one of `fields`.
+#[component]
+pub fn FormError(error: Signal<Option<AppError>>, fields: &'static [&'static str]) -> impl IntoView {
+    move || {
+        error
+            .get()
+            .filter(|e| !fields.iter().any(|f| e.for_field(f).is_some()))
+            .map(|e| view! { <p class="form-error" role="alert">{e.to_string()}</p> })
+    }
+}
+
+/// What a page shows when its data could not be loaded.
+#[component]
+pub fn ErrorPanel(error: AppError) -> impl IntoView {
+    let title = match &error {
+        AppError::Forbidden => "Access denied",
+        AppError::NotFound(_) => "Not found",
+        _ => "Something went wrong",
+    };
+    view! {
+        <section class="panel error-panel">
+            <h1>{title}</h1>
+            <p>{error.to_string()}</p>
+            <p><a href="/">"Back to your projects"</a></p>
+        </section>
+    }
+}
+
+/// A full page load: the server renders the next page with the new session.
+pub fn go(path: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        let _ = window().location().set_href(path);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = path;
+}

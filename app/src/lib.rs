@@ -1,0 +1,69 @@
+//! Hone's pages. The same components render on the server (feature `ssr`)
+//! and hydrate in the browser (feature `hydrate`, compiled to WASM); data
+//! comes only through the server functions in [`api`].
+
+pub mod api;
+mod components;
+pub mod format;
+mod pages;
+#[cfg(feature = "hydrate")]
+mod upload;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path, SsrMode,
+};
+
+/// The HTML document around the app, rendered only on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="hone" href="/pkg/hone.css"/>
+        <Title text="Hone"/>
+        <Router>
+            <components::Header/>
+            <main id="main">
+                <Routes fallback=pages::NotFound>
+                    <Route path=path!("/") view=pages::DashboardPage ssr=SsrMode::Async/>
+                    <Route path=path!("/login") view=pages::LoginPage ssr=SsrMode::Async/>
+                    <Route path=path!("/setup") view=pages::SetupPage ssr=SsrMode::Async/>
+                    <Route path=path!("/projects/:id") view=pages::ProjectPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin") view=pages::AdminPage ssr=SsrMode::Async/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// The browser entry point: attaches the WASM app to the server's HTML.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+    // A marker for people debugging and for the browser tests: from here on
+    // the page is interactive.
+    if let Some(body) = leptos::prelude::document().body() {
+        let _ = body.set_attribute("data-hydrated", "true");
+    }
+}

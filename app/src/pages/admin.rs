@@ -1,0 +1,195 @@
+//! Administration: people, their roles and teams.
+
+use crate::api::{self, AdminOverview, AppError, Role, Team, UserRow};
+use crate::components::{action_error, ErrorPanel, FieldError, FormError};
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+
+#[derive(Clone, Copy)]
+struct Actions {
+    create_user: ServerAction<api::CreateUser>,
+    create_team: ServerAction<api::CreateTeam>,
+    set_role: ServerAction<api::SetRole>,
+    set_membership: ServerAction<api::SetMembership>,
+}
+
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    let actions = Actions {
+        create_user: ServerAction::new(),
+        create_team: ServerAction::new(),
+        set_role: ServerAction::new(),
+        set_membership: ServerAction::new(),
+    };
+    let data = Resource::new(
+        move || {
+            (
+                actions.create_user.version().get(),
+                actions.create_team.version().get(),
+                actions.set_role.version().get(),
+                actions.set_membership.version().get(),
+            )
+        },
+        |_| api::load_admin(),
+    );
+    view! {
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(d) => view! { <AdminView d=d actions=actions/> }.into_any(),
+                    Err(AppError::Unauthenticated) => view! { <Redirect path="/login"/> }.into_any(),
+                    Err(error) => view! { <ErrorPanel error=error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn AdminView(d: AdminOverview, actions: Actions) -> impl IntoView {
+    let role_error = action_error(actions.set_role.value());
+    let member_error = action_error(actions.set_membership.value());
+    let teams = d.teams.clone();
+    view! {
+        <h1>"Administration"</h1>
+        <section class="panel">
+            <h2>"People"</h2>
+            <FormError error=role_error fields=&[]/>
+            <FormError error=member_error fields=&[]/>
+            <table class="users" id="users">
+                <thead>
+                    <tr>
+                        <th scope="col">"Username"</th>
+                        <th scope="col">"Role"</th>
+                        <th scope="col">"Teams"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {d.users.into_iter().map(|u| view! { <UserRowView u=u teams=teams.clone() actions=actions/> }).collect_view()}
+                </tbody>
+            </table>
+        </section>
+        <div class="columns">
+            <NewUserForm teams=d.teams.clone() actions=actions/>
+            <NewTeamForm actions=actions/>
+        </div>
+    }
+}
+
+#[component]
+fn UserRowView(u: UserRow, teams: Vec<Team>, actions: Actions) -> impl IntoView {
+    let others: Vec<Team> = teams.into_iter().filter(|t| !u.teams.contains(t)).collect();
+    let user_id = u.id.to_string();
+    let chips = u
+        .teams
+        .iter()
+        .map(|t| {
+            let uid = user_id.clone();
+            let team_id = t.id.to_string();
+            let label = format!("Remove {} from {}", u.username, t.name);
+            let name = t.name.clone();
+            view! {
+                <li>
+                    {name}
+                    <ActionForm action=actions.set_membership attr:class="inline">
+                        <input type="hidden" name="user_id" value=uid/>
+                        <input type="hidden" name="team_id" value=team_id/>
+                        <input type="hidden" name="member" value="false"/>
+                        <button type="submit" class="link" aria-label=label>"×"</button>
+                    </ActionForm>
+                </li>
+            }
+        })
+        .collect_view();
+    let add = (!others.is_empty()).then(|| {
+        let uid = user_id.clone();
+        let select_id = format!("add-team-{}", u.id);
+        let label = format!("Add {} to team", u.username);
+        view! {
+            <ActionForm action=actions.set_membership attr:class="inline">
+                <input type="hidden" name="user_id" value=uid/>
+                <input type="hidden" name="member" value="true"/>
+                <label class="sr-only" for=select_id.clone()>{label}</label>
+                <select id=select_id name="team_id">
+                    {others.into_iter().map(|t| view! { <option value=t.id.to_string()>{t.name}</option> }).collect_view()}
+                </select>
+                <button type="submit" class="secondary">"Add to team"</button>
+            </ActionForm>
+        }
+    });
+    let role_id = format!("role-{}", u.id);
+    let role_label = format!("Role of {}", u.username);
+    let current_role = u.role;
+    view! {
+        <tr id=format!("user-{}", u.username)>
+            <th scope="row">{u.username.clone()}</th>
+            <td>
+                <ActionForm action=actions.set_role attr:class="inline">
+                    <input type="hidden" name="user_id" value=user_id/>
+                    <label class="sr-only" for=role_id.clone()>{role_label}</label>
+                    <select id=role_id name="role">
+                        {Role::ALL.into_iter().map(|r| view! {
+                            <option value=r.as_str() selected={r == current_role}>{r.label()}</option>
+                        }).collect_view()}
+                    </select>
+                    <button type="submit" class="secondary">"Set role"</button>
+                </ActionForm>
+            </td>
+            <td>
+                <ul class="chips">{chips}</ul>
+                {add}
+            </td>
+        </tr>
+    }
+}
+
+#[component]
+fn NewUserForm(teams: Vec<Team>, actions: Actions) -> impl IntoView {
+    let error = action_error(actions.create_user.value());
+    view! {
+        <section class="panel">
+            <h2>"Add a person"</h2>
+            <ActionForm action=actions.create_user attr:id="new-user">
+                <label for="new-username">"Username"</label>
+                <input id="new-username" name="username" autocomplete="off" required/>
+                <FieldError error=error field="username"/>
+                <label for="new-password">"Initial password"</label>
+                <input id="new-password" name="password" type="password" autocomplete="new-password" required/>
+                <p class="hint">"At least 12 characters. Share it with them privately."</p>
+                <FieldError error=error field="password"/>
+                <label for="new-role">"Role"</label>
+                <select id="new-role" name="role">
+                    {Role::ALL.into_iter().map(|r| view! { <option value=r.as_str()>{r.label()}</option> }).collect_view()}
+                </select>
+                <FieldError error=error field="role"/>
+                <label for="new-team">"Team"</label>
+                <select id="new-team" name="team_id">
+                    {teams.into_iter().map(|t| view! { <option value=t.id.to_string()>{t.name}</option> }).collect_view()}
+                </select>
+                <FieldError error=error field="team_id"/>
+                <FormError error=error fields=&["username", "password", "role", "team_id"]/>
+                <button type="submit" id="create-user">"Add person"</button>
+                {move || matches!(actions.create_user.value().get(), Some(Ok(()))).then(|| view! {
+                    <p class="ok" role="status" id="create-user-ok">"Added."</p>
+                })}
+            </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+fn NewTeamForm(actions: Actions) -> impl IntoView {
+    let error = action_error(actions.create_team.value());
+    view! {
+        <section class="panel">
+            <h2>"New team"</h2>
+            <ActionForm action=actions.create_team attr:id="new-team-form">
+                <label for="team-name">"Team name"</label>
+                <input id="team-name" name="name" required maxlength="100"/>
+                <FieldError error=error field="name"/>
+                <FormError error=error fields=&["name"]/>
+                <button type="submit" id="create-team">"Create team"</button>
+            </ActionForm>
+        </section>
+    }
+}

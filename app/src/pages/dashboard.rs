@@ -1,0 +1,83 @@
+//! The signed-in user's projects, their files, and a form for a new project.
+
+use crate::api::{self, AppError, Dashboard, Team};
+use crate::components::{action_error, ErrorPanel, FieldError, FormError};
+use crate::format;
+use super::project::FileTable;
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+
+#[component]
+pub fn DashboardPage() -> impl IntoView {
+    let create = ServerAction::<api::CreateProject>::new();
+    let data = Resource::new(move || create.version().get(), |_| api::load_dashboard());
+    view! {
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(d) => view! { <DashboardView d=d create=create/> }.into_any(),
+                    Err(AppError::Unauthenticated) => view! { <Redirect path="/login"/> }.into_any(),
+                    Err(error) => view! { <ErrorPanel error=error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn DashboardView(d: Dashboard, create: ServerAction<api::CreateProject>) -> impl IntoView {
+    let can_write = d.user.role.can_write_projects();
+    let teams = d.teams.clone();
+    let has_teams = !teams.is_empty();
+    view! {
+        <h1>"Your projects"</h1>
+        {if d.projects.is_empty() {
+            view! { <p class="empty">"No projects yet."</p> }.into_any()
+        } else {
+            view! {
+                <ul class="projects" id="projects">
+                    {d.projects.into_iter().map(|p| view! {
+                        <li class="panel project">
+                            <h2><a href=format!("/projects/{}", p.id)>{p.name.clone()}</a></h2>
+                            <p class="meta">"Team " {p.team.name.clone()} " · "
+                                {p.files.len()} {if p.files.len() == 1 { " file" } else { " files" }}
+                            </p>
+                            <FileTable files=p.files/>
+                        </li>
+                    }).collect_view()}
+                </ul>
+            }.into_any()
+        }}
+        {(can_write && has_teams).then(|| view! { <NewProjectForm teams=teams create=create/> })}
+        {(!has_teams).then(|| view! {
+            <p class="hint">"You are not in any team yet. Ask an administrator to add you to one."</p>
+        })}
+    }
+}
+
+#[component]
+fn NewProjectForm(teams: Vec<Team>, create: ServerAction<api::CreateProject>) -> impl IntoView {
+    let error = action_error(create.value());
+    view! {
+        <section class="panel">
+            <h2>"New project"</h2>
+            <ActionForm action=create attr:id="new-project">
+                <label for="project-name">"Project name"</label>
+                <input id="project-name" name="name" required maxlength="100"/>
+                <FieldError error=error field="name"/>
+                <label for="project-team">"Team"</label>
+                <select id="project-team" name="team_id">
+                    {teams.into_iter().map(|t| view! { <option value=t.id.to_string()>{t.name}</option> }).collect_view()}
+                </select>
+                <FieldError error=error field="team_id"/>
+                <FormError error=error fields=&["name", "team_id"]/>
+                <button type="submit" id="create-project">"Create project"</button>
+            </ActionForm>
+        </section>
+    }
+}
+
+/// `1536` bytes as "1.5 KiB (1536 bytes)".
+pub fn size_label(size: i64) -> String {
+    format!("{} ({size} bytes)", format::bytes(size))
+}

@@ -1,0 +1,29 @@
+//! One component per route.
+
+mod admin;
+mod auth;
+mod dashboard;
+mod project;
+
+pub use admin::AdminPage;
+pub use auth::{LoginPage, SetupPage};
+pub use dashboard::DashboardPage;
+pub use project::ProjectPage;
+
+use leptos::prelude::*;
+
+/// Unknown addresses: a real 404, with the way back.
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
+        options.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <section class="panel error-panel">
+            <h1>"Page not found"</h1>
+            <p>"There is nothing at this address."</p>
+            <p><a href="/">"Back to your projects"</a></p>
+        </section>
+    }
+}

@@ -1,0 +1,159 @@
+//! One project: its files and the upload form with a progress bar.
+
+use crate::api::{self, AppError, FileSummary, ProjectPage as Data};
+use crate::components::ErrorPanel;
+use crate::format;
+use super::dashboard::size_label;
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use leptos_router::hooks::use_params_map;
+
+#[component]
+pub fn ProjectPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok());
+    // Bumped after each upload so the file list reloads.
+    let uploads = RwSignal::new(0u32);
+    let data = Resource::new(
+        move || (id(), uploads.get()),
+        |(id, _)| async move {
+            match id {
+                Some(id) => api::project(id).await,
+                None => Err(AppError::NotFound("that project".into())),
+            }
+        },
+    );
+    view! {
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(d) => view! { <ProjectView d=d uploads=uploads/> }.into_any(),
+                    Err(AppError::Unauthenticated) => view! { <Redirect path="/login"/> }.into_any(),
+                    Err(error) => view! { <ErrorPanel error=error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn ProjectView(d: Data, uploads: RwSignal<u32>) -> impl IntoView {
+    let can_write = d.user.role.can_write_projects();
+    let project_id = d.project.id;
+    let max = d.max_upload_bytes;
+    view! {
+        <p class="crumbs"><a href="/">"Projects"</a> " / " {d.project.team.name.clone()}</p>
+        <h1 id="project-name">{d.project.name.clone()}</h1>
+        {can_write.then(|| view! { <UploadForm project_id=project_id max=max uploads=uploads/> })}
+        <section class="panel">
+            <h2>"Files"</h2>
+            {if d.project.files.is_empty() {
+                view! { <p class="empty">"No files uploaded yet."</p> }.into_any()
+            } else {
+                view! { <FileTable files=d.project.files/> }.into_any()
+            }}
+        </section>
+    }
+}
+
+#[component]
+pub fn FileTable(files: Vec<FileSummary>) -> impl IntoView {
+    view! {
+        <table class="files">
+            <thead>
+                <tr>
+                    <th scope="col">"File"</th>
+                    <th scope="col">"Size"</th>
+                    <th scope="col">"SHA-256"</th>
+                    <th scope="col">"Uploaded by"</th>
+                    <th scope="col">"When"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {files.into_iter().map(|f| view! {
+                    <tr class="file">
+                        <td class="file-name">{f.name}</td>
+                        <td class="file-size">{size_label(f.size)}</td>
+                        <td><code title=f.sha256.clone()>{f.sha256.chars().take(12).collect::<String>()}</code></td>
+                        <td>{f.uploaded_by}</td>
+                        <td>{format::utc(f.uploaded_at)}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+#[component]
+fn UploadForm(project_id: i64, max: u64, uploads: RwSignal<u32>) -> impl IntoView {
+    let input = NodeRef::<leptos::html::Input>::new();
+    // Percent done while an upload runs.
+    let progress = RwSignal::new(None::<f64>);
+    let message = RwSignal::new(None::<(bool, String)>);
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        {
+            let Some(file) = input.get().and_then(|i| i.files()).and_then(|f| f.get(0)) else {
+                message.set(Some((false, "Choose a file first.".into())));
+                return;
+            };
+            if file.size() as u64 > max {
+                message.set(Some((
+                    false,
+                    format!(
+                        "{} is {}, over the {} limit.",
+                        file.name(),
+                        format::bytes(file.size() as i64),
+                        format::bytes(max as i64)
+                    ),
+                )));
+                return;
+            }
+            message.set(None);
+            progress.set(Some(0.0));
+            crate::upload::send(
+                project_id,
+                file,
+                move |pct| progress.set(Some(pct)),
+                move |result| {
+                    progress.set(None);
+                    match result {
+                        Ok(name) => {
+                            message.set(Some((true, format!("Uploaded {name}."))));
+                            if let Some(i) = input.get() {
+                                i.set_value("");
+                            }
+                            uploads.update(|n| *n += 1);
+                        }
+                        Err(e) => message.set(Some((false, e))),
+                    }
+                },
+            );
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (project_id, max, uploads, input);
+    };
+    view! {
+        <section class="panel">
+            <h2>"Upload a file"</h2>
+            <form id="upload-form" on:submit=on_submit>
+                <label for="upload-file">"File"</label>
+                <input id="upload-file" type="file" node_ref=input required/>
+                <p class="hint">"Up to " {format::bytes(max as i64)} "."</p>
+                <button type="submit" id="upload-button" disabled=move || progress.get().is_some()>
+                    "Upload"
+                </button>
+                {move || progress.get().map(|p| view! {
+                    <div class="progress">
+                        <progress id="upload-progress" max="100" value=p.to_string()></progress>
+                        <span>{format!("{p:.0}%")}</span>
+                    </div>
+                })}
+                {move || message.get().map(|(ok, m)| view! {
+                    <p id="upload-message" class={if ok { "ok" } else { "form-error" }} role="status">{m}</p>
+                })}
+            </form>
+        </section>
+    }
+}

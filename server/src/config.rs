@@ -1,0 +1,137 @@
+//! Configuration: defaults, then an optional `hone.toml`, then `HONE_*`
+//! environment variables (and `DATABASE_URL`), each overriding the last.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything the server needs to start. See the README for each setting.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None`: SQLite file `hone.db` in the data directory.
+    pub database_url: Option<String>,
+    pub max_upload_bytes: u64,
+    pub session_hours: i64,
+    /// The address people use; `https://…` makes session cookies `Secure`.
+    pub public_url: String,
+    /// Where the compiled WASM bundle and CSS are (`pkg/` inside).
+    pub site_root: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    max_upload_bytes: Option<u64>,
+    session_hours: Option<i64>,
+    public_url: Option<String>,
+    site_root: Option<PathBuf>,
+}
+
+pub const DEFAULT_MAX_UPLOAD: u64 = 2 * 1024 * 1024 * 1024;
+
+impl Config {
+    /// Reads `hone.toml` (or the file `HONE_CONFIG` names) and the environment.
+    pub fn load() -> anyhow::Result<Config> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let path = env("HONE_CONFIG").map(PathBuf::from);
+        let file = match &path {
+            Some(p) => read_file(p)?,
+            None if Path::new("hone.toml").exists() => read_file(Path::new("hone.toml"))?,
+            None => FileConfig::default(),
+        };
+        Config::build(file, env)
+    }
+
+    fn build(file: FileConfig, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let bind = env("HONE_BIND")
+            .or(file.bind)
+            .unwrap_or_else(|| "127.0.0.1:3000".into());
+        let bind: SocketAddr = bind
+            .parse()
+            .with_context(|| format!("HONE_BIND / bind: {bind:?} is not an address like 127.0.0.1:3000"))?;
+        let max_upload_bytes = match env("HONE_MAX_UPLOAD_BYTES") {
+            Some(v) => v
+                .parse()
+                .with_context(|| format!("HONE_MAX_UPLOAD_BYTES: {v:?} is not a number of bytes"))?,
+            None => file.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
+        };
+        let session_hours = match env("HONE_SESSION_HOURS") {
+            Some(v) => v
+                .parse()
+                .with_context(|| format!("HONE_SESSION_HOURS: {v:?} is not a whole number of hours"))?,
+            None => file.session_hours.unwrap_or(24 * 7),
+        };
+        if session_hours < 1 {
+            bail!("HONE_SESSION_HOURS / session_hours must be at least 1");
+        }
+        Ok(Config {
+            bind,
+            data_dir: env("HONE_DATA_DIR")
+                .map(PathBuf::from)
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("data")),
+            database_url: env("DATABASE_URL").or(file.database_url),
+            max_upload_bytes,
+            session_hours,
+            public_url: env("HONE_PUBLIC_URL")
+                .or(file.public_url)
+                .unwrap_or_else(|| format!("http://{bind}")),
+            site_root: env("HONE_SITE_ROOT")
+                .map(PathBuf::from)
+                .or(file.site_root)
+                .unwrap_or_else(|| PathBuf::from("target/site")),
+        })
+    }
+
+    /// Cookies get `Secure` when people reach Hone over HTTPS.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading configuration file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing configuration file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn defaults_are_local_and_safe() {
+        let c = Config::build(FileConfig::default(), env_of(&[])).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.max_upload_bytes, 2 * 1024 * 1024 * 1024);
+        assert_eq!(c.session_hours, 168);
+        assert!(c.database_url.is_none());
+        assert!(!c.secure_cookies());
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let file: FileConfig = toml::from_str("bind = \"0.0.0.0:80\"\nmax_upload_bytes = 10\n").unwrap();
+        let c = Config::build(file, env_of(&[("HONE_BIND", "127.0.0.1:9"), ("HONE_PUBLIC_URL", "https://hone.example")])).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:9");
+        assert_eq!(c.max_upload_bytes, 10);
+        assert!(c.secure_cookies());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = Config::build(FileConfig::default(), env_of(&[("HONE_MAX_UPLOAD_BYTES", "lots")])).unwrap_err();
+        assert!(err.to_string().contains("HONE_MAX_UPLOAD_BYTES"), "{err}");
+        assert!(toml::from_str::<FileConfig>("colour = 1").is_err());
+    }
+}

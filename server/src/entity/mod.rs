@@ -1,0 +1,10 @@
+//! sea-orm entities, one per table created in `hone-migrations`.
+//! Relations are joined by hand in the queries that need them.
+
+pub mod file;
+pub mod login_throttle;
+pub mod membership;
+pub mod project;
+pub mod session;
+pub mod team;
+pub mod user;

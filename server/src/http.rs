@@ -1,0 +1,176 @@
+//! Plain HTTP routes beside the pages: health probes, file upload, the
+//! cross-origin guard, and the JSON error shape they share.
+
+use crate::backend::{internal, now, Services};
+use crate::entity::file;
+use crate::storage;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hone_app::api::{AppError, FileSummary};
+use sea_orm::{ActiveModelTrait, Set};
+use std::sync::Arc;
+use tower_sessions::Session;
+
+/// `AppError` as an HTTP answer: a stable code and a human message, never
+/// internals.
+#[derive(Debug)]
+pub struct ApiError(pub AppError);
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({ "code": self.0.code(), "message": self.0.to_string() });
+        (status, Json(body)).into_response()
+    }
+}
+
+/// A refusal with its own status (413, 400) in the same JSON shape.
+fn refuse(status: StatusCode, code: &str, message: String) -> Response {
+    (status, Json(serde_json::json!({ "code": code, "message": message }))).into_response()
+}
+
+/// Liveness: the process answers.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database answers too.
+pub async fn readyz(State(s): State<Arc<Services>>) -> Response {
+    if crate::db::ping(&s.db).await {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+    }
+}
+
+/// `POST /api/projects/{id}/files`: the raw body is the file, `X-File-Name`
+/// (percent-encoded) its name. Streams to storage; the database row is
+/// written only after the blob is complete.
+#[tracing::instrument(skip_all, fields(project_id))]
+pub async fn upload(
+    State(s): State<Arc<Services>>,
+    session: Session,
+    Path(project_id): Path<i64>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let u = s.user_from_session(&session).await?;
+    let p = s.writable_project(&u, project_id).await?;
+    let limit = s.config.max_upload_bytes;
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("The file is larger than the upload limit of {}.", hone_app::format::bytes(limit as i64)),
+        )
+    };
+    let name = headers
+        .get("x-file-name")
+        .and_then(|v| v.to_str().ok())
+        .and_then(percent_decode)
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty() && n.len() <= 255 && !n.chars().any(char::is_control))
+        .ok_or_else(|| AppError::invalid("file", "Give the file a name (X-File-Name header, 1–255 bytes)."))?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(too_large());
+    }
+    let stored = match s.blobs.put_stream(body.into_data_stream(), limit).await {
+        Ok(stored) => stored,
+        Err(storage::Error::TooLarge { .. }) => return Ok(too_large()),
+        Err(storage::Error::Interrupted(e)) => {
+            tracing::info!(error = %e, "upload interrupted");
+            return Ok(refuse(StatusCode::BAD_REQUEST, "interrupted", "The upload was interrupted before it finished. Nothing was saved; please try again.".into()));
+        }
+        Err(e) => return Err(internal(e).into()),
+    };
+    let row = file::ActiveModel {
+        project_id: Set(p.id),
+        name: Set(name),
+        size: Set(stored.size as i64),
+        sha256: Set(stored.sha256),
+        storage_key: Set(stored.key),
+        uploaded_by: Set(u.id),
+        created_at: Set(now()),
+        ..Default::default()
+    }
+    .insert(&s.db)
+    .await
+    .map_err(internal)?;
+    tracing::info!(user = %u.username, project = p.id, size = row.size, "file uploaded");
+    let summary = FileSummary {
+        id: row.id,
+        name: row.name,
+        size: row.size,
+        sha256: row.sha256,
+        uploaded_by: u.username,
+        uploaded_at: row.created_at,
+    };
+    Ok((StatusCode::CREATED, Json(summary)).into_response())
+}
+
+/// Decodes `%XX` escapes (what `encodeURIComponent` produces).
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Refuses state-changing requests that a browser marks as coming from
+/// another site (`Sec-Fetch-Site`), or whose `Origin` is not this host.
+/// Requests with neither header are not from a browser page and carry no
+/// ambient cookies worth forging.
+pub async fn same_origin_only(req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let cross = match site {
+        Some(site) => !matches!(site, "same-origin" | "none"),
+        None => match (h.get(header::ORIGIN).and_then(|v| v.to_str().ok()), h.get(header::HOST).and_then(|v| v.to_str().ok())) {
+            (Some(origin), Some(host)) => origin.split_once("://").map(|(_, rest)| rest) != Some(host),
+            (Some(_), None) => true,
+            (None, _) => false,
+        },
+    };
+    if cross {
+        tracing::warn!(path = %req.uri().path(), "cross-origin request refused");
+        return refuse(StatusCode::FORBIDDEN, "cross_origin", "Requests from other sites are refused.".into());
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decodes_browser_encoded_names() {
+        assert_eq!(super::percent_decode("r%C3%A9sum%C3%A9%20v2.jsonl").as_deref(), Some("résumé v2.jsonl"));
+        assert_eq!(super::percent_decode("bad%zz"), None);
+        assert_eq!(super::percent_decode("cut%4"), None);
+    }
+}

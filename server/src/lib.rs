@@ -1,0 +1,83 @@
+//! The Hone web server as a library: [`router`] builds the whole app from
+//! its services, so tests drive it without a socket and `main` serves it.
+
+pub mod auth;
+pub mod backend;
+pub mod config;
+pub mod db;
+pub mod entity;
+pub mod http;
+pub mod sessions;
+pub mod storage;
+
+use axum::extract::FromRef;
+use axum::routing::{get, post};
+use axum::Router;
+use backend::Services;
+use hone_app::api::Backend;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::sync::Arc;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+#[derive(Clone)]
+struct AppState {
+    leptos: LeptosOptions,
+    services: Arc<Services>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(s: &AppState) -> Self {
+        s.leptos.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Services> {
+    fn from_ref(s: &AppState) -> Self {
+        s.services.clone()
+    }
+}
+
+/// Server functions' request bodies are small forms: 64 KiB is plenty.
+const FORM_LIMIT: usize = 64 * 1024;
+
+/// Every route: pages, server functions, uploads, health probes, static files.
+pub fn router(services: Arc<Services>) -> Router {
+    let leptos = LeptosOptions::builder()
+        .output_name("hone")
+        .site_root(services.config.site_root.display().to_string())
+        .site_pkg_dir("pkg")
+        .build();
+    let backend: Arc<dyn Backend> = services.clone();
+    let context = move || provide_context(backend.clone());
+    let shell_options = leptos.clone();
+    let state = AppState { leptos, services: services.clone() };
+    let routes = generate_route_list(hone_app::App);
+
+    let sessions = SessionManagerLayer::new(sessions::DbSessionStore::new(services.db.clone()))
+        .with_name("hone_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(services.config.secure_cookies())
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(services.config.session_hours)));
+
+    let pages = Router::new()
+        .leptos_routes_with_context(&state, routes, context.clone(), move || {
+            hone_app::shell(shell_options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, hone_app::shell))
+        // Server functions take small forms; 413 past this.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(FORM_LIMIT));
+
+    Router::new()
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        // The upload route streams and counts bytes itself (and answers 413).
+        .route("/api/projects/{id}/files", post(http::upload))
+        .merge(pages)
+        .layer(axum::middleware::from_fn(http::same_origin_only))
+        .layer(sessions)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

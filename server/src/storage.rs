@@ -1,0 +1,171 @@
+//! Blob storage on `object_store` (the local filesystem by default).
+//!
+//! An upload streams into `tmp/<uuid>` while its SHA-256 is computed, then is
+//! renamed to `blobs/<sha256>`: a blob under `blobs/` is always complete,
+//! and identical files are stored once. Anything left in `tmp/` is from an
+//! upload that never finished and is swept at start.
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the upload is larger than the {limit}-byte limit")]
+    TooLarge { limit: u64 },
+    #[error("the upload was interrupted: {0}")]
+    Interrupted(String),
+    #[error("storage: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A stored, complete blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub key: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl BlobStore {
+    /// A store rooted at `dir` (created if missing).
+    pub fn local(dir: &Path) -> std::io::Result<BlobStore> {
+        std::fs::create_dir_all(dir)?;
+        let fs = LocalFileSystem::new_with_prefix(dir).map_err(std::io::Error::other)?;
+        Ok(BlobStore { store: Arc::new(fs) })
+    }
+
+    /// Streams `body` into storage, refusing it once it passes `limit` bytes.
+    /// On any error nothing is left behind.
+    pub async fn put_stream<S, E>(&self, body: S, limit: u64) -> Result<Stored>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let tmp = StorePath::from(format!("tmp/{}", uuid::Uuid::new_v4()));
+        let upload = self.store.put_multipart(&tmp).await?;
+        // 1 MiB parts, at most two in flight: memory per upload stays bounded.
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, 1024 * 1024);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut body = body;
+        let outcome: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| Error::Interrupted(e.to_string()))?;
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(Error::TooLarge { limit });
+                }
+                hasher.update(&chunk);
+                writer.wait_for_capacity(2).await?;
+                writer.put(chunk);
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            // Abort discards the parts; the temporary object never existed.
+            let _ = writer.abort().await;
+            let _ = self.store.delete(&tmp).await;
+            return Err(e);
+        }
+        writer.finish().await?;
+        let sha256 = hex::encode(hasher.finalize());
+        let key = format!("blobs/{sha256}");
+        if let Err(e) = self.store.rename(&tmp, &StorePath::from(key.as_str())).await {
+            let _ = self.store.delete(&tmp).await;
+            return Err(e.into());
+        }
+        Ok(Stored { key, sha256, size })
+    }
+
+    /// Removes what interrupted uploads left in `tmp/` (run at start).
+    pub async fn sweep_temporary(&self) -> Result<usize> {
+        let prefix = StorePath::from("tmp");
+        let stale: Vec<_> = self.store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await?;
+        for path in &stale {
+            self.store.delete(path).await?;
+        }
+        Ok(stale.len())
+    }
+
+    /// Every key under `prefix` (tests and maintenance).
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let prefix = StorePath::from(prefix);
+        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
+    }
+
+    /// A blob's bytes (tests; downloads come with a later issue).
+    pub async fn read(&self, key: &str) -> Result<Bytes> {
+        Ok(self.store.get(&StorePath::from(key)).await?.bytes().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: Vec<std::result::Result<&'static [u8], &'static str>>) -> impl Stream<Item = std::result::Result<Bytes, &'static str>> + Unpin {
+        futures::stream::iter(parts.into_iter().map(|p| p.map(Bytes::from_static)))
+    }
+
+    #[tokio::test]
+    async fn stores_complete_uploads_under_their_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        let stored = store.put_stream(chunks(vec![Ok(b"hello "), Ok(b"world")]), 100).await.unwrap();
+        assert_eq!(stored.size, 11);
+        assert_eq!(stored.sha256, "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
+        assert_eq!(store.read(&stored.key).await.unwrap(), Bytes::from_static(b"hello world"));
+        assert!(store.keys("tmp").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn oversized_and_interrupted_uploads_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        let err = store.put_stream(chunks(vec![Ok(b"0123456789"), Ok(b"0123456789")]), 15).await.unwrap_err();
+        assert!(matches!(err, Error::TooLarge { limit: 15 }), "{err}");
+        let err = store.put_stream(chunks(vec![Ok(b"0123"), Err("connection reset")]), 100).await.unwrap_err();
+        assert!(matches!(err, Error::Interrupted(_)), "{err}");
+        assert!(store.keys("").await.unwrap().is_empty(), "{:?}", store.keys("").await);
+        let leftovers: Vec<_> = walk(dir.path());
+        assert!(leftovers.is_empty(), "files left behind: {leftovers:?}");
+    }
+
+    #[tokio::test]
+    async fn sweep_removes_stale_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        std::fs::write(dir.path().join("tmp/stale"), b"half").unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        assert_eq!(store.sweep_temporary().await.unwrap(), 1);
+        assert!(store.keys("tmp").await.unwrap().is_empty());
+    }
+
+    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = vec![];
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
+    }
+}

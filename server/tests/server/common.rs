@@ -1,0 +1,192 @@
+//! `spawn_app()`: a fresh database, storage directory and router per test.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use hone_app::api::Role;
+use hone_server::backend::Services;
+use hone_server::config::Config;
+use hone_server::storage::BlobStore;
+use http_body_util::BodyExt;
+use sea_orm::ConnectionTrait;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+pub struct TestApp {
+    pub router: Router,
+    pub services: Arc<Services>,
+    pub db_name: &'static str,
+    _dir: tempfile::TempDir,
+}
+
+/// The databases every test runs on.
+pub fn databases() -> Vec<&'static str> {
+    let mut dbs = vec!["sqlite"];
+    if std::env::var("HONE_TEST_POSTGRES").is_ok_and(|v| !v.is_empty()) {
+        dbs.push("postgres");
+    }
+    dbs
+}
+
+/// Runs `test` once per database, each on a fresh app.
+pub async fn on_each_db<F, Fut>(test: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for db in databases() {
+        test(spawn_app(db, 1024 * 1024).await).await;
+    }
+}
+
+pub async fn spawn_app(db: &'static str, max_upload_bytes: u64) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = match db {
+        "sqlite" => None,
+        _ => {
+            let admin_url = std::env::var("HONE_TEST_POSTGRES").unwrap();
+            let admin = sea_orm::Database::connect(admin_url.as_str()).await.expect("connecting to HONE_TEST_POSTGRES");
+            let name = format!("hone_test_{}", uuid::Uuid::new_v4().simple());
+            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+            let base = admin_url.rsplit_once('/').unwrap().0;
+            Some(format!("{base}/{name}"))
+        }
+    };
+    let config = Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        database_url: database_url.clone(),
+        max_upload_bytes,
+        session_hours: 1,
+        public_url: "http://localhost".into(),
+        site_root: dir.path().join("site"),
+    };
+    let dbc = hone_server::db::connect(database_url.as_deref(), dir.path()).await.unwrap();
+    let blobs = BlobStore::local(&dir.path().join("files")).unwrap();
+    let services = Arc::new(Services { db: dbc, blobs, config });
+    TestApp { router: hone_server::router(services.clone()), services, db_name: db, _dir: dir }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A browser-like client: keeps the session cookie between requests.
+pub struct Client<'a> {
+    pub app: &'a TestApp,
+    pub cookie: Option<String>,
+}
+
+impl<'a> Client<'a> {
+    pub fn new(app: &'a TestApp) -> Self {
+        Client { app, cookie: None }
+    }
+
+    pub async fn send(&mut self, req: axum::http::request::Builder, body: Body) -> Resp {
+        let mut req = req.header(header::HOST, "localhost");
+        if let Some(c) = &self.cookie {
+            req = req.header(header::COOKIE, c.clone());
+        }
+        let res = self.app.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        for value in res.headers().get_all(header::SET_COOKIE) {
+            let value = value.to_str().unwrap();
+            let pair = value.split(';').next().unwrap().trim().to_owned();
+            if value.contains("Max-Age=0") || pair.ends_with('=') {
+                self.cookie = None;
+            } else {
+                self.cookie = Some(pair);
+            }
+        }
+        let status = res.status();
+        let location = res.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_owned());
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Resp { status, location, body: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Resp {
+        self.send(Request::get(path).header(header::ACCEPT, "text/html"), Body::empty()).await
+    }
+
+    /// Calls a server function the way the hydrated page does.
+    pub async fn call(&mut self, name: &str, form: &[(&str, &str)]) -> Resp {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.send(
+            Request::post(format!("/api/{name}"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::ACCEPT, "application/json")
+                .header(header::ORIGIN, "http://localhost")
+                .header("sec-fetch-site", "same-origin"),
+            Body::from(body),
+        )
+        .await
+    }
+
+    pub async fn upload(&mut self, project_id: i64, name: &str, bytes: Vec<u8>) -> Resp {
+        self.send(
+            Request::post(format!("/api/projects/{project_id}/files"))
+                .header("x-file-name", name)
+                .header(header::CONTENT_LENGTH, bytes.len())
+                .header("sec-fetch-site", "same-origin"),
+            Body::from(bytes),
+        )
+        .await
+    }
+
+    pub async fn login(&mut self, username: &str, password: &str) -> Resp {
+        self.call("login", &[("username", username), ("password", password)]).await
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The world most tests start from: an admin and an expert and a reviewer in
+/// team "Alpha", an expert in team "Beta", and one project in each team.
+pub struct World {
+    pub alpha_project: i64,
+    pub beta_project: i64,
+}
+
+pub async fn world(app: &TestApp) -> World {
+    let s = &app.services;
+    let alpha = s.ensure_team("Alpha").await.unwrap();
+    let beta = s.ensure_team("Beta").await.unwrap();
+    s.insert_user("admin", PASSWORD, Role::Admin, alpha.id).await.unwrap();
+    s.insert_user("expert", PASSWORD, Role::Expert, alpha.id).await.unwrap();
+    s.insert_user("reviewer", PASSWORD, Role::Reviewer, alpha.id).await.unwrap();
+    s.insert_user("outsider", PASSWORD, Role::Expert, beta.id).await.unwrap();
+    let mut expert = Client::new(app);
+    assert_eq!(expert.login("expert", PASSWORD).await.status, StatusCode::OK);
+    let alpha_project = expert.call("create_project", &[("team_id", &alpha.id.to_string()), ("name", "Alpha support bot")]).await;
+    assert_eq!(alpha_project.status, StatusCode::OK, "{}", alpha_project.body);
+    let mut outsider = Client::new(app);
+    assert_eq!(outsider.login("outsider", PASSWORD).await.status, StatusCode::OK);
+    let beta_project = outsider.call("create_project", &[("team_id", &beta.id.to_string()), ("name", "Beta secret plans")]).await;
+    assert_eq!(beta_project.status, StatusCode::OK, "{}", beta_project.body);
+    World {
+        alpha_project: alpha_project.json().as_i64().unwrap(),
+        beta_project: beta_project.json().as_i64().unwrap(),
+    }
+}
