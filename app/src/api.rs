@@ -193,12 +193,17 @@ impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
-        match value {
+        let error = match value {
             ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => {
                 AppError::invalid("form", "The form was incomplete. Fill in every field.")
             }
             other => AppError::Transport(other.to_string()),
-        }
+        };
+        // On the server this runs before the function body could set a
+        // status: without this a malformed form would be answered 500.
+        #[cfg(feature = "ssr")]
+        ssr::set_status(&error);
+        error
     }
 }
 
@@ -272,13 +277,18 @@ mod ssr {
         let parts = use_context::<RequestParts>().ok_or(AppError::Internal)?;
         let result = f(backend, parts).await;
         if let Err(e) = &result {
-            if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
-                if let Ok(status) = http::StatusCode::from_u16(e.status()) {
-                    options.set_status(status);
-                }
-            }
+            set_status(e);
         }
         result
+    }
+
+    /// Answers the current request with `error`'s HTTP status.
+    pub(crate) fn set_status(error: &AppError) {
+        if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
+            if let Ok(status) = http::StatusCode::from_u16(error.status()) {
+                options.set_status(status);
+            }
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! and hydrate in the browser (feature `hydrate`, compiled to WASM); data
 //! comes only through the server functions in [`api`].
 
+#![recursion_limit = "256"]
+
 pub mod api;
 mod components;
 pub mod format;

@@ -12,8 +12,10 @@ use leptos_router::hooks::use_params_map;
 pub fn ProjectPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok());
-    // Bumped after each upload so the file list reloads.
+    // Bumped after each upload so the file list reloads. The upload state
+    // lives here, above the reloading part, so it survives the reload.
     let uploads = RwSignal::new(0u32);
+    let state = UploadState { uploads, progress: RwSignal::new(None), message: RwSignal::new(None) };
     let data = Resource::new(
         move || (id(), uploads.get()),
         |(id, _)| async move {
@@ -27,7 +29,7 @@ pub fn ProjectPage() -> impl IntoView {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(d) => view! { <ProjectView d=d uploads=uploads/> }.into_any(),
+                    Ok(d) => view! { <ProjectView d=d state=state/> }.into_any(),
                     Err(AppError::Unauthenticated) => view! { <Redirect path="/login"/> }.into_any(),
                     Err(error) => view! { <ErrorPanel error=error/> }.into_any(),
                 }
@@ -37,14 +39,14 @@ pub fn ProjectPage() -> impl IntoView {
 }
 
 #[component]
-fn ProjectView(d: Data, uploads: RwSignal<u32>) -> impl IntoView {
+fn ProjectView(d: Data, state: UploadState) -> impl IntoView {
     let can_write = d.user.role.can_write_projects();
     let project_id = d.project.id;
     let max = d.max_upload_bytes;
     view! {
         <p class="crumbs"><a href="/">"Projects"</a> " / " {d.project.team.name.clone()}</p>
         <h1 id="project-name">{d.project.name.clone()}</h1>
-        {can_write.then(|| view! { <UploadForm project_id=project_id max=max uploads=uploads/> })}
+        {can_write.then(|| view! { <UploadForm project_id=project_id max=max state=state/> })}
         <section class="panel">
             <h2>"Files"</h2>
             {if d.project.files.is_empty() {
@@ -84,12 +86,21 @@ pub fn FileTable(files: Vec<FileSummary>) -> impl IntoView {
     }
 }
 
+/// An upload in progress and the outcome of the last one.
+#[derive(Clone, Copy)]
+struct UploadState {
+    /// Completed uploads (the file list reloads on change).
+    uploads: RwSignal<u32>,
+    /// Percent done while an upload runs.
+    progress: RwSignal<Option<f64>>,
+    /// `(succeeded, message)` of the last attempt.
+    message: RwSignal<Option<(bool, String)>>,
+}
+
 #[component]
-fn UploadForm(project_id: i64, max: u64, uploads: RwSignal<u32>) -> impl IntoView {
+fn UploadForm(project_id: i64, max: u64, state: UploadState) -> impl IntoView {
     let input = NodeRef::<leptos::html::Input>::new();
-    // Percent done while an upload runs.
-    let progress = RwSignal::new(None::<f64>);
-    let message = RwSignal::new(None::<(bool, String)>);
+    let UploadState { uploads, progress, message } = state;
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         #[cfg(feature = "hydrate")]
