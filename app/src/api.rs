@@ -255,8 +255,12 @@ mod ssr {
             team_id: i64,
         ) -> Result<(), AppError>;
         async fn create_team(&self, req: &RequestParts, name: String) -> Result<(), AppError>;
-        async fn set_role(&self, req: &RequestParts, user_id: i64, role: String)
-            -> Result<(), AppError>;
+        async fn set_role(
+            &self,
+            req: &RequestParts,
+            user_id: i64,
+            role: String,
+        ) -> Result<(), AppError>;
         async fn set_membership(
             &self,
             req: &RequestParts,
@@ -298,11 +302,7 @@ pub async fn load_session() -> Result<SessionInfo, AppError> {
 }
 
 #[server(prefix = "/api", endpoint = "setup")]
-pub async fn setup_admin(
-    username: String,
-    password: String,
-    team: String,
-) -> Result<(), AppError> {
+pub async fn setup_admin(username: String, password: String, team: String) -> Result<(), AppError> {
     ssr::call(|b, r| async move { b.setup_admin(&r, username, password, team).await }).await
 }
 

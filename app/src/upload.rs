@@ -44,10 +44,13 @@ pub fn send(
         if (200..300).contains(&status) {
             done(Ok(name));
         } else if status == 0 {
-            done(Err("The upload was interrupted. Check your connection and try again.".into()));
+            done(Err(
+                "The upload was interrupted. Check your connection and try again.".into(),
+            ));
         } else {
-            done(Err(message_from(&body)
-                .unwrap_or_else(|| format!("The server refused the upload (HTTP {status})."))));
+            done(Err(message_from(&body).unwrap_or_else(|| {
+                format!("The server refused the upload (HTTP {status}).")
+            })));
         }
     });
     xhr.set_onloadend(Some(on_end.unchecked_ref()));
@@ -58,5 +61,7 @@ pub fn send(
 /// The `message` of the server's JSON error body.
 fn message_from(body: &str) -> Option<String> {
     let v = js_sys::JSON::parse(body).ok()?;
-    js_sys::Reflect::get(&v, &"message".into()).ok()?.as_string()
+    js_sys::Reflect::get(&v, &"message".into())
+        .ok()?
+        .as_string()
 }

@@ -5,6 +5,9 @@
 //! Needs the `hone` binary and the WASM bundle built (the test script does
 //! both), `chromedriver` and `chromium` on PATH.
 
+// Tests fail loudly: unwrapping is the point here.
+#![allow(clippy::unwrap_used)]
+
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -22,21 +25,30 @@ impl Drop for Proc {
 }
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn hone_binary() -> PathBuf {
     if let Ok(p) = std::env::var("HONE_BIN") {
         return PathBuf::from(p);
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace_root().join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
     target.join("debug/hone")
 }
 
 /// Starts `hone` on a free port with a fresh data directory; returns its URL.
 fn start_server(data: &std::path::Path) -> (Proc, String) {
-    let site = std::env::var("HONE_SITE_ROOT").unwrap_or_else(|_| workspace_root().join("target/site").display().to_string());
-    assert!(PathBuf::from(&site).join("pkg/hone.js").exists(), "WASM bundle missing under {site}/pkg: run scripts/build-site");
+    let site = std::env::var("HONE_SITE_ROOT")
+        .unwrap_or_else(|_| workspace_root().join("target/site").display().to_string());
+    assert!(
+        PathBuf::from(&site).join("pkg/hone.js").exists(),
+        "WASM bundle missing under {site}/pkg: run scripts/build-site"
+    );
     let mut child = Command::new(hone_binary())
         .env("HONE_BIND", "127.0.0.1:0")
         .env("HONE_DATA_DIR", data)
@@ -58,7 +70,11 @@ fn start_server(data: &std::path::Path) -> (Proc, String) {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts chromedriver and waits for its "started successfully" line.
@@ -120,7 +136,13 @@ impl Page {
 
     async fn wait(&self, loc: Locator<'_>) -> fantoccini::elements::Element {
         let what = format!("{loc:?}");
-        match self.c.wait().at_most(Duration::from_secs(20)).for_element(loc).await {
+        match self
+            .c
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(loc)
+            .await
+        {
             Ok(e) => e,
             Err(e) => {
                 let src = self.c.source().await.unwrap_or_default();
@@ -140,7 +162,11 @@ impl Page {
     }
 
     async fn select(&self, css: &str, label: &str) {
-        self.wait(Locator::Css(css)).await.select_by_label(label).await.unwrap();
+        self.wait(Locator::Css(css))
+            .await
+            .select_by_label(label)
+            .await
+            .unwrap();
     }
 
     async fn path(&self) -> String {
@@ -182,7 +208,8 @@ async fn walking_skeleton_in_a_real_browser() {
     assert!(err.contains("12 characters"), "{err}");
     p.fill("#password", ADMIN_PASSWORD).await;
     p.click("#create-admin").await;
-    p.wait(Locator::XPath("//span[@id='who' and contains(., 'admin')]")).await;
+    p.wait(Locator::XPath("//span[@id='who' and contains(., 'admin')]"))
+        .await;
     p.hydrated().await;
     assert_eq!(p.path().await, "/");
 
@@ -190,19 +217,43 @@ async fn walking_skeleton_in_a_real_browser() {
     p.open("/admin").await;
     p.fill("#team-name", "Team B").await;
     p.click("#create-team").await;
-    p.wait(Locator::XPath("//select[@id='new-team']/option[.='Team B']")).await;
+    p.wait(Locator::XPath(
+        "//select[@id='new-team']/option[.='Team B']",
+    ))
+    .await;
     let admin_row = "//tr[@id='user-admin']";
-    p.wait(Locator::XPath(&format!("{admin_row}//select/option[.='Team B']"))).await;
-    p.wait(Locator::XPath(&format!("{admin_row}//select[starts-with(@id,'add-team-')]"))).await.select_by_label("Team B").await.unwrap();
-    p.wait(Locator::XPath(&format!("{admin_row}//button[.='Add to team']"))).await.click().await.unwrap();
-    p.wait(Locator::XPath(&format!("{admin_row}//ul[@class='chips']/li[contains(., 'Team B')]"))).await;
+    p.wait(Locator::XPath(&format!(
+        "{admin_row}//select/option[.='Team B']"
+    )))
+    .await;
+    p.wait(Locator::XPath(&format!(
+        "{admin_row}//select[starts-with(@id,'add-team-')]"
+    )))
+    .await
+    .select_by_label("Team B")
+    .await
+    .unwrap();
+    p.wait(Locator::XPath(&format!(
+        "{admin_row}//button[.='Add to team']"
+    )))
+    .await
+    .click()
+    .await
+    .unwrap();
+    p.wait(Locator::XPath(&format!(
+        "{admin_row}//ul[@class='chips']/li[contains(., 'Team B')]"
+    )))
+    .await;
 
     p.fill("#new-username", "erin").await;
     p.fill("#new-password", EXPERT_PASSWORD).await;
     p.select("#new-role", "Domain expert").await;
     p.select("#new-team", "Team A").await;
     p.click("#create-user").await;
-    p.wait(Locator::XPath("//tr[@id='user-erin']//li[contains(., 'Team A')]")).await;
+    p.wait(Locator::XPath(
+        "//tr[@id='user-erin']//li[contains(., 'Team A')]",
+    ))
+    .await;
 
     // A project in team B that the expert must not see.
     p.open("/").await;
@@ -224,32 +275,73 @@ async fn walking_skeleton_in_a_real_browser() {
     assert_eq!(err, "Wrong username or password.");
     p.fill("#password", EXPERT_PASSWORD).await;
     p.click("#sign-in").await;
-    p.wait(Locator::XPath("//span[@id='who' and contains(., 'erin')]")).await;
+    p.wait(Locator::XPath("//span[@id='who' and contains(., 'erin')]"))
+        .await;
     p.hydrated().await;
     let source = p.c.source().await.unwrap();
-    assert!(!source.contains("Secret B"), "the expert must not see team B's project");
-    assert!(p.c.find(Locator::LinkText("Admin")).await.is_err(), "no admin link for experts");
+    assert!(
+        !source.contains("Secret B"),
+        "the expert must not see team B's project"
+    );
+    assert!(
+        p.c.find(Locator::LinkText("Admin")).await.is_err(),
+        "no admin link for experts"
+    );
 
     // Creates a project and uploads a file to it.
     p.fill("#project-name", "Support bot").await;
     p.click("#create-project").await;
-    p.wait(Locator::LinkText("Support bot")).await.click().await.unwrap();
-    p.wait(Locator::XPath("//h1[@id='project-name' and .='Support bot']")).await;
+    p.wait(Locator::LinkText("Support bot"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    p.wait(Locator::XPath(
+        "//h1[@id='project-name' and .='Support bot']",
+    ))
+    .await;
     p.hydrated().await;
     let file = tmp.path().join("examples.jsonl");
     let content = "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":\"Hello!\"}]}\n".repeat(300);
     std::fs::write(&file, &content).unwrap();
-    p.wait(Locator::Css("#upload-file")).await.send_keys(&file.display().to_string()).await.unwrap();
+    p.wait(Locator::Css("#upload-file"))
+        .await
+        .send_keys(&file.display().to_string())
+        .await
+        .unwrap();
     p.click("#upload-button").await;
-    let row = p.wait(Locator::XPath("//tr[@class='file'][td[@class='file-name' and .='examples.jsonl']]")).await;
-    let size = row.find(Locator::Css(".file-size")).await.unwrap().text().await.unwrap();
-    assert_eq!(size, format!("{:.1} KiB ({} bytes)", content.len() as f64 / 1024.0, content.len()));
-    assert!(p.text_of("#upload-message").await.contains("Uploaded examples.jsonl"));
+    let row = p
+        .wait(Locator::XPath(
+            "//tr[@class='file'][td[@class='file-name' and .='examples.jsonl']]",
+        ))
+        .await;
+    let size = row
+        .find(Locator::Css(".file-size"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        size,
+        format!(
+            "{:.1} KiB ({} bytes)",
+            content.len() as f64 / 1024.0,
+            content.len()
+        )
+    );
+    assert!(p
+        .text_of("#upload-message")
+        .await
+        .contains("Uploaded examples.jsonl"));
 
     // Refusals: the admin page and team B's project.
     p.open("/admin").await;
     assert_eq!(p.text_of("h1").await, "Access denied");
-    assert!(!p.c.source().await.unwrap().contains("user-admin"), "admin data leaked");
+    assert!(
+        !p.c.source().await.unwrap().contains("user-admin"),
+        "admin data leaked"
+    );
     p.open(&secret_path).await;
     assert_eq!(p.text_of("h1").await, "Not found");
     assert!(!p.c.source().await.unwrap().contains("Secret B"));

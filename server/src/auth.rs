@@ -1,7 +1,9 @@
 //! Passwords, names and sign-in throttling: the rules, as plain functions
 //! over values, with the database work in `backend`.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use hone_app::api::AppError;
 
@@ -29,7 +31,11 @@ pub fn hash_password(password: &str) -> Result<String, AppError> {
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -46,9 +52,15 @@ pub fn parse_username(raw: &str, field: &str) -> Result<String, AppError> {
     let name = raw.trim().to_lowercase();
     let len = name.chars().count();
     if !(3..=40).contains(&len) {
-        return Err(AppError::invalid(field, "A username has 3 to 40 characters."));
+        return Err(AppError::invalid(
+            field,
+            "A username has 3 to 40 characters.",
+        ));
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
         return Err(AppError::invalid(
             field,
             "Use only letters, digits, dots, dashes and underscores in a username.",
@@ -65,7 +77,10 @@ pub fn check_new_password(password: &str, field: &str) -> Result<(), AppError> {
         ));
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(AppError::invalid(field, "That password is too long (1024 bytes at most)."));
+        return Err(AppError::invalid(
+            field,
+            "That password is too long (1024 bytes at most).",
+        ));
     }
     Ok(())
 }
@@ -74,10 +89,16 @@ pub fn check_new_password(password: &str, field: &str) -> Result<(), AppError> {
 pub fn parse_name(raw: &str, field: &str, what: &str) -> Result<String, AppError> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(AppError::invalid(field, format!("A {what} name has 1 to 100 characters.")));
+        return Err(AppError::invalid(
+            field,
+            format!("A {what} name has 1 to 100 characters."),
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(AppError::invalid(field, format!("A {what} name cannot contain control characters.")));
+        return Err(AppError::invalid(
+            field,
+            format!("A {what} name cannot contain control characters."),
+        ));
     }
     Ok(name.to_owned())
 }
@@ -99,8 +120,14 @@ impl Throttle {
     /// The state after one more failure at `now` (a new window once the old one is over).
     pub fn after_failure(state: Option<Throttle>, now: i64) -> Throttle {
         match state {
-            Some(t) if now < t.window_start + WINDOW_SECS => Throttle { failures: t.failures + 1, ..t },
-            _ => Throttle { failures: 1, window_start: now },
+            Some(t) if now < t.window_start + WINDOW_SECS => Throttle {
+                failures: t.failures + 1,
+                ..t
+            },
+            _ => Throttle {
+                failures: 1,
+                window_start: now,
+            },
         }
     }
 }
@@ -121,7 +148,13 @@ mod tests {
     #[test]
     fn usernames_are_normalised_and_checked() {
         assert_eq!(parse_username("  Alice.B ", "u").unwrap(), "alice.b");
-        assert_eq!(parse_username("al", "u").unwrap_err().for_field("u").unwrap(), "A username has 3 to 40 characters.");
+        assert_eq!(
+            parse_username("al", "u")
+                .unwrap_err()
+                .for_field("u")
+                .unwrap(),
+            "A username has 3 to 40 characters."
+        );
         assert!(parse_username("robert'); drop table users;--", "u").is_err());
         assert!(parse_username("<script>", "u").is_err());
     }
@@ -143,6 +176,9 @@ mod tests {
         assert_eq!(t.failures, ACCOUNT_FAILURES);
         assert_eq!(t.locked(ACCOUNT_FAILURES, 1010), Some(15));
         assert_eq!(t.locked(ACCOUNT_FAILURES, 1000 + WINDOW_SECS), None);
-        assert_eq!(Throttle::after_failure(Some(t), 1000 + WINDOW_SECS).failures, 1);
+        assert_eq!(
+            Throttle::after_failure(Some(t), 1000 + WINDOW_SECS).failures,
+            1
+        );
     }
 }

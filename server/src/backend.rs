@@ -49,7 +49,10 @@ pub fn internal(e: impl std::fmt::Display) -> AppError {
 }
 
 fn session_of(req: &RequestParts) -> Result<Session, AppError> {
-    req.extensions.get::<Session>().cloned().ok_or_else(|| internal("no session layer"))
+    req.extensions
+        .get::<Session>()
+        .cloned()
+        .ok_or_else(|| internal("no session layer"))
 }
 
 fn client_ip(req: &RequestParts) -> String {
@@ -65,7 +68,11 @@ fn role_of(u: &user::Model) -> Role {
 }
 
 fn current(u: &user::Model) -> CurrentUser {
-    CurrentUser { id: u.id, username: u.username.clone(), role: role_of(u) }
+    CurrentUser {
+        id: u.id,
+        username: u.username.clone(),
+        role: role_of(u),
+    }
 }
 
 impl Services {
@@ -73,7 +80,9 @@ impl Services {
     /// a changed role or removed account takes effect at once.
     pub async fn user_from_session(&self, session: &Session) -> Result<user::Model, AppError> {
         let id: Option<i64> = session.get(USER_KEY).await.map_err(internal)?;
-        let Some(id) = id else { return Err(AppError::Unauthenticated) };
+        let Some(id) = id else {
+            return Err(AppError::Unauthenticated);
+        };
         user::Entity::find_by_id(id)
             .one(&self.db)
             .await
@@ -87,7 +96,11 @@ impl Services {
 
     async fn require_admin(&self, req: &RequestParts) -> Result<user::Model, AppError> {
         let u = self.require_user(req).await?;
-        if role_of(&u) == Role::Admin { Ok(u) } else { Err(AppError::Forbidden) }
+        if role_of(&u) == Role::Admin {
+            Ok(u)
+        } else {
+            Err(AppError::Forbidden)
+        }
     }
 
     async fn teams_of(&self, user_id: i64) -> Result<Vec<Team>, AppError> {
@@ -106,12 +119,19 @@ impl Services {
             .await
             .map_err(internal)?
             .into_iter()
-            .map(|t| Team { id: t.id, name: t.name })
+            .map(|t| Team {
+                id: t.id,
+                name: t.name,
+            })
             .collect())
     }
 
     /// The project, if `user` belongs to its team; otherwise "not found".
-    pub async fn project_for(&self, u: &user::Model, project_id: i64) -> Result<project::Model, AppError> {
+    pub async fn project_for(
+        &self,
+        u: &user::Model,
+        project_id: i64,
+    ) -> Result<project::Model, AppError> {
         let not_found = || AppError::NotFound("that project".into());
         let p = project::Entity::find_by_id(project_id)
             .one(&self.db)
@@ -122,16 +142,32 @@ impl Services {
             .one(&self.db)
             .await
             .map_err(internal)?;
-        if member.is_some() { Ok(p) } else { Err(not_found()) }
+        if member.is_some() {
+            Ok(p)
+        } else {
+            Err(not_found())
+        }
     }
 
     /// May `u` add files to `project_id`? (Upload route and pages share this.)
-    pub async fn writable_project(&self, u: &user::Model, project_id: i64) -> Result<project::Model, AppError> {
+    pub async fn writable_project(
+        &self,
+        u: &user::Model,
+        project_id: i64,
+    ) -> Result<project::Model, AppError> {
         let p = self.project_for(u, project_id).await?;
-        if role_of(u).can_write_projects() { Ok(p) } else { Err(AppError::Forbidden) }
+        if role_of(u).can_write_projects() {
+            Ok(p)
+        } else {
+            Err(AppError::Forbidden)
+        }
     }
 
-    async fn summaries(&self, projects: Vec<project::Model>, teams: &[Team]) -> Result<Vec<ProjectSummary>, AppError> {
+    async fn summaries(
+        &self,
+        projects: Vec<project::Model>,
+        teams: &[Team],
+    ) -> Result<Vec<ProjectSummary>, AppError> {
         let ids: Vec<i64> = projects.iter().map(|p| p.id).collect();
         let files = file::Entity::find()
             .filter(file::Column::ProjectId.is_in(ids))
@@ -151,14 +187,17 @@ impl Services {
             .collect();
         let mut by_project: HashMap<i64, Vec<FileSummary>> = HashMap::new();
         for f in files {
-            by_project.entry(f.project_id).or_default().push(FileSummary {
-                id: f.id,
-                name: f.name,
-                size: f.size,
-                sha256: f.sha256,
-                uploaded_by: names.get(&f.uploaded_by).cloned().unwrap_or_default(),
-                uploaded_at: f.created_at,
-            });
+            by_project
+                .entry(f.project_id)
+                .or_default()
+                .push(FileSummary {
+                    id: f.id,
+                    name: f.name,
+                    size: f.size,
+                    sha256: f.sha256,
+                    uploaded_by: names.get(&f.uploaded_by).cloned().unwrap_or_default(),
+                    uploaded_at: f.created_at,
+                });
         }
         Ok(projects
             .into_iter()
@@ -168,7 +207,10 @@ impl Services {
                     .iter()
                     .find(|t| t.id == p.team_id)
                     .cloned()
-                    .unwrap_or(Team { id: p.team_id, name: String::new() }),
+                    .unwrap_or(Team {
+                        id: p.team_id,
+                        name: String::new(),
+                    }),
                 name: p.name,
                 files: by_project.remove(&p.id).unwrap_or_default(),
             })
@@ -183,7 +225,10 @@ impl Services {
                 .one(&self.db)
                 .await
                 .map_err(internal)?
-                .map(|r| Throttle { failures: r.failures, window_start: r.window_start });
+                .map(|r| Throttle {
+                    failures: r.failures,
+                    window_start: r.window_start,
+                });
             let next = Throttle::after_failure(old, t);
             login_throttle::Entity::insert(login_throttle::ActiveModel {
                 key: Set(key.clone()),
@@ -192,7 +237,10 @@ impl Services {
             })
             .on_conflict(
                 OnConflict::column(login_throttle::Column::Key)
-                    .update_columns([login_throttle::Column::Failures, login_throttle::Column::WindowStart])
+                    .update_columns([
+                        login_throttle::Column::Failures,
+                        login_throttle::Column::WindowStart,
+                    ])
                     .to_owned(),
             )
             .exec(&self.db)
@@ -207,7 +255,13 @@ impl Services {
             .one(&self.db)
             .await
             .map_err(internal)?
-            .and_then(|r| Throttle { failures: r.failures, window_start: r.window_start }.locked(limit, now())))
+            .and_then(|r| {
+                Throttle {
+                    failures: r.failures,
+                    window_start: r.window_start,
+                }
+                .locked(limit, now())
+            }))
     }
 
     /// Starts a session for `user_id` under a new id (no session fixation).
@@ -219,7 +273,13 @@ impl Services {
 
     /// Creates a user (and, in the same transaction, their first team
     /// membership). Used by the admin page, the first-run setup and the CLI.
-    pub async fn insert_user(&self, username: &str, password: &str, role: Role, team_id: i64) -> Result<user::Model, AppError> {
+    pub async fn insert_user(
+        &self,
+        username: &str,
+        password: &str,
+        role: Role,
+        team_id: i64,
+    ) -> Result<user::Model, AppError> {
         let username = auth::parse_username(username, "username")?;
         auth::check_new_password(password, "password")?;
         let taken = user::Entity::find()
@@ -229,7 +289,10 @@ impl Services {
             .map_err(internal)?
             > 0;
         if taken {
-            return Err(AppError::invalid("username", "That username is already taken."));
+            return Err(AppError::invalid(
+                "username",
+                "That username is already taken.",
+            ));
         }
         let hash = hash_blocking(password.to_owned()).await?;
         let tx = self.db.begin().await.map_err(internal)?;
@@ -243,10 +306,13 @@ impl Services {
         .insert(&tx)
         .await
         .map_err(internal)?;
-        membership::ActiveModel { user_id: Set(u.id), team_id: Set(team_id) }
-            .insert(&tx)
-            .await
-            .map_err(internal)?;
+        membership::ActiveModel {
+            user_id: Set(u.id),
+            team_id: Set(team_id),
+        }
+        .insert(&tx)
+        .await
+        .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         Ok(u)
     }
@@ -262,10 +328,14 @@ impl Services {
         {
             return Ok(t);
         }
-        team::ActiveModel { name: Set(name), created_at: Set(now()), ..Default::default() }
-            .insert(&self.db)
-            .await
-            .map_err(internal)
+        team::ActiveModel {
+            name: Set(name),
+            created_at: Set(now()),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(internal)
     }
 
     pub async fn user_count(&self) -> Result<u64, AppError> {
@@ -292,26 +362,44 @@ impl Backend for Services {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn setup_admin(&self, req: &RequestParts, username: String, password: String, team: String) -> Result<(), AppError> {
+    async fn setup_admin(
+        &self,
+        req: &RequestParts,
+        username: String,
+        password: String,
+        team: String,
+    ) -> Result<(), AppError> {
         if self.user_count().await? > 0 {
-            return Err(AppError::Conflict("Hone is already set up. Sign in, or ask an administrator for an account.".into()));
+            return Err(AppError::Conflict(
+                "Hone is already set up. Sign in, or ask an administrator for an account.".into(),
+            ));
         }
         auth::parse_username(&username, "username")?;
         auth::check_new_password(&password, "password")?;
         let t = self.ensure_team(&team).await?;
-        let u = self.insert_user(&username, &password, Role::Admin, t.id).await?;
+        let u = self
+            .insert_user(&username, &password, Role::Admin, t.id)
+            .await?;
         tracing::info!(user = %u.username, "first administrator created");
         self.sign_in(req, u.id).await
     }
 
     #[tracing::instrument(skip_all)]
-    async fn login(&self, req: &RequestParts, username: String, password: String) -> Result<(), AppError> {
+    async fn login(
+        &self,
+        req: &RequestParts,
+        username: String,
+        password: String,
+    ) -> Result<(), AppError> {
         // The throttle keys on the name as typed (normalised), whether or not
         // such an account exists, so lockouts reveal nothing either.
         let name = username.trim().to_lowercase();
         let account_key = format!("user:{name}");
         let ip_key = format!("ip:{}", client_ip(req));
-        for (key, limit) in [(&account_key, auth::ACCOUNT_FAILURES), (&ip_key, auth::IP_FAILURES)] {
+        for (key, limit) in [
+            (&account_key, auth::ACCOUNT_FAILURES),
+            (&ip_key, auth::IP_FAILURES),
+        ] {
             if let Some(minutes) = self.locked_for(key, limit).await? {
                 tracing::warn!(key = %key, "sign-in refused: throttled");
                 return Err(AppError::TooManyAttempts { minutes });
@@ -322,13 +410,19 @@ impl Backend for Services {
             .one(&self.db)
             .await
             .map_err(internal)?;
-        let hash = found.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| auth::dummy_hash().to_owned());
+        let hash = found
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| auth::dummy_hash().to_owned());
         let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
             .await
             .map_err(internal)?;
         match found {
             Some(u) if ok => {
-                login_throttle::Entity::delete_by_id(account_key).exec(&self.db).await.map_err(internal)?;
+                login_throttle::Entity::delete_by_id(account_key)
+                    .exec(&self.db)
+                    .await
+                    .map_err(internal)?;
                 tracing::info!(user = %u.username, "signed in");
                 self.sign_in(req, u.id).await
             }
@@ -355,11 +449,20 @@ impl Backend for Services {
             .await
             .map_err(internal)?;
         let projects = self.summaries(projects, &teams).await?;
-        Ok(Dashboard { user: current(&u), teams, projects })
+        Ok(Dashboard {
+            user: current(&u),
+            teams,
+            projects,
+        })
     }
 
     #[tracing::instrument(skip_all, fields(team_id))]
-    async fn create_project(&self, req: &RequestParts, team_id: i64, name: String) -> Result<i64, AppError> {
+    async fn create_project(
+        &self,
+        req: &RequestParts,
+        team_id: i64,
+        name: String,
+    ) -> Result<i64, AppError> {
         let u = self.require_user(req).await?;
         if !role_of(&u).can_write_projects() {
             return Err(AppError::Forbidden);
@@ -376,7 +479,10 @@ impl Backend for Services {
             .map_err(internal)?
             > 0;
         if exists {
-            return Err(AppError::invalid("name", "This team already has a project with that name."));
+            return Err(AppError::invalid(
+                "name",
+                "This team already has a project with that name.",
+            ));
         }
         let p = project::ActiveModel {
             team_id: Set(team_id),
@@ -395,8 +501,16 @@ impl Backend for Services {
         let u = self.require_user(req).await?;
         let p = self.project_for(&u, id).await?;
         let teams = self.teams_of(u.id).await?;
-        let project = self.summaries(vec![p], &teams).await?.pop().ok_or(AppError::Internal)?;
-        Ok(ProjectPage { user: current(&u), project, max_upload_bytes: self.config.max_upload_bytes })
+        let project = self
+            .summaries(vec![p], &teams)
+            .await?
+            .pop()
+            .ok_or(AppError::Internal)?;
+        Ok(ProjectPage {
+            user: current(&u),
+            project,
+            max_upload_bytes: self.config.max_upload_bytes,
+        })
     }
 
     async fn admin_overview(&self, req: &RequestParts) -> Result<AdminOverview, AppError> {
@@ -407,9 +521,15 @@ impl Backend for Services {
             .await
             .map_err(internal)?
             .into_iter()
-            .map(|t| Team { id: t.id, name: t.name })
+            .map(|t| Team {
+                id: t.id,
+                name: t.name,
+            })
             .collect();
-        let members = membership::Entity::find().all(&self.db).await.map_err(internal)?;
+        let members = membership::Entity::find()
+            .all(&self.db)
+            .await
+            .map_err(internal)?;
         let users = user::Entity::find()
             .order_by_asc(user::Column::Username)
             .all(&self.db)
@@ -421,23 +541,49 @@ impl Backend for Services {
                 role: role_of(&u),
                 teams: teams
                     .iter()
-                    .filter(|t| members.iter().any(|m| m.user_id == u.id && m.team_id == t.id))
+                    .filter(|t| {
+                        members
+                            .iter()
+                            .any(|m| m.user_id == u.id && m.team_id == t.id)
+                    })
                     .cloned()
                     .collect(),
                 username: u.username,
             })
             .collect();
-        Ok(AdminOverview { user: current(&me), users, teams })
+        Ok(AdminOverview {
+            user: current(&me),
+            users,
+            teams,
+        })
     }
 
     #[tracing::instrument(skip_all)]
-    async fn create_user(&self, req: &RequestParts, username: String, password: String, role: String, team_id: i64) -> Result<(), AppError> {
+    async fn create_user(
+        &self,
+        req: &RequestParts,
+        username: String,
+        password: String,
+        role: String,
+        team_id: i64,
+    ) -> Result<(), AppError> {
         let admin = self.require_admin(req).await?;
-        let role = Role::parse(&role).ok_or_else(|| AppError::invalid("role", "Choose one of the listed roles."))?;
-        if team::Entity::find_by_id(team_id).one(&self.db).await.map_err(internal)?.is_none() {
-            return Err(AppError::invalid("team_id", "Choose one of the listed teams."));
+        let role = Role::parse(&role)
+            .ok_or_else(|| AppError::invalid("role", "Choose one of the listed roles."))?;
+        if team::Entity::find_by_id(team_id)
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+            .is_none()
+        {
+            return Err(AppError::invalid(
+                "team_id",
+                "Choose one of the listed teams.",
+            ));
         }
-        let u = self.insert_user(&username, &password, role, team_id).await?;
+        let u = self
+            .insert_user(&username, &password, role, team_id)
+            .await?;
         tracing::info!(by = %admin.username, user = %u.username, role = role.as_str(), "user created");
         Ok(())
     }
@@ -452,18 +598,31 @@ impl Backend for Services {
             .map_err(internal)?
             > 0;
         if exists {
-            return Err(AppError::invalid("name", "A team with that name already exists."));
+            return Err(AppError::invalid(
+                "name",
+                "A team with that name already exists.",
+            ));
         }
-        team::ActiveModel { name: Set(name), created_at: Set(now()), ..Default::default() }
-            .insert(&self.db)
-            .await
-            .map_err(internal)?;
+        team::ActiveModel {
+            name: Set(name),
+            created_at: Set(now()),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(internal)?;
         Ok(())
     }
 
-    async fn set_role(&self, req: &RequestParts, user_id: i64, role: String) -> Result<(), AppError> {
+    async fn set_role(
+        &self,
+        req: &RequestParts,
+        user_id: i64,
+        role: String,
+    ) -> Result<(), AppError> {
         let admin = self.require_admin(req).await?;
-        let role = Role::parse(&role).ok_or_else(|| AppError::invalid("role", "Choose one of the listed roles."))?;
+        let role = Role::parse(&role)
+            .ok_or_else(|| AppError::invalid("role", "Choose one of the listed roles."))?;
         let target = user::Entity::find_by_id(user_id)
             .one(&self.db)
             .await
@@ -476,7 +635,9 @@ impl Backend for Services {
                 .await
                 .map_err(internal)?;
             if admins <= 1 {
-                return Err(AppError::Conflict("Hone needs at least one administrator: make someone else admin first.".into()));
+                return Err(AppError::Conflict(
+                    "Hone needs at least one administrator: make someone else admin first.".into(),
+                ));
             }
         }
         let mut m: user::ActiveModel = target.into();
@@ -486,24 +647,49 @@ impl Backend for Services {
         Ok(())
     }
 
-    async fn set_membership(&self, req: &RequestParts, user_id: i64, team_id: i64, member: bool) -> Result<(), AppError> {
+    async fn set_membership(
+        &self,
+        req: &RequestParts,
+        user_id: i64,
+        team_id: i64,
+        member: bool,
+    ) -> Result<(), AppError> {
         self.require_admin(req).await?;
-        if user::Entity::find_by_id(user_id).one(&self.db).await.map_err(internal)?.is_none() {
+        if user::Entity::find_by_id(user_id)
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+            .is_none()
+        {
             return Err(AppError::NotFound("that user".into()));
         }
-        if team::Entity::find_by_id(team_id).one(&self.db).await.map_err(internal)?.is_none() {
+        if team::Entity::find_by_id(team_id)
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+            .is_none()
+        {
             return Err(AppError::NotFound("that team".into()));
         }
-        let existing = membership::Entity::find_by_id((user_id, team_id)).one(&self.db).await.map_err(internal)?;
+        let existing = membership::Entity::find_by_id((user_id, team_id))
+            .one(&self.db)
+            .await
+            .map_err(internal)?;
         match (member, existing) {
             (true, None) => {
-                membership::ActiveModel { user_id: Set(user_id), team_id: Set(team_id) }
-                    .insert(&self.db)
-                    .await
-                    .map_err(internal)?;
+                membership::ActiveModel {
+                    user_id: Set(user_id),
+                    team_id: Set(team_id),
+                }
+                .insert(&self.db)
+                .await
+                .map_err(internal)?;
             }
             (false, Some(_)) => {
-                membership::Entity::delete_by_id((user_id, team_id)).exec(&self.db).await.map_err(internal)?;
+                membership::Entity::delete_by_id((user_id, team_id))
+                    .exec(&self.db)
+                    .await
+                    .map_err(internal)?;
             }
             _ => {}
         }

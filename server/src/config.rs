@@ -52,19 +52,19 @@ impl Config {
         let bind = env("HONE_BIND")
             .or(file.bind)
             .unwrap_or_else(|| "127.0.0.1:3000".into());
-        let bind: SocketAddr = bind
-            .parse()
-            .with_context(|| format!("HONE_BIND / bind: {bind:?} is not an address like 127.0.0.1:3000"))?;
+        let bind: SocketAddr = bind.parse().with_context(|| {
+            format!("HONE_BIND / bind: {bind:?} is not an address like 127.0.0.1:3000")
+        })?;
         let max_upload_bytes = match env("HONE_MAX_UPLOAD_BYTES") {
-            Some(v) => v
-                .parse()
-                .with_context(|| format!("HONE_MAX_UPLOAD_BYTES: {v:?} is not a number of bytes"))?,
+            Some(v) => v.parse().with_context(|| {
+                format!("HONE_MAX_UPLOAD_BYTES: {v:?} is not a number of bytes")
+            })?,
             None => file.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
         };
         let session_hours = match env("HONE_SESSION_HOURS") {
-            Some(v) => v
-                .parse()
-                .with_context(|| format!("HONE_SESSION_HOURS: {v:?} is not a whole number of hours"))?,
+            Some(v) => v.parse().with_context(|| {
+                format!("HONE_SESSION_HOURS: {v:?} is not a whole number of hours")
+            })?,
             None => file.session_hours.unwrap_or(24 * 7),
         };
         if session_hours < 1 {
@@ -106,7 +106,12 @@ mod tests {
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -121,8 +126,16 @@ mod tests {
 
     #[test]
     fn environment_overrides_file() {
-        let file: FileConfig = toml::from_str("bind = \"0.0.0.0:80\"\nmax_upload_bytes = 10\n").unwrap();
-        let c = Config::build(file, env_of(&[("HONE_BIND", "127.0.0.1:9"), ("HONE_PUBLIC_URL", "https://hone.example")])).unwrap();
+        let file: FileConfig =
+            toml::from_str("bind = \"0.0.0.0:80\"\nmax_upload_bytes = 10\n").unwrap();
+        let c = Config::build(
+            file,
+            env_of(&[
+                ("HONE_BIND", "127.0.0.1:9"),
+                ("HONE_PUBLIC_URL", "https://hone.example"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:9");
         assert_eq!(c.max_upload_bytes, 10);
         assert!(c.secure_cookies());
@@ -130,7 +143,11 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let err = Config::build(FileConfig::default(), env_of(&[("HONE_MAX_UPLOAD_BYTES", "lots")])).unwrap_err();
+        let err = Config::build(
+            FileConfig::default(),
+            env_of(&[("HONE_MAX_UPLOAD_BYTES", "lots")]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("HONE_MAX_UPLOAD_BYTES"), "{err}");
         assert!(toml::from_str::<FileConfig>("colour = 1").is_err());
     }

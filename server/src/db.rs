@@ -3,7 +3,9 @@
 
 use anyhow::Context;
 use hone_migrations::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
 use std::path::Path;
 
 /// Connects and migrates. SQLite gets WAL (readers never wait for the
@@ -25,21 +27,29 @@ pub async fn connect(url: Option<&str>, data_dir: &Path) -> anyhow::Result<Datab
     let db = Database::connect(opts)
         .await
         .with_context(|| format!("connecting to the database at {}", redact(&url)))?;
-    Migrator::up(&db, None).await.context("applying database migrations")?;
+    Migrator::up(&db, None)
+        .await
+        .context("applying database migrations")?;
     Ok(db)
 }
 
 /// Whether the database answers a trivial query (`/readyz`).
 pub async fn ping(db: &DatabaseConnection) -> bool {
-    db.execute_raw(Statement::from_string(db.get_database_backend(), "SELECT 1"))
-        .await
-        .is_ok()
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT 1",
+    ))
+    .await
+    .is_ok()
 }
 
 /// The value of a SQLite pragma (tests check WAL and foreign keys).
 pub async fn sqlite_pragma(db: &DatabaseConnection, name: &str) -> anyhow::Result<String> {
     let row = db
-        .query_one_raw(Statement::from_string(DbBackend::Sqlite, format!("PRAGMA {name}")))
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            format!("PRAGMA {name}"),
+        ))
         .await?
         .context("pragma returned no row")?;
     Ok(match row.try_get_by_index::<String>(0) {
@@ -64,7 +74,13 @@ pub fn redact(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_never_reach_logs() {
-        assert_eq!(super::redact("postgres://hone:s3cret@db/hone"), "postgres://hone:***@db/hone");
-        assert_eq!(super::redact("sqlite://data/hone.db?mode=rwc"), "sqlite://data/hone.db?mode=rwc");
+        assert_eq!(
+            super::redact("postgres://hone:s3cret@db/hone"),
+            "postgres://hone:***@db/hone"
+        );
+        assert_eq!(
+            super::redact("sqlite://data/hone.db?mode=rwc"),
+            "sqlite://data/hone.db?mode=rwc"
+        );
     }
 }

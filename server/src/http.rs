@@ -28,7 +28,8 @@ impl From<AppError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::json!({ "code": self.0.code(), "message": self.0.to_string() });
         (status, Json(body)).into_response()
     }
@@ -36,7 +37,11 @@ impl IntoResponse for ApiError {
 
 /// A refusal with its own status (413, 400) in the same JSON shape.
 fn refuse(status: StatusCode, code: &str, message: String) -> Response {
-    (status, Json(serde_json::json!({ "code": code, "message": message }))).into_response()
+    (
+        status,
+        Json(serde_json::json!({ "code": code, "message": message })),
+    )
+        .into_response()
 }
 
 /// Liveness: the process answers.
@@ -71,7 +76,10 @@ pub async fn upload(
         refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!("The file is larger than the upload limit of {}.", hone_app::format::bytes(limit as i64)),
+            format!(
+                "The file is larger than the upload limit of {}.",
+                hone_app::format::bytes(limit as i64)
+            ),
         )
     };
     let name = headers
@@ -80,7 +88,12 @@ pub async fn upload(
         .and_then(percent_decode)
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty() && n.len() <= 255 && !n.chars().any(char::is_control))
-        .ok_or_else(|| AppError::invalid("file", "Give the file a name (X-File-Name header, 1–255 bytes)."))?;
+        .ok_or_else(|| {
+            AppError::invalid(
+                "file",
+                "Give the file a name (X-File-Name header, 1–255 bytes).",
+            )
+        })?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -152,15 +165,24 @@ pub async fn same_origin_only(req: Request, next: Next) -> Response {
     let site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     let cross = match site {
         Some(site) => !matches!(site, "same-origin" | "none"),
-        None => match (h.get(header::ORIGIN).and_then(|v| v.to_str().ok()), h.get(header::HOST).and_then(|v| v.to_str().ok())) {
-            (Some(origin), Some(host)) => origin.split_once("://").map(|(_, rest)| rest) != Some(host),
+        None => match (
+            h.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+            h.get(header::HOST).and_then(|v| v.to_str().ok()),
+        ) {
+            (Some(origin), Some(host)) => {
+                origin.split_once("://").map(|(_, rest)| rest) != Some(host)
+            }
             (Some(_), None) => true,
             (None, _) => false,
         },
     };
     if cross {
         tracing::warn!(path = %req.uri().path(), "cross-origin request refused");
-        return refuse(StatusCode::FORBIDDEN, "cross_origin", "Requests from other sites are refused.".into());
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "Requests from other sites are refused.".into(),
+        );
     }
     next.run(req).await
 }
@@ -169,7 +191,10 @@ pub async fn same_origin_only(req: Request, next: Next) -> Response {
 mod tests {
     #[test]
     fn decodes_browser_encoded_names() {
-        assert_eq!(super::percent_decode("r%C3%A9sum%C3%A9%20v2.jsonl").as_deref(), Some("résumé v2.jsonl"));
+        assert_eq!(
+            super::percent_decode("r%C3%A9sum%C3%A9%20v2.jsonl").as_deref(),
+            Some("résumé v2.jsonl")
+        );
         assert_eq!(super::percent_decode("bad%zz"), None);
         assert_eq!(super::percent_decode("cut%4"), None);
     }

@@ -52,7 +52,10 @@ pub fn router(services: Arc<Services>) -> Router {
     let backend: Arc<dyn Backend> = services.clone();
     let context = move || provide_context(backend.clone());
     let shell_options = leptos.clone();
-    let state = AppState { leptos, services: services.clone() };
+    let state = AppState {
+        leptos,
+        services: services.clone(),
+    };
     let routes = generate_route_list(hone_app::App);
 
     let sessions = SessionManagerLayer::new(sessions::DbSessionStore::new(services.db.clone()))
@@ -60,13 +63,18 @@ pub fn router(services: Arc<Services>) -> Router {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(services.config.secure_cookies())
-        .with_expiry(Expiry::OnInactivity(time::Duration::hours(services.config.session_hours)));
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(
+            services.config.session_hours,
+        )));
 
     let pages = Router::new()
         .leptos_routes_with_context(&state, routes, context.clone(), move || {
             hone_app::shell(shell_options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, hone_app::shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, hone_app::shell))
         // Server functions take small forms; 413 past this.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(FORM_LIMIT));
 

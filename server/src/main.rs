@@ -12,7 +12,11 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "hone", version, about = "Fine-tune open LLMs on your own data, from a browser.")]
+#[command(
+    name = "hone",
+    version,
+    about = "Fine-tune open LLMs on your own data, from a browser."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -46,7 +50,10 @@ enum UserCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("HONE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_env("HONE_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -58,12 +65,25 @@ async fn main() -> anyhow::Result<()> {
     let services = Arc::new(Services { db, blobs, config });
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(services).await,
-        Command::User { command: UserCommand::Create { username, role, team } } => {
+        Command::User {
+            command:
+                UserCommand::Create {
+                    username,
+                    role,
+                    team,
+                },
+        } => {
             let role = Role::parse(&role).context("unknown role")?;
             let mut password = String::new();
-            std::io::stdin().lock().read_line(&mut password).context("reading the password from standard input")?;
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
-            let team = services.ensure_team(&team).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let team = services
+                .ensure_team(&team)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let user = services
                 .insert_user(&username, password, role, team.id)
                 .await
@@ -75,7 +95,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
-    let swept = services.blobs.sweep_temporary().await.context("cleaning interrupted uploads")?;
+    let swept = services
+        .blobs
+        .sweep_temporary()
+        .await
+        .context("cleaning interrupted uploads")?;
     if swept > 0 {
         tracing::info!(count = swept, "removed files of interrupted uploads");
     }
@@ -100,9 +124,12 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
     {
         println!("Hone is running at http://{addr}");
     }
-    axum::serve(listener, router(services).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        router(services).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -35,7 +35,9 @@ impl DbSessionStore {
     fn active_model(record: &Record) -> Result<session::ActiveModel> {
         Ok(session::ActiveModel {
             id: Set(key(&record.id)),
-            data: Set(serde_json::to_string(&record.data).map_err(|e| Error::Encode(e.to_string()))?),
+            data: Set(
+                serde_json::to_string(&record.data).map_err(|e| Error::Encode(e.to_string()))?
+            ),
             expires_at: Set(record.expiry_date.unix_timestamp()),
         })
     }
@@ -98,7 +100,11 @@ impl SessionStore for DbSessionStore {
         let data = serde_json::from_str(&row.data).map_err(|e| Error::Decode(e.to_string()))?;
         let expiry_date = time::OffsetDateTime::from_unix_timestamp(row.expires_at)
             .map_err(|e| Error::Decode(e.to_string()))?;
-        Ok(Some(Record { id: *id, data, expiry_date }))
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date,
+        }))
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {

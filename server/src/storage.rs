@@ -44,7 +44,9 @@ impl BlobStore {
     pub fn local(dir: &Path) -> std::io::Result<BlobStore> {
         std::fs::create_dir_all(dir)?;
         let fs = LocalFileSystem::new_with_prefix(dir).map_err(std::io::Error::other)?;
-        Ok(BlobStore { store: Arc::new(fs) })
+        Ok(BlobStore {
+            store: Arc::new(fs),
+        })
     }
 
     /// Streams `body` into storage, refusing it once it passes `limit` bytes.
@@ -84,7 +86,11 @@ impl BlobStore {
         writer.finish().await?;
         let sha256 = hex::encode(hasher.finalize());
         let key = format!("blobs/{sha256}");
-        if let Err(e) = self.store.rename(&tmp, &StorePath::from(key.as_str())).await {
+        if let Err(e) = self
+            .store
+            .rename(&tmp, &StorePath::from(key.as_str()))
+            .await
+        {
             let _ = self.store.delete(&tmp).await;
             return Err(e.into());
         }
@@ -94,7 +100,12 @@ impl BlobStore {
     /// Removes what interrupted uploads left in `tmp/` (run at start).
     pub async fn sweep_temporary(&self) -> Result<usize> {
         let prefix = StorePath::from("tmp");
-        let stale: Vec<_> = self.store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await?;
+        let stale: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await?;
         for path in &stale {
             self.store.delete(path).await?;
         }
@@ -118,7 +129,9 @@ impl BlobStore {
 mod tests {
     use super::*;
 
-    fn chunks(parts: Vec<std::result::Result<&'static [u8], &'static str>>) -> impl Stream<Item = std::result::Result<Bytes, &'static str>> + Unpin {
+    fn chunks(
+        parts: Vec<std::result::Result<&'static [u8], &'static str>>,
+    ) -> impl Stream<Item = std::result::Result<Bytes, &'static str>> + Unpin {
         futures::stream::iter(parts.into_iter().map(|p| p.map(Bytes::from_static)))
     }
 
@@ -126,10 +139,19 @@ mod tests {
     async fn stores_complete_uploads_under_their_hash() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::local(dir.path()).unwrap();
-        let stored = store.put_stream(chunks(vec![Ok(b"hello "), Ok(b"world")]), 100).await.unwrap();
+        let stored = store
+            .put_stream(chunks(vec![Ok(b"hello "), Ok(b"world")]), 100)
+            .await
+            .unwrap();
         assert_eq!(stored.size, 11);
-        assert_eq!(stored.sha256, "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
-        assert_eq!(store.read(&stored.key).await.unwrap(), Bytes::from_static(b"hello world"));
+        assert_eq!(
+            stored.sha256,
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        assert_eq!(
+            store.read(&stored.key).await.unwrap(),
+            Bytes::from_static(b"hello world")
+        );
         assert!(store.keys("tmp").await.unwrap().is_empty());
     }
 
@@ -137,11 +159,21 @@ mod tests {
     async fn oversized_and_interrupted_uploads_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::local(dir.path()).unwrap();
-        let err = store.put_stream(chunks(vec![Ok(b"0123456789"), Ok(b"0123456789")]), 15).await.unwrap_err();
+        let err = store
+            .put_stream(chunks(vec![Ok(b"0123456789"), Ok(b"0123456789")]), 15)
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::TooLarge { limit: 15 }), "{err}");
-        let err = store.put_stream(chunks(vec![Ok(b"0123"), Err("connection reset")]), 100).await.unwrap_err();
+        let err = store
+            .put_stream(chunks(vec![Ok(b"0123"), Err("connection reset")]), 100)
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Interrupted(_)), "{err}");
-        assert!(store.keys("").await.unwrap().is_empty(), "{:?}", store.keys("").await);
+        assert!(
+            store.keys("").await.unwrap().is_empty(),
+            "{:?}",
+            store.keys("").await
+        );
         let leftovers: Vec<_> = walk(dir.path());
         assert!(leftovers.is_empty(), "files left behind: {leftovers:?}");
     }

@@ -1,9 +1,9 @@
 //! The signed-in user's projects, their files, and a form for a new project.
 
+use super::project::FileTable;
 use crate::api::{self, AppError, Dashboard, Team};
 use crate::components::{action_error, ErrorPanel, FieldError, FormError};
 use crate::format;
-use super::project::FileTable;
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 

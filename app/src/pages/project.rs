@@ -1,9 +1,9 @@
 //! One project: its files and the upload form with a progress bar.
 
+use super::dashboard::size_label;
 use crate::api::{self, AppError, FileSummary, ProjectPage as Data};
 use crate::components::ErrorPanel;
 use crate::format;
-use super::dashboard::size_label;
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_params_map;
@@ -15,7 +15,11 @@ pub fn ProjectPage() -> impl IntoView {
     // Bumped after each upload so the file list reloads. The upload state
     // lives here, above the reloading part, so it survives the reload.
     let uploads = RwSignal::new(0u32);
-    let state = UploadState { uploads, progress: RwSignal::new(None), message: RwSignal::new(None) };
+    let state = UploadState {
+        uploads,
+        progress: RwSignal::new(None),
+        message: RwSignal::new(None),
+    };
     let data = Resource::new(
         move || (id(), uploads.get()),
         |(id, _)| async move {
@@ -100,7 +104,11 @@ struct UploadState {
 #[component]
 fn UploadForm(project_id: i64, max: u64, state: UploadState) -> impl IntoView {
     let input = NodeRef::<leptos::html::Input>::new();
-    let UploadState { uploads, progress, message } = state;
+    let UploadState {
+        uploads,
+        progress,
+        message,
+    } = state;
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         #[cfg(feature = "hydrate")]

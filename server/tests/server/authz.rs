@@ -10,6 +10,9 @@ const ROLES: [&str; 5] = [ANON, "expert", "reviewer", "admin", "outsider"];
 /// What each caller gets, in the order of `ROLES`.
 type Row = [u16; 5];
 
+/// A server function, its form fields, and the expected statuses.
+type Call<'a> = (&'a str, Vec<(&'a str, String)>, Row);
+
 async fn client_for<'a>(app: &'a TestApp, who: &str) -> Client<'a> {
     let mut c = Client::new(app);
     if who != ANON {
@@ -25,11 +28,26 @@ async fn every_role_against_every_route() {
         let w = world(&app).await;
         let alpha = w.alpha_project.to_string();
         let beta = w.beta_project.to_string();
-        let alpha_team = app.services.ensure_team("Alpha").await.unwrap().id.to_string();
-        let beta_team = app.services.ensure_team("Beta").await.unwrap().id.to_string();
+        let alpha_team = app
+            .services
+            .ensure_team("Alpha")
+            .await
+            .unwrap()
+            .id
+            .to_string();
+        let beta_team = app
+            .services
+            .ensure_team("Beta")
+            .await
+            .unwrap()
+            .id
+            .to_string();
         let expert_id = {
             let mut c = client_for(&app, "expert").await;
-            c.call("session", &[]).await.json()["user"]["id"].as_i64().unwrap().to_string()
+            c.call("session", &[]).await.json()["user"]["id"]
+                .as_i64()
+                .unwrap()
+                .to_string()
         };
 
         // Pages (server-rendered): anonymous visitors are sent to sign in.
@@ -44,47 +62,116 @@ async fn every_role_against_every_route() {
             for (who, want) in ROLES.iter().zip(expected) {
                 let mut c = client_for(&app, who).await;
                 let res = c.get(path).await;
-                assert_eq!(res.status.as_u16(), *want, "{} GET {path} as {who}", app.db_name);
+                assert_eq!(
+                    res.status.as_u16(),
+                    *want,
+                    "{} GET {path} as {who}",
+                    app.db_name
+                );
                 if *want == 302 {
                     assert_eq!(res.location.as_deref(), Some("/login"));
                 }
                 if *want == 404 || *want == 403 {
-                    assert!(!res.body.contains("Alpha support bot") && !res.body.contains("Beta secret plans"),
-                        "{path} as {who} leaked a project name");
+                    assert!(
+                        !res.body.contains("Alpha support bot")
+                            && !res.body.contains("Beta secret plans"),
+                        "{path} as {who} leaked a project name"
+                    );
                 }
             }
         }
 
         // Server functions: each call with the arguments it needs.
-        let calls: Vec<(&str, Vec<(&str, String)>, Row)> = vec![
+        let calls: Vec<Call> = vec![
             ("dashboard", vec![], [401, 200, 200, 200, 200]),
-            ("project", vec![("id", alpha.clone())], [401, 200, 200, 200, 404]),
-            ("project", vec![("id", beta.clone())], [401, 404, 404, 404, 200]),
+            (
+                "project",
+                vec![("id", alpha.clone())],
+                [401, 200, 200, 200, 404],
+            ),
+            (
+                "project",
+                vec![("id", beta.clone())],
+                [401, 404, 404, 404, 200],
+            ),
             ("admin_overview", vec![], [401, 403, 403, 200, 403]),
-            ("create_team", vec![("name", "Gamma {who}".into())], [401, 403, 403, 200, 403]),
-            ("create_user", vec![("username", "new-{who}".into()), ("password", PASSWORD.into()), ("role", "expert".into()), ("team_id", alpha_team.clone())], [401, 403, 403, 200, 403]),
-            ("set_role", vec![("user_id", expert_id.clone()), ("role", "expert".into())], [401, 403, 403, 200, 403]),
-            ("set_membership", vec![("user_id", expert_id.clone()), ("team_id", beta_team.clone()), ("member", "false".into())], [401, 403, 403, 200, 403]),
-            ("create_project", vec![("team_id", alpha_team.clone()), ("name", "P {who}".into())], [401, 200, 403, 200, 422]),
-            ("create_project", vec![("team_id", beta_team.clone()), ("name", "Q {who}".into())], [401, 422, 403, 422, 200]),
+            (
+                "create_team",
+                vec![("name", "Gamma {who}".into())],
+                [401, 403, 403, 200, 403],
+            ),
+            (
+                "create_user",
+                vec![
+                    ("username", "new-{who}".into()),
+                    ("password", PASSWORD.into()),
+                    ("role", "expert".into()),
+                    ("team_id", alpha_team.clone()),
+                ],
+                [401, 403, 403, 200, 403],
+            ),
+            (
+                "set_role",
+                vec![("user_id", expert_id.clone()), ("role", "expert".into())],
+                [401, 403, 403, 200, 403],
+            ),
+            (
+                "set_membership",
+                vec![
+                    ("user_id", expert_id.clone()),
+                    ("team_id", beta_team.clone()),
+                    ("member", "false".into()),
+                ],
+                [401, 403, 403, 200, 403],
+            ),
+            (
+                "create_project",
+                vec![("team_id", alpha_team.clone()), ("name", "P {who}".into())],
+                [401, 200, 403, 200, 422],
+            ),
+            (
+                "create_project",
+                vec![("team_id", beta_team.clone()), ("name", "Q {who}".into())],
+                [401, 422, 403, 422, 200],
+            ),
         ];
         for (name, args, expected) in &calls {
             for (who, want) in ROLES.iter().zip(expected) {
                 let mut c = client_for(&app, who).await;
-                let args: Vec<(&str, String)> = args.iter().map(|(k, v)| (*k, v.replace("{who}", who))).collect();
+                let args: Vec<(&str, String)> = args
+                    .iter()
+                    .map(|(k, v)| (*k, v.replace("{who}", who)))
+                    .collect();
                 let form: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 let res = c.call(name, &form).await;
-                assert_eq!(res.status.as_u16(), *want, "{} /api/{name} as {who}: {}", app.db_name, res.body);
+                assert_eq!(
+                    res.status.as_u16(),
+                    *want,
+                    "{} /api/{name} as {who}: {}",
+                    app.db_name,
+                    res.body
+                );
             }
         }
 
         // Uploads (plain HTTP route).
-        let uploads: Vec<(&String, Row)> = vec![(&alpha, [401, 201, 403, 201, 404]), (&beta, [401, 404, 404, 404, 201])];
+        let uploads: Vec<(&String, Row)> = vec![
+            (&alpha, [401, 201, 403, 201, 404]),
+            (&beta, [401, 404, 404, 404, 201]),
+        ];
         for (project, expected) in uploads {
             for (who, want) in ROLES.iter().zip(expected) {
                 let mut c = client_for(&app, who).await;
-                let res = c.upload(project.parse().unwrap(), "data.jsonl", b"{}\n".to_vec()).await;
-                assert_eq!(res.status.as_u16(), want, "{} upload to {project} as {who}: {}", app.db_name, res.body);
+                let res = c
+                    .upload(project.parse().unwrap(), "data.jsonl", b"{}\n".to_vec())
+                    .await;
+                assert_eq!(
+                    res.status.as_u16(),
+                    want,
+                    "{} upload to {project} as {who}: {}",
+                    app.db_name,
+                    res.body
+                );
             }
         }
     })
@@ -98,14 +185,34 @@ async fn removing_someone_from_a_team_revokes_access_at_once() {
         let mut expert = client_for(&app, "expert").await;
         let path = format!("/projects/{}", w.alpha_project);
         assert_eq!(expert.get(&path).await.status, StatusCode::OK);
-        let expert_id = expert.call("session", &[]).await.json()["user"]["id"].as_i64().unwrap().to_string();
-        let alpha = app.services.ensure_team("Alpha").await.unwrap().id.to_string();
+        let expert_id = expert.call("session", &[]).await.json()["user"]["id"]
+            .as_i64()
+            .unwrap()
+            .to_string();
+        let alpha = app
+            .services
+            .ensure_team("Alpha")
+            .await
+            .unwrap()
+            .id
+            .to_string();
         let mut admin = client_for(&app, "admin").await;
-        let res = admin.call("set_membership", &[("user_id", &expert_id), ("team_id", &alpha), ("member", "false")]).await;
+        let res = admin
+            .call(
+                "set_membership",
+                &[
+                    ("user_id", &expert_id),
+                    ("team_id", &alpha),
+                    ("member", "false"),
+                ],
+            )
+            .await;
         assert_eq!(res.status, StatusCode::OK, "{}", res.body);
         assert_eq!(expert.get(&path).await.status, StatusCode::NOT_FOUND);
         // And a role change applies to the next request.
-        admin.call("set_role", &[("user_id", &expert_id), ("role", "admin")]).await;
+        admin
+            .call("set_role", &[("user_id", &expert_id), ("role", "admin")])
+            .await;
         assert_eq!(expert.get("/admin").await.status, StatusCode::OK);
     })
     .await;

@@ -45,9 +45,14 @@ pub async fn spawn_app(db: &'static str, max_upload_bytes: u64) -> TestApp {
         "sqlite" => None,
         _ => {
             let admin_url = std::env::var("HONE_TEST_POSTGRES").unwrap();
-            let admin = sea_orm::Database::connect(admin_url.as_str()).await.expect("connecting to HONE_TEST_POSTGRES");
+            let admin = sea_orm::Database::connect(admin_url.as_str())
+                .await
+                .expect("connecting to HONE_TEST_POSTGRES");
             let name = format!("hone_test_{}", uuid::Uuid::new_v4().simple());
-            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
             let base = admin_url.rsplit_once('/').unwrap().0;
             Some(format!("{base}/{name}"))
         }
@@ -61,10 +66,21 @@ pub async fn spawn_app(db: &'static str, max_upload_bytes: u64) -> TestApp {
         public_url: "http://localhost".into(),
         site_root: dir.path().join("site"),
     };
-    let dbc = hone_server::db::connect(database_url.as_deref(), dir.path()).await.unwrap();
+    let dbc = hone_server::db::connect(database_url.as_deref(), dir.path())
+        .await
+        .unwrap();
     let blobs = BlobStore::local(&dir.path().join("files")).unwrap();
-    let services = Arc::new(Services { db: dbc, blobs, config });
-    TestApp { router: hone_server::router(services.clone()), services, db_name: db, _dir: dir }
+    let services = Arc::new(Services {
+        db: dbc,
+        blobs,
+        config,
+    });
+    TestApp {
+        router: hone_server::router(services.clone()),
+        services,
+        db_name: db,
+        _dir: dir,
+    }
 }
 
 #[derive(Debug)]
@@ -96,7 +112,13 @@ impl<'a> Client<'a> {
         if let Some(c) = &self.cookie {
             req = req.header(header::COOKIE, c.clone());
         }
-        let res = self.app.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let res = self
+            .app
+            .router
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
         for value in res.headers().get_all(header::SET_COOKIE) {
             let value = value.to_str().unwrap();
             let pair = value.split(';').next().unwrap().trim().to_owned();
@@ -107,13 +129,24 @@ impl<'a> Client<'a> {
             }
         }
         let status = res.status();
-        let location = res.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_owned());
+        let location = res
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned());
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        Resp { status, location, body: String::from_utf8_lossy(&bytes).into_owned() }
+        Resp {
+            status,
+            location,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
     }
 
     pub async fn get(&mut self, path: &str) -> Resp {
-        self.send(Request::get(path).header(header::ACCEPT, "text/html"), Body::empty()).await
+        self.send(
+            Request::get(path).header(header::ACCEPT, "text/html"),
+            Body::empty(),
+        )
+        .await
     }
 
     /// Calls a server function the way the hydrated page does.
@@ -146,14 +179,17 @@ impl<'a> Client<'a> {
     }
 
     pub async fn login(&mut self, username: &str, password: &str) -> Resp {
-        self.call("login", &[("username", username), ("password", password)]).await
+        self.call("login", &[("username", username), ("password", password)])
+            .await
     }
 }
 
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             b' ' => "+".into(),
             _ => format!("%{b:02X}"),
         })
@@ -173,17 +209,52 @@ pub async fn world(app: &TestApp) -> World {
     let s = &app.services;
     let alpha = s.ensure_team("Alpha").await.unwrap();
     let beta = s.ensure_team("Beta").await.unwrap();
-    s.insert_user("admin", PASSWORD, Role::Admin, alpha.id).await.unwrap();
-    s.insert_user("expert", PASSWORD, Role::Expert, alpha.id).await.unwrap();
-    s.insert_user("reviewer", PASSWORD, Role::Reviewer, alpha.id).await.unwrap();
-    s.insert_user("outsider", PASSWORD, Role::Expert, beta.id).await.unwrap();
+    s.insert_user("admin", PASSWORD, Role::Admin, alpha.id)
+        .await
+        .unwrap();
+    s.insert_user("expert", PASSWORD, Role::Expert, alpha.id)
+        .await
+        .unwrap();
+    s.insert_user("reviewer", PASSWORD, Role::Reviewer, alpha.id)
+        .await
+        .unwrap();
+    s.insert_user("outsider", PASSWORD, Role::Expert, beta.id)
+        .await
+        .unwrap();
     let mut expert = Client::new(app);
-    assert_eq!(expert.login("expert", PASSWORD).await.status, StatusCode::OK);
-    let alpha_project = expert.call("create_project", &[("team_id", &alpha.id.to_string()), ("name", "Alpha support bot")]).await;
-    assert_eq!(alpha_project.status, StatusCode::OK, "{}", alpha_project.body);
+    assert_eq!(
+        expert.login("expert", PASSWORD).await.status,
+        StatusCode::OK
+    );
+    let alpha_project = expert
+        .call(
+            "create_project",
+            &[
+                ("team_id", &alpha.id.to_string()),
+                ("name", "Alpha support bot"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        alpha_project.status,
+        StatusCode::OK,
+        "{}",
+        alpha_project.body
+    );
     let mut outsider = Client::new(app);
-    assert_eq!(outsider.login("outsider", PASSWORD).await.status, StatusCode::OK);
-    let beta_project = outsider.call("create_project", &[("team_id", &beta.id.to_string()), ("name", "Beta secret plans")]).await;
+    assert_eq!(
+        outsider.login("outsider", PASSWORD).await.status,
+        StatusCode::OK
+    );
+    let beta_project = outsider
+        .call(
+            "create_project",
+            &[
+                ("team_id", &beta.id.to_string()),
+                ("name", "Beta secret plans"),
+            ],
+        )
+        .await;
     assert_eq!(beta_project.status, StatusCode::OK, "{}", beta_project.body);
     World {
         alpha_project: alpha_project.json().as_i64().unwrap(),

@@ -15,11 +15,25 @@ async fn first_account_becomes_admin_and_setup_closes() {
         assert_eq!(info.json()["setup_needed"], true, "{}", app.db_name);
         assert_eq!(c.get("/login").await.location.as_deref(), Some("/setup"));
 
-        let short = c.call("setup", &[("username", "root"), ("password", "short"), ("team", "Ops")]).await;
+        let short = c
+            .call(
+                "setup",
+                &[("username", "root"), ("password", "short"), ("team", "Ops")],
+            )
+            .await;
         assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(short.json()["Invalid"]["field"], "password");
 
-        let ok = c.call("setup", &[("username", "Root"), ("password", PASSWORD), ("team", "Ops")]).await;
+        let ok = c
+            .call(
+                "setup",
+                &[
+                    ("username", "Root"),
+                    ("password", PASSWORD),
+                    ("team", "Ops"),
+                ],
+            )
+            .await;
         assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
         let info = c.call("session", &[]).await.json();
         assert_eq!(info["setup_needed"], false);
@@ -27,10 +41,22 @@ async fn first_account_becomes_admin_and_setup_closes() {
         assert_eq!(info["user"]["role"], "Admin");
 
         let mut other = Client::new(&app);
-        let again = other.call("setup", &[("username", "mallory"), ("password", PASSWORD), ("team", "Ops")]).await;
+        let again = other
+            .call(
+                "setup",
+                &[
+                    ("username", "mallory"),
+                    ("password", PASSWORD),
+                    ("team", "Ops"),
+                ],
+            )
+            .await;
         assert_eq!(again.status, StatusCode::CONFLICT);
         assert_eq!(app.services.user_count().await.unwrap(), 1);
-        assert_eq!(other.get("/setup").await.location.as_deref(), Some("/login"));
+        assert_eq!(
+            other.get("/setup").await.location.as_deref(),
+            Some("/login")
+        );
     })
     .await;
 }
@@ -45,15 +71,25 @@ async fn login_rotates_the_session_and_logout_ends_it() {
         let res = c.login("EXPERT", PASSWORD).await;
         assert_eq!(res.status, StatusCode::OK, "{}", res.body);
         let after = c.cookie.clone().expect("a session cookie after sign-in");
-        assert_ne!(before.as_ref(), Some(&after), "session id must change at sign-in");
+        assert_ne!(
+            before.as_ref(),
+            Some(&after),
+            "session id must change at sign-in"
+        );
         assert_eq!(c.get("/").await.status, StatusCode::OK);
 
         let stolen = after.clone();
         assert_eq!(c.call("logout", &[]).await.status, StatusCode::OK);
         assert!(c.cookie.is_none(), "logout must expire the cookie");
         // The old cookie is dead on the server too.
-        let mut replay = Client { app: &app, cookie: Some(stolen) };
-        assert_eq!(replay.call("dashboard", &[]).await.status, StatusCode::UNAUTHORIZED);
+        let mut replay = Client {
+            app: &app,
+            cookie: Some(stolen),
+        };
+        assert_eq!(
+            replay.call("dashboard", &[]).await.status,
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(replay.get("/").await.location.as_deref(), Some("/login"));
     })
     .await;
@@ -66,14 +102,26 @@ async fn session_cookie_is_http_only_and_lax() {
     let req = Request::post("/api/login")
         .header(header::HOST, "localhost")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(format!("username=expert&password={}", PASSWORD.replace(' ', "+"))))
+        .body(Body::from(format!(
+            "username=expert&password={}",
+            PASSWORD.replace(' ', "+")
+        )))
         .unwrap();
     let res = app.router.clone().oneshot(req).await.unwrap();
-    let cookie = res.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    let cookie = res
+        .headers()
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(cookie.starts_with("hone_session="), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
-    assert!(!cookie.contains("Secure"), "plain-HTTP deployments cannot use Secure cookies: {cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain-HTTP deployments cannot use Secure cookies: {cookie}"
+    );
 }
 
 #[tokio::test]
@@ -84,21 +132,35 @@ async fn failed_logins_say_nothing_about_accounts_and_are_throttled() {
         let wrong_password = c.login("expert", "not the password").await;
         let no_such_user = c.login("nobody-here", "not the password").await;
         assert_eq!(wrong_password.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(wrong_password.body, no_such_user.body, "the two failures must look the same");
+        assert_eq!(
+            wrong_password.body, no_such_user.body,
+            "the two failures must look the same"
+        );
 
         for _ in 0..4 {
             c.login("expert", "still wrong").await;
         }
         let locked = c.login("expert", PASSWORD).await;
-        assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "{}", locked.body);
+        assert_eq!(
+            locked.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            locked.body
+        );
         assert!(locked.body.contains("TooManyAttempts"), "{}", locked.body);
         // Another account from the same address is still fine (per-IP limit is higher).
-        assert_eq!(Client::new(&app).login("reviewer", PASSWORD).await.status, StatusCode::OK);
+        assert_eq!(
+            Client::new(&app).login("reviewer", PASSWORD).await.status,
+            StatusCode::OK
+        );
         // A non-existent account locks the same way, revealing nothing.
         for _ in 0..5 {
             c.login("ghost", "x").await;
         }
-        assert_eq!(c.login("ghost", "x").await.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            c.login("ghost", "x").await.status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
     })
     .await;
 }
@@ -109,7 +171,10 @@ async fn probes_answer() {
         let mut c = Client::new(&app);
         assert_eq!(c.get("/healthz").await.body, "ok");
         let ready = c.get("/readyz").await;
-        assert_eq!((ready.status, ready.body.as_str()), (StatusCode::OK, "ready"));
+        assert_eq!(
+            (ready.status, ready.body.as_str()),
+            (StatusCode::OK, "ready")
+        );
     })
     .await;
 }
@@ -118,8 +183,18 @@ async fn probes_answer() {
 async fn sqlite_uses_wal_and_foreign_keys() {
     let app = spawn_app("sqlite", 1024).await;
     let db = &app.services.db;
-    assert_eq!(hone_server::db::sqlite_pragma(db, "journal_mode").await.unwrap(), "wal");
-    assert_eq!(hone_server::db::sqlite_pragma(db, "foreign_keys").await.unwrap(), "1");
+    assert_eq!(
+        hone_server::db::sqlite_pragma(db, "journal_mode")
+            .await
+            .unwrap(),
+        "wal"
+    );
+    assert_eq!(
+        hone_server::db::sqlite_pragma(db, "foreign_keys")
+            .await
+            .unwrap(),
+        "1"
+    );
 }
 
 #[tokio::test]
@@ -134,7 +209,10 @@ async fn unknown_pages_are_real_404s() {
 async fn cross_origin_writes_are_refused() {
     let app = spawn_app("sqlite", 1024).await;
     world(&app).await;
-    for (fetch_site, origin) in [(Some("cross-site"), None), (None, Some("https://evil.example"))] {
+    for (fetch_site, origin) in [
+        (Some("cross-site"), None),
+        (None, Some("https://evil.example")),
+    ] {
         let mut req = Request::post("/api/login")
             .header(header::HOST, "localhost")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
@@ -144,8 +222,16 @@ async fn cross_origin_writes_are_refused() {
         if let Some(o) = origin {
             req = req.header(header::ORIGIN, o);
         }
-        let body = Body::from(format!("username=expert&password={}", PASSWORD.replace(' ', "+")));
-        let res = app.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let body = Body::from(format!(
+            "username=expert&password={}",
+            PASSWORD.replace(' ', "+")
+        ));
+        let res = app
+            .router
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
         assert!(res.headers().get(header::SET_COOKIE).is_none());
     }
@@ -161,13 +247,30 @@ async fn injection_attempts_are_inert() {
         assert_eq!(c.login("admin", PASSWORD).await.status, StatusCode::OK);
         let team = app.services.ensure_team("Alpha").await.unwrap();
         let name = "<script>alert('x')</script>'; DROP TABLE projects;--";
-        let res = c.call("create_project", &[("team_id", &team.id.to_string()), ("name", name)]).await;
+        let res = c
+            .call(
+                "create_project",
+                &[("team_id", &team.id.to_string()), ("name", name)],
+            )
+            .await;
         assert_eq!(res.status, StatusCode::OK, "{}", res.body);
         let page = c.get("/").await;
-        assert!(!page.body.contains("<script>alert"), "raw HTML must be escaped");
-        assert!(page.body.contains("&lt;script&gt;alert"), "the name is shown, escaped");
+        assert!(
+            !page.body.contains("<script>alert"),
+            "raw HTML must be escaped"
+        );
+        assert!(
+            page.body.contains("&lt;script&gt;alert"),
+            "the name is shown, escaped"
+        );
         // The table is still there.
-        assert_eq!(c.call("dashboard", &[]).await.json()["projects"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            c.call("dashboard", &[]).await.json()["projects"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
     })
     .await;
 }
@@ -178,8 +281,18 @@ async fn last_admin_cannot_be_demoted() {
         world(&app).await;
         let mut admin = Client::new(&app);
         admin.login("admin", PASSWORD).await;
-        let me = admin.call("session", &[]).await.json()["user"]["id"].as_i64().unwrap();
-        let res = admin.call("set_role", &[("user_id", &me.to_string()), ("role", Role::Expert.as_str())]).await;
+        let me = admin.call("session", &[]).await.json()["user"]["id"]
+            .as_i64()
+            .unwrap();
+        let res = admin
+            .call(
+                "set_role",
+                &[
+                    ("user_id", &me.to_string()),
+                    ("role", Role::Expert.as_str()),
+                ],
+            )
+            .await;
         assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
     })
     .await;
@@ -191,14 +304,45 @@ async fn admin_form_errors_name_the_field() {
         world(&app).await;
         let mut admin = Client::new(&app);
         admin.login("admin", PASSWORD).await;
-        let team = app.services.ensure_team("Alpha").await.unwrap().id.to_string();
-        let taken = admin.call("create_user", &[("username", "expert"), ("password", PASSWORD), ("role", "expert"), ("team_id", &team)]).await;
+        let team = app
+            .services
+            .ensure_team("Alpha")
+            .await
+            .unwrap()
+            .id
+            .to_string();
+        let taken = admin
+            .call(
+                "create_user",
+                &[
+                    ("username", "expert"),
+                    ("password", PASSWORD),
+                    ("role", "expert"),
+                    ("team_id", &team),
+                ],
+            )
+            .await;
         assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(taken.json()["Invalid"]["field"], "username");
-        let role = admin.call("create_user", &[("username", "newbie"), ("password", PASSWORD), ("role", "root"), ("team_id", &team)]).await;
+        let role = admin
+            .call(
+                "create_user",
+                &[
+                    ("username", "newbie"),
+                    ("password", PASSWORD),
+                    ("role", "root"),
+                    ("team_id", &team),
+                ],
+            )
+            .await;
         assert_eq!(role.json()["Invalid"]["field"], "role");
         let missing = admin.call("create_user", &[("username", "newbie")]).await;
-        assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", missing.body);
+        assert_eq!(
+            missing.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            missing.body
+        );
     })
     .await;
 }

@@ -2,6 +2,9 @@
 //! Every test runs once on SQLite and, when `HONE_TEST_POSTGRES` names a
 //! server (the test script starts one), once more on PostgreSQL.
 
+// Tests fail loudly: unwrapping is the point here.
+#![allow(clippy::unwrap_used)]
+
 mod authz;
 mod common;
 mod flows;
