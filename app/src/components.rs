@@ -2,6 +2,7 @@
 
 use crate::api::{self, AppError, Role};
 use leptos::prelude::*;
+use leptos_router::components::Redirect;
 
 /// The site header: who is signed in, where they can go, and sign-out.
 #[component]
@@ -90,6 +91,31 @@ pub fn ErrorPanel(error: AppError) -> impl IntoView {
             <p>{error.to_string()}</p>
             <p><a href="/">"Back to your projects"</a></p>
         </section>
+    }
+}
+
+/// A page's body once its data is in: `render(data)`, a redirect to sign-in
+/// for signed-out visitors, or the error in words. The previous content stays
+/// on screen while data reloads (a `Transition`).
+pub fn loaded<T, V, F>(data: Resource<Result<T, AppError>>, render: F) -> impl IntoView
+where
+    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    V: IntoView + 'static,
+    F: Fn(T) -> V + Clone + Send + Sync + 'static,
+{
+    view! {
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || {
+                let render = render.clone();
+                Suspend::new(async move {
+                    match data.await {
+                        Ok(d) => render(d).into_any(),
+                        Err(AppError::Unauthenticated) => view! { <Redirect path="/login"/> }.into_any(),
+                        Err(error) => view! { <ErrorPanel error=error/> }.into_any(),
+                    }
+                })
+            }}
+        </Transition>
     }
 }
 

@@ -22,7 +22,7 @@ use hone_app::api::{
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    QueryOrder, Select, Set, TransactionTrait,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -282,11 +282,9 @@ impl Services {
     ) -> Result<user::Model, AppError> {
         let username = auth::parse_username(username, "username")?;
         auth::check_new_password(password, "password")?;
-        let taken = user::Entity::find()
-            .filter(user::Column::Username.eq(username.as_str()))
-            .count(&self.db)
-            .await
-            .map_err(internal)?
+        let taken = self
+            .count(user::Entity::find().filter(user::Column::Username.eq(username.as_str())))
+            .await?
             > 0;
         if taken {
             return Err(AppError::invalid(
@@ -339,7 +337,16 @@ impl Services {
     }
 
     pub async fn user_count(&self) -> Result<u64, AppError> {
-        user::Entity::find().count(&self.db).await.map_err(internal)
+        self.count(user::Entity::find()).await
+    }
+
+    /// How many rows `query` matches.
+    async fn count<E>(&self, query: Select<E>) -> Result<u64, AppError>
+    where
+        E: EntityTrait,
+        E::Model: Sync,
+    {
+        query.count(&self.db).await.map_err(internal)
     }
 }
 
@@ -471,12 +478,13 @@ impl Backend for Services {
         if !self.teams_of(u.id).await?.iter().any(|t| t.id == team_id) {
             return Err(AppError::invalid("team_id", "Choose one of your teams."));
         }
-        let exists = project::Entity::find()
-            .filter(project::Column::TeamId.eq(team_id))
-            .filter(project::Column::Name.eq(name.as_str()))
-            .count(&self.db)
-            .await
-            .map_err(internal)?
+        let exists = self
+            .count(
+                project::Entity::find()
+                    .filter(project::Column::TeamId.eq(team_id))
+                    .filter(project::Column::Name.eq(name.as_str())),
+            )
+            .await?
             > 0;
         if exists {
             return Err(AppError::invalid(
@@ -591,11 +599,9 @@ impl Backend for Services {
     async fn create_team(&self, req: &RequestParts, name: String) -> Result<(), AppError> {
         self.require_admin(req).await?;
         let name = auth::parse_name(&name, "name", "team")?;
-        let exists = team::Entity::find()
-            .filter(team::Column::Name.eq(name.as_str()))
-            .count(&self.db)
-            .await
-            .map_err(internal)?
+        let exists = self
+            .count(team::Entity::find().filter(team::Column::Name.eq(name.as_str())))
+            .await?
             > 0;
         if exists {
             return Err(AppError::invalid(
@@ -629,11 +635,9 @@ impl Backend for Services {
             .map_err(internal)?
             .ok_or_else(|| AppError::NotFound("that user".into()))?;
         if role_of(&target) == Role::Admin && role != Role::Admin {
-            let admins = user::Entity::find()
-                .filter(user::Column::Role.eq(Role::Admin.as_str()))
-                .count(&self.db)
-                .await
-                .map_err(internal)?;
+            let admins = self
+                .count(user::Entity::find().filter(user::Column::Role.eq(Role::Admin.as_str())))
+                .await?;
             if admins <= 1 {
                 return Err(AppError::Conflict(
                     "Hone needs at least one administrator: make someone else admin first.".into(),

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod dataset_cli;
 pub mod db;
 pub mod entity;
 pub mod http;

@@ -6,8 +6,9 @@ use clap::{Parser, Subcommand};
 use hone_app::api::Role;
 use hone_server::backend::Services;
 use hone_server::config::Config;
-use hone_server::{db, router, sessions, storage::BlobStore};
+use hone_server::{dataset_cli, db, router, sessions, storage::BlobStore};
 use std::io::BufRead;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
@@ -31,6 +32,64 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Check and split training data files (no server or database needed).
+    Dataset {
+        #[command(subcommand)]
+        command: DatasetCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// Print every problem, with line numbers and fixes, and statistics.
+    /// Exits with status 1 when there are errors.
+    Check {
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        columns: ColumnArgs,
+    },
+    /// Write train.jsonl, validation.jsonl and test.jsonl (normalised chat
+    /// format); examples with errors are left out.
+    Split {
+        file: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Train, validation and test percentages.
+        #[arg(long, default_value = "80,10,10")]
+        ratios: hone_dataset::Ratios,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        columns: ColumnArgs,
+    },
+}
+
+/// CSV/TSV columns, when their names do not say which is which.
+#[derive(clap::Args)]
+struct ColumnArgs {
+    #[arg(long, requires = "response_column")]
+    prompt_column: Option<String>,
+    #[arg(long, requires = "prompt_column")]
+    response_column: Option<String>,
+    #[arg(long, requires = "prompt_column")]
+    category_column: Option<String>,
+}
+
+impl ColumnArgs {
+    fn options(self) -> hone_dataset::Options {
+        let opts = hone_dataset::Options::default();
+        match (self.prompt_column, self.response_column) {
+            (Some(prompt), Some(response)) => opts.with_columns(hone_dataset::Columns {
+                prompt,
+                response,
+                category: self.category_column,
+            }),
+            _ => opts,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -57,14 +116,20 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Dataset commands work on files alone: no configuration or database.
+    let command = match cli.command.unwrap_or(Command::Serve) {
+        Command::Dataset { command } => return dataset(command),
+        other => other,
+    };
     let config = Config::load()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let db = db::connect(config.database_url.as_deref(), &config.data_dir).await?;
     let blobs = BlobStore::local(&config.data_dir.join("files")).context("opening file storage")?;
     let services = Arc::new(Services { db, blobs, config });
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Serve => serve(services).await,
+        Command::Dataset { command } => dataset(command),
         Command::User {
             command:
                 UserCommand::Create {
@@ -89,6 +154,41 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             tracing::info!(user = %user.username, role = role.as_str(), team = %team.name, "user created");
+            Ok(())
+        }
+    }
+}
+
+/// `hone dataset …`: plain file work, no database.
+#[allow(clippy::print_stdout)]
+fn dataset(command: DatasetCommand) -> anyhow::Result<()> {
+    match command {
+        DatasetCommand::Check {
+            file,
+            json,
+            columns,
+        } => {
+            let report = dataset_cli::check_file(&file, &columns.options())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", dataset_cli::render(&file, &report));
+            }
+            if report.has_errors() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        DatasetCommand::Split {
+            file,
+            seed,
+            ratios,
+            out,
+            columns,
+        } => {
+            let [train, validation, test] =
+                dataset_cli::split_file(&file, &columns.options(), seed, ratios, &out)?;
+            println!("{train} train, {validation} validation, {test} test examples written to {} (seed {seed})", out.display());
             Ok(())
         }
     }

@@ -1,9 +1,8 @@
 //! Administration: people, their roles and teams.
 
-use crate::api::{self, AdminOverview, AppError, Role, Team, UserRow};
-use crate::components::{action_error, ErrorPanel, FieldError, FormError};
+use crate::api::{self, AdminOverview, Role, Team, UserRow};
+use crate::components::{action_error, loaded, FieldError, FormError};
 use leptos::prelude::*;
-use leptos_router::components::Redirect;
 
 #[derive(Clone, Copy)]
 struct Actions {
@@ -32,17 +31,7 @@ pub fn AdminPage() -> impl IntoView {
         },
         |_| api::load_admin(),
     );
-    view! {
-        <Transition fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(d) => view! { <AdminView d=d actions=actions/> }.into_any(),
-                    Err(AppError::Unauthenticated) => view! { <Redirect path="/login"/> }.into_any(),
-                    Err(error) => view! { <ErrorPanel error=error/> }.into_any(),
-                }
-            })}
-        </Transition>
-    }
+    loaded(data, move |d| view! { <AdminView d=d actions=actions/> })
 }
 
 #[component]

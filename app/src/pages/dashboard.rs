@@ -1,27 +1,16 @@
 //! The signed-in user's projects, their files, and a form for a new project.
 
 use super::project::FileTable;
-use crate::api::{self, AppError, Dashboard, Team};
-use crate::components::{action_error, ErrorPanel, FieldError, FormError};
+use crate::api::{self, Dashboard, Team};
+use crate::components::{action_error, loaded, FieldError, FormError};
 use crate::format;
 use leptos::prelude::*;
-use leptos_router::components::Redirect;
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {
     let create = ServerAction::<api::CreateProject>::new();
     let data = Resource::new(move || create.version().get(), |_| api::load_dashboard());
-    view! {
-        <Transition fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(d) => view! { <DashboardView d=d create=create/> }.into_any(),
-                    Err(AppError::Unauthenticated) => view! { <Redirect path="/login"/> }.into_any(),
-                    Err(error) => view! { <ErrorPanel error=error/> }.into_any(),
-                }
-            })}
-        </Transition>
-    }
+    loaded(data, move |d| view! { <DashboardView d=d create=create/> })
 }
 
 #[component]

@@ -2,10 +2,9 @@
 
 use super::dashboard::size_label;
 use crate::api::{self, AppError, FileSummary, ProjectPage as Data};
-use crate::components::ErrorPanel;
+use crate::components::loaded;
 use crate::format;
 use leptos::prelude::*;
-use leptos_router::components::Redirect;
 use leptos_router::hooks::use_params_map;
 
 #[component]
@@ -29,17 +28,7 @@ pub fn ProjectPage() -> impl IntoView {
             }
         },
     );
-    view! {
-        <Transition fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(d) => view! { <ProjectView d=d state=state/> }.into_any(),
-                    Err(AppError::Unauthenticated) => view! { <Redirect path="/login"/> }.into_any(),
-                    Err(error) => view! { <ErrorPanel error=error/> }.into_any(),
-                }
-            })}
-        </Transition>
-    }
+    loaded(data, move |d| view! { <ProjectView d=d state=state/> })
 }
 
 #[component]
