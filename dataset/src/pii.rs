@@ -38,6 +38,8 @@ pub struct Hit {
     pub end: usize,
 }
 
+// ASCII digits only: `\d` would also match other scripts' digits, which
+// neither the checksums nor byte slicing expect.
 struct Patterns {
     email: Regex,
     card: Regex,
@@ -53,12 +55,12 @@ fn patterns() -> &'static Patterns {
         let re = |p: &str| Regex::new(p).unwrap_or_else(|e| panic!("built-in pattern {p}: {e}"));
         Patterns {
             email: re(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
-            card: re(r"\b\d(?:[ -]?\d){12,18}\b"),
-            iban: re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
-            ssn: re(r"\b\d{3}-\d{2}-\d{4}\b"),
-            ip: re(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
+            card: re(r"\b[0-9](?:[ -]?[0-9]){12,18}\b"),
+            iban: re(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"),
+            ssn: re(r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"),
+            ip: re(r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"),
             phone: re(
-                r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}[ .-]\d{3,4}[ .-]?\d{3,4}\b",
+                r"(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{2,4}\)[ .-]?)?[0-9]{2,4}[ .-][0-9]{3,4}[ .-]?[0-9]{3,4}\b",
             ),
         }
     })
@@ -247,5 +249,14 @@ mod tests {
     fn masks_all_but_the_tail() {
         expect!["write to •••••••••••••rg today"]
             .assert_eq(&masked("write to ada@example.org today"));
+    }
+}
+
+#[cfg(test)]
+mod unicode_tests {
+    /// Digits of other scripts are not ASCII digits: no match, no panic.
+    #[test]
+    fn non_ascii_digits_are_ignored_safely() {
+        assert!(super::scan("رقم ١٢٣-٤٥-٦٧٨٩ و ٤١١١ ١١١١ ١١١١ ١١١١").is_empty());
     }
 }
