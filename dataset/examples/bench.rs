@@ -8,8 +8,13 @@ use std::time::Instant;
 
 /// A deterministic, varied chat dataset of about `target` bytes.
 fn generate(target: usize) -> Vec<u8> {
-    let topics = ["billing", "login", "shipping", "returns", "warranty", "account"];
-    let words = ["please", "order", "refund", "password", "delivery", "invoice", "device", "support", "week", "email", "change", "address", "number", "help", "today"];
+    let topics = [
+        "billing", "login", "shipping", "returns", "warranty", "account",
+    ];
+    let words = [
+        "please", "order", "refund", "password", "delivery", "invoice", "device", "support",
+        "week", "email", "change", "address", "number", "help", "today",
+    ];
     let mut out = Vec::with_capacity(target + 1024);
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {
@@ -20,7 +25,12 @@ fn generate(target: usize) -> Vec<u8> {
     };
     let mut i = 0u64;
     while out.len() < target {
-        let mut sentence = |n: usize| (0..n).map(|_| words[(next() % words.len() as u64) as usize]).collect::<Vec<_>>().join(" ");
+        let mut sentence = |n: usize| {
+            (0..n)
+                .map(|_| words[(next() % words.len() as u64) as usize])
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let q = sentence(12 + (i % 20) as usize);
         let a = sentence(30 + (i % 60) as usize);
         let line = format!(
@@ -35,7 +45,10 @@ fn generate(target: usize) -> Vec<u8> {
 
 #[allow(clippy::print_stdout)]
 fn main() {
-    let mb: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
+    let mb: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100);
     let data = generate(mb * 1_000_000);
     for run in 1..=3 {
         let start = Instant::now();

@@ -74,5 +74,8 @@ fn split_files_are_byte_identical_across_runs_and_chunkings() {
     assert_eq!(a, run(3));
     let lines: usize = a.iter().map(|s| s.lines().count()).sum();
     assert_eq!(lines, 40, "every valid example lands in exactly one split");
-    assert_eq!(a.iter().map(|s| s.lines().count()).collect::<Vec<_>>(), vec![32, 4, 4]);
+    assert_eq!(
+        a.iter().map(|s| s.lines().count()).collect::<Vec<_>>(),
+        vec![32, 4, 4]
+    );
 }

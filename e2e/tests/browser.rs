@@ -335,6 +335,74 @@ async fn walking_skeleton_in_a_real_browser() {
         .await
         .contains("Uploaded examples.jsonl"));
 
+    // The dataset check runs in the browser (WASM) on a file with known problems.
+    let ok = |q: &str| {
+        format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"{q}\"}},{{\"role\":\"assistant\",\"content\":\"Sure.\"}}]}}\n")
+    };
+    let fixture = [
+        ok("How do I reset my password?"),
+        ok("Where is my invoice?"),
+        "{\"messages\": [ not json\n".to_string(),
+        "\n".to_string(),
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello?\"}]}\n".to_string(),
+        ok("How do I reset my password?"),
+        ok("Email me at ada@example.org"),
+    ]
+    .concat();
+    let checked = tmp.path().join("problems.jsonl");
+    std::fs::write(&checked, fixture).unwrap();
+    p.wait(Locator::Css("#check-file"))
+        .await
+        .send_keys(&checked.display().to_string())
+        .await
+        .unwrap();
+    p.wait(Locator::Css("#check-report")).await;
+    assert_eq!(p.text_of("#card-examples").await, "4");
+    assert_eq!(p.text_of("#card-rejected").await, "2");
+    let mut per_code = Vec::new();
+    for code in [
+        "invalid_json",
+        "blank_line",
+        "no_assistant",
+        "duplicate",
+        "personal_data",
+        "too_few_examples",
+    ] {
+        let rows =
+            p.c.find_all(Locator::Css(&format!("#findings tr[data-code='{code}']")))
+                .await
+                .unwrap();
+        per_code.push((code, rows.len()));
+    }
+    assert_eq!(
+        per_code,
+        [
+            ("invalid_json", 1),
+            ("blank_line", 1),
+            ("no_assistant", 1),
+            ("duplicate", 1),
+            ("personal_data", 1),
+            ("too_few_examples", 1)
+        ]
+    );
+    let excerpt = p
+        .text_of("#findings tr[data-code='personal_data'] .excerpt")
+        .await;
+    assert!(
+        !excerpt.contains("ada@example.org") && excerpt.contains("•"),
+        "personal data must be masked: {excerpt}"
+    );
+    // Filtering by kind is client-side.
+    p.wait(Locator::Css("#filter-code"))
+        .await
+        .select_by_value("duplicate")
+        .await
+        .unwrap();
+    p.wait(Locator::XPath(
+        "//table[@id='findings']/tbody[count(tr)=1]/tr[@data-code='duplicate']",
+    ))
+    .await;
+
     // Refusals: the admin page and team B's project.
     p.open("/admin").await;
     assert_eq!(p.text_of("h1").await, "Access denied");

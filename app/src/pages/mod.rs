@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod check;
 mod dashboard;
 mod project;
 

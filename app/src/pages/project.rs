@@ -39,6 +39,7 @@ fn ProjectView(d: Data, state: UploadState) -> impl IntoView {
     view! {
         <p class="crumbs"><a href="/">"Projects"</a> " / " {d.project.team.name.clone()}</p>
         <h1 id="project-name">{d.project.name.clone()}</h1>
+        <super::check::DatasetCheck/>
         {can_write.then(|| view! { <UploadForm project_id=project_id max=max state=state/> })}
         <section class="panel">
             <h2>"Files"</h2>
@@ -164,4 +165,5 @@ fn UploadForm(project_id: i64, max: u64, state: UploadState) -> impl IntoView {
             </form>
         </section>
     }
+    .into_any()
 }

@@ -1,0 +1,210 @@
+//! "Check training data": the browser reads the chosen file in slices
+//! (`File.slice`, never whole) and runs `hone-dataset`'s checks on it —
+//! the same code the server and the command line run. Nothing is uploaded.
+
+use hone_dataset::check::Verdict;
+use hone_dataset::{Report, Severity};
+use leptos::prelude::*;
+
+/// Bytes read per slice: big enough to amortise the await, small enough to
+/// keep the page responsive and memory flat.
+#[cfg(feature = "hydrate")]
+const SLICE: f64 = 4.0 * 1024.0 * 1024.0;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Progress {
+    done: f64,
+    total: f64,
+    mb_per_s: f64,
+}
+
+#[component]
+pub fn DatasetCheck() -> impl IntoView {
+    let progress = RwSignal::new(None::<Progress>);
+    let report = RwSignal::new(None::<(String, Report)>);
+    let start = move |file: Option<web_sys::File>| {
+        #[cfg(feature = "hydrate")]
+        if let Some(file) = file {
+            report.set(None);
+            leptos::task::spawn_local(run(file, progress, report));
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (file, progress, report);
+    };
+    let on_change = move |ev: leptos::ev::Event| {
+        let file = event_target::<web_sys::HtmlInputElement>(&ev)
+            .files()
+            .and_then(|f| f.get(0));
+        start(file);
+    };
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        ev.prevent_default();
+        start(
+            ev.data_transfer()
+                .and_then(|d| d.files())
+                .and_then(|f| f.get(0)),
+        );
+    };
+    view! {
+        <section
+            class="panel drop-zone"
+            id="dataset-check"
+            on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
+            on:drop=on_drop
+        >
+            <h2>"Check training data"</h2>
+            <p class="hint">
+                "Drop a file here or choose one. It is checked in your browser; nothing is uploaded. "
+                "Accepted: JSON Lines (OpenAI chat, Alpaca or ShareGPT), a JSON array, CSV or TSV with a header row."
+            </p>
+            <label for="check-file">"Training data file"</label>
+            <input id="check-file" type="file" accept=".jsonl,.json,.csv,.tsv,.txt" on:change=on_change/>
+            {move || progress.get().map(|p| view! {
+                <div class="progress">
+                    <progress id="check-progress" max="100" value=(100.0 * p.done / p.total.max(1.0)).to_string()></progress>
+                    <span>{format!("{} of {} · {:.1} MB/s", crate::format::bytes(p.done as i64), crate::format::bytes(p.total as i64), p.mb_per_s)}</span>
+                </div>
+            })}
+            {move || report.get().map(|(name, r)| view! { <ReportView name=name r=r/> })}
+        </section>
+    }
+    // Erased: keeps the page's view type shallow enough for the compiler.
+    .into_any()
+}
+
+#[cfg(feature = "hydrate")]
+async fn run(
+    file: web_sys::File,
+    progress: RwSignal<Option<Progress>>,
+    report: RwSignal<Option<(String, Report)>>,
+) {
+    use wasm_bindgen_futures::JsFuture;
+    let total = file.size();
+    let began = js_sys::Date::now();
+    let mut checker = hone_dataset::Checker::new(hone_dataset::Options::default(), None);
+    let mut at = 0.0;
+    while at < total {
+        let end = (at + SLICE).min(total);
+        let Ok(blob) = file.slice_with_f64_and_f64(at, end) else {
+            break;
+        };
+        let Ok(buffer) = JsFuture::from(blob.array_buffer()).await else {
+            break;
+        };
+        checker.feed(&js_sys::Uint8Array::new(&buffer).to_vec());
+        at = end;
+        let secs = ((js_sys::Date::now() - began) / 1000.0).max(1e-3);
+        progress.set(Some(Progress {
+            done: at,
+            total,
+            mb_per_s: at / 1e6 / secs,
+        }));
+    }
+    progress.set(None);
+    report.set(Some((file.name(), checker.finish())));
+}
+
+#[component]
+fn ReportView(name: String, r: Report) -> impl IntoView {
+    let severity = RwSignal::new(String::from("all"));
+    let code = RwSignal::new(String::from("all"));
+    let codes: Vec<&'static str> = r.counts.keys().map(|c| c.as_str()).collect();
+    let findings = StoredValue::new(r.findings.clone());
+    let rows = move || {
+        let (sev, code) = (severity.get(), code.get());
+        findings.with_value(|all| {
+            all.iter()
+                .filter(|f| sev == "all" || (sev == "error") == (f.severity == Severity::Error))
+                .filter(|f| code == "all" || f.code.as_str() == code)
+                .take(200)
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    };
+    let advice_class = match r.advice.verdict {
+        Verdict::GoodToTrain => "advice ok",
+        Verdict::MayBeWeak => "advice warn",
+        Verdict::TryPromptingFirst => "advice stop",
+    };
+    let format = r.format.map_or("unknown", |f| f.label());
+    let unit = match r.stats.unit {
+        Some(hone_dataset::check::Unit::Tokens) => "tokens",
+        _ => "characters",
+    };
+    view! {
+        <div class="report" id="check-report">
+            <h3>{name}</h3>
+            <ul class="cards">
+                <li><span class="n" id="card-examples">{r.examples}</span>" usable examples"</li>
+                <li><span class="n" id="card-rejected">{r.rejected}</span>" rejected"</li>
+                <li><span class="n" id="card-errors">{r.errors}</span>" errors"</li>
+                <li><span class="n" id="card-warnings">{r.warnings}</span>" warnings"</li>
+                <li><span class="n">{format}</span>" format"</li>
+            </ul>
+            <p class=advice_class id="advice">{r.advice.message.clone()}</p>
+            <Histogram bins=r.stats.length.histogram.clone() unit=unit/>
+            {(!r.stats.categories.is_empty()).then(|| view! {
+                <p class="meta">"Categories: "
+                    {r.stats.categories.iter().map(|(c, n)| format!("{c} ({n})")).collect::<Vec<_>>().join(", ")}
+                </p>
+            })}
+            <h4>"Findings"</h4>
+            <div class="filters">
+                <label for="filter-severity">"Show"</label>
+                <select id="filter-severity" on:change=move |ev| severity.set(event_target_value(&ev))>
+                    <option value="all">"errors and warnings"</option>
+                    <option value="error">"errors only"</option>
+                    <option value="warning">"warnings only"</option>
+                </select>
+                <label for="filter-code">"Kind"</label>
+                <select id="filter-code" on:change=move |ev| code.set(event_target_value(&ev))>
+                    <option value="all">"all kinds"</option>
+                    {codes.into_iter().map(|c| view! { <option value=c>{c}</option> }).collect_view()}
+                </select>
+            </div>
+            <table class="findings" id="findings">
+                <thead>
+                    <tr><th scope="col">"Line"</th><th scope="col">"Problem"</th><th scope="col">"How to fix it"</th></tr>
+                </thead>
+                <tbody>
+                    {move || rows().into_iter().map(|f| view! {
+                        <tr class=format!("finding {}", f.code.as_str()) data-code=f.code.as_str()>
+                            <td>{f.line.map(|l| l.to_string()).unwrap_or_default()}</td>
+                            <td>
+                                <strong>{if f.severity == Severity::Error { "Error: " } else { "Warning: " }}</strong>
+                                {f.message.clone()}
+                                {f.excerpt.clone().map(|e| view! { <code class="excerpt">{e}</code> })}
+                            </td>
+                            <td>{f.fix.clone()}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+}
+
+/// Example lengths as an SVG bar chart.
+#[component]
+fn Histogram(bins: Vec<hone_dataset::stats::Bin>, unit: &'static str) -> impl IntoView {
+    let max = bins.iter().map(|b| b.count).max().unwrap_or(0).max(1) as f64;
+    let n = bins.len().max(1) as f64;
+    let width = 100.0 / n;
+    let title = format!("Length of each example in {unit}");
+    view! {
+        <figure class="histogram">
+            <svg viewBox="0 0 100 40" preserveAspectRatio="none" role="img" aria-label=title.clone()>
+                {bins.iter().enumerate().map(|(i, b)| {
+                    let h = 38.0 * b.count as f64 / max;
+                    view! {
+                        <rect x=format!("{:.2}", i as f64 * width + 0.2) y=format!("{:.2}", 40.0 - h)
+                            width=format!("{:.2}", (width - 0.4).max(0.1)) height=format!("{h:.2}")>
+                            <title>{format!("{}–{} {unit}: {} examples", b.from, b.to, b.count)}</title>
+                        </rect>
+                    }
+                }).collect_view()}
+            </svg>
+            <figcaption>{title}</figcaption>
+        </figure>
+    }
+}
