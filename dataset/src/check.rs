@@ -202,14 +202,20 @@ impl<'m> Checker<'m> {
                 Parsed::Record {
                     line,
                     normalised,
-                    excerpt,
+                    head,
                 } => {
+                    // Excerpts are made only where a finding shows one.
+                    let mut excerpt = None;
                     for mut f in normalised.findings {
-                        f.excerpt = Some(excerpt.clone());
+                        f.excerpt = Some(
+                            excerpt
+                                .get_or_insert_with(|| crate::parse::excerpt(&head))
+                                .clone(),
+                        );
                         self.note(f);
                     }
                     match normalised.example {
-                        Some(ex) => self.keep(line, &ex, &excerpt),
+                        Some(ex) => self.keep(line, &ex, &head),
                         None => self.rejected += 1,
                     }
                 }
@@ -217,7 +223,7 @@ impl<'m> Checker<'m> {
         }
     }
 
-    fn keep(&mut self, line: u64, ex: &Example, excerpt: &str) {
+    fn keep(&mut self, line: u64, ex: &Example, head: &[u8]) {
         let text = ex.text();
         let hits = pii::scan(&text);
         if !hits.is_empty() {
@@ -233,7 +239,7 @@ impl<'m> Checker<'m> {
                 k.iter().map(|k| k.label()).collect()
             };
             let mut f = Finding::new(Code::PersonalData, format!("Line {line} seems to contain {}.", labels.join(", ")), "Remove or replace personal data (e.g. with [EMAIL]) unless the model must learn it.").at(line);
-            f.excerpt = Some(excerpt.to_owned());
+            f.excerpt = Some(crate::parse::excerpt(head));
             self.note(f);
         }
         let (tokens, assistant) = match self.measure {
@@ -252,7 +258,7 @@ impl<'m> Checker<'m> {
         if let (Some(max), Some(_)) = (self.opts.max_tokens, self.measure) {
             if tokens > max {
                 let mut f = Finding::new(Code::TooLong, format!("The example on line {line} has {tokens} tokens; the model reads at most {max}."), "Shorten it or split it into several examples; otherwise training cuts it off.").at(line);
-                f.excerpt = Some(excerpt.to_owned());
+                f.excerpt = Some(crate::parse::excerpt(head));
                 self.note(f);
                 self.rejected += 1;
                 return;

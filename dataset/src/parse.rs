@@ -72,15 +72,22 @@ pub enum Parsed {
     Record {
         line: u64,
         normalised: Normalised,
-        /// The start of the raw record, personal data masked.
-        excerpt: String,
+        /// The first bytes of the raw record, for an excerpt if a finding
+        /// needs one ([`excerpt`] masks personal data).
+        head: Vec<u8>,
     },
     Finding(Finding),
 }
 
 const EXCERPT_CHARS: usize = 160;
 
-fn excerpt(bytes: &[u8]) -> String {
+/// The first bytes of a record: enough for an excerpt, cheap to copy.
+fn head(bytes: &[u8]) -> Vec<u8> {
+    bytes[..bytes.len().min(EXCERPT_CHARS * 4)].to_vec()
+}
+
+/// The start of a record as shown to people, personal data masked.
+pub fn excerpt(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_CHARS * 4)]);
     let short: String = text.chars().take(EXCERPT_CHARS).collect();
     pii::masked(short.trim_end())
@@ -438,7 +445,7 @@ impl Parser {
                     example: None,
                     findings: vec![finding],
                 },
-                excerpt: excerpt(bytes),
+                head: head(bytes),
             });
             return;
         }
@@ -458,7 +465,7 @@ impl Parser {
                         example: None,
                         findings: vec![finding],
                     },
-                    excerpt: excerpt(bytes),
+                    head: head(bytes),
                 });
                 return;
             }
@@ -503,7 +510,7 @@ impl Parser {
         out.push(Parsed::Record {
             line,
             normalised,
-            excerpt: excerpt(bytes),
+            head: head(bytes),
         });
     }
 
@@ -566,7 +573,7 @@ impl Parser {
                             example: None,
                             findings: vec![finding],
                         },
-                        excerpt: excerpt(record),
+                        head: head(record),
                     });
                     return;
                 }
@@ -585,7 +592,7 @@ impl Parser {
             out.push(Parsed::Record {
                 line,
                 normalised: rejected(),
-                excerpt: excerpt(record),
+                head: head(record),
             });
             return;
         }
@@ -647,7 +654,7 @@ impl Parser {
             out.push(Parsed::Record {
                 line,
                 normalised: rejected(),
-                excerpt: excerpt(record),
+                head: head(record),
             });
             return;
         }
@@ -656,7 +663,7 @@ impl Parser {
         out.push(Parsed::Record {
             line,
             normalised,
-            excerpt: excerpt(record),
+            head: head(record),
         });
     }
 
@@ -791,7 +798,7 @@ impl Parser {
                 example: None,
                 findings: vec![finding],
             },
-            excerpt: String::new(),
+            head: Vec::new(),
         });
     }
 

@@ -30,20 +30,10 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The exact-duplicate key: whitespace runs collapsed to one space, trimmed.
+/// The exact-duplicate key: the same for texts that differ only in
+/// whitespace (runs collapsed, ends trimmed).
 pub fn exact_key(text: &str) -> u64 {
-    let mut h = FNV_OFFSET;
-    let mut pending_space = false;
-    for word in text.split_whitespace() {
-        if pending_space {
-            h = (h ^ u64::from(b' ')).wrapping_mul(FNV_PRIME);
-        }
-        for b in word.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
-        }
-        pending_space = true;
-    }
-    h
+    keys(text).0
 }
 
 /// SplitMix64: a well-mixed 64-bit hash of a 64-bit value (also the split's PRNG).
@@ -54,29 +44,156 @@ pub fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// Odd multipliers and offsets of the 16 hash functions `a·x + b`
+/// (fixed, so signatures are the same everywhere).
+const PERMUTATIONS: [(u64, u64); HASHES] = {
+    let mut p = [(0u64, 0u64); HASHES];
+    let mut state = 0x853c_49e6_748f_ea9bu64;
+    let mut k = 0;
+    while k < HASHES {
+        // SplitMix64 steps, as in `mix`, in a const context.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let a = (z ^ (z >> 31)) | 1;
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        p[k] = (a, z ^ (z >> 31));
+        k += 1;
+    }
+    p
+};
+
 /// The MinHash signature of `text`, or `None` when it is too short to compare.
 pub fn signature(text: &str) -> Option<Signature> {
-    let words: Vec<String> = text
-        .split_whitespace()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric())
-                .flat_map(char::to_lowercase)
-                .collect::<String>()
-        })
-        .filter(|w| !w.is_empty())
-        .collect();
-    if words.len() < MIN_WORDS_FOR_NEAR {
-        return None;
-    }
-    let mut sig = [u64::MAX; HASHES];
-    for shingle in words.windows(3) {
-        let h = fnv1a(shingle.join(" ").as_bytes());
-        for (k, min) in sig.iter_mut().enumerate() {
-            *min = (*min).min(mix(h ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+    keys(text).1
+}
+
+/// A word hash fed a byte at a time, mixed eight bytes at a time.
+#[derive(Clone, Copy)]
+struct WordHash {
+    h: u64,
+    buf: u64,
+    n: u32,
+    len: u64,
+}
+
+impl WordHash {
+    const NEW: WordHash = WordHash {
+        h: FNV_OFFSET,
+        buf: 0,
+        n: 0,
+        len: 0,
+    };
+
+    #[inline]
+    fn push(&mut self, b: u8) {
+        self.buf |= u64::from(b) << (8 * self.n);
+        self.n += 1;
+        self.len += 1;
+        if self.n == 8 {
+            self.h = (self.h ^ self.buf)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .rotate_left(29);
+            self.buf = 0;
+            self.n = 0;
         }
     }
-    Some(sig.map(|v| v as u16))
+
+    fn finish(self) -> u64 {
+        mix(self.h ^ self.buf ^ self.len.rotate_left(56))
+    }
+}
+
+/// Running state of [`keys`].
+struct KeyState {
+    exact: u64,
+    sig: [u64; HASHES],
+    window: [u64; 3],
+    words: usize,
+}
+
+impl KeyState {
+    #[inline]
+    fn end_word(&mut self, raw: &mut WordHash, norm: &mut WordHash) {
+        if raw.len == 0 {
+            return;
+        }
+        self.exact = (self.exact.rotate_left(23) ^ raw.finish()).wrapping_mul(FNV_PRIME);
+        *raw = WordHash::NEW;
+        if norm.len == 0 {
+            return;
+        }
+        self.window = [self.window[1], self.window[2], norm.finish()];
+        *norm = WordHash::NEW;
+        self.words += 1;
+        if self.words >= 3 {
+            let shingle = mix(self.window[0]
+                ^ self.window[1].rotate_left(21)
+                ^ self.window[2].rotate_left(42));
+            for (min, (a, b)) in self.sig.iter_mut().zip(PERMUTATIONS.iter()) {
+                *min = (*min).min(shingle.wrapping_mul(*a).wrapping_add(*b));
+            }
+        }
+    }
+}
+
+/// Both keys in one pass over the text: the exact key (words as written,
+/// whitespace-insensitive) and the MinHash signature (words lower-cased,
+/// letters and digits only, in 3-word shingles).
+pub fn keys(text: &str) -> (u64, Option<Signature>) {
+    let mut st = KeyState {
+        exact: FNV_OFFSET,
+        sig: [u64::MAX; HASHES],
+        window: [0; 3],
+        words: 0,
+    };
+    let mut raw = WordHash::NEW;
+    let mut norm = WordHash::NEW;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            i += 1;
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+                st.end_word(&mut raw, &mut norm);
+            } else {
+                raw.push(b);
+                if b.is_ascii_alphanumeric() {
+                    norm.push(b.to_ascii_lowercase());
+                }
+            }
+            continue;
+        }
+        let c = text[i..]
+            .chars()
+            .next()
+            .unwrap_or(char::REPLACEMENT_CHARACTER);
+        let width = c.len_utf8();
+        if c.is_whitespace() {
+            st.end_word(&mut raw, &mut norm);
+        } else {
+            for &x in &bytes[i..i + width] {
+                raw.push(x);
+            }
+            if c.is_alphanumeric() {
+                let mut buf = [0u8; 4];
+                for l in c.to_lowercase() {
+                    for &x in l.encode_utf8(&mut buf).as_bytes() {
+                        norm.push(x);
+                    }
+                }
+            }
+        }
+        i += width;
+    }
+    st.end_word(&mut raw, &mut norm);
+    let near = (st.words >= MIN_WORDS_FOR_NEAR).then(|| st.sig.map(|v| (v >> 48) as u16));
+    (st.exact, near)
 }
 
 fn matches(a: &Signature, b: &Signature) -> usize {

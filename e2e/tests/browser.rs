@@ -11,6 +11,7 @@
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -19,6 +20,12 @@ struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // chromedriver runs in its own process group with the browsers it
+        // starts: end the whole group, so a failed test leaves no Chromium.
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", self.0.id()))
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -50,6 +57,7 @@ fn start_server(data: &std::path::Path) -> (Proc, String) {
         "WASM bundle missing under {site}/pkg: run scripts/build-site"
     );
     let mut child = Command::new(hone_binary())
+        .process_group(0)
         .env("HONE_BIND", "127.0.0.1:0")
         .env("HONE_DATA_DIR", data)
         .env("HONE_SITE_ROOT", &site)
@@ -81,6 +89,7 @@ fn free_port() -> u16 {
 fn start_chromedriver() -> (Proc, u16) {
     let port = free_port();
     let mut child = Command::new("chromedriver")
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
