@@ -94,6 +94,25 @@ pub fn ErrorPanel(error: AppError) -> impl IntoView {
     }
 }
 
+/// A form that empties itself after its action succeeds, ready for the next
+/// entry. Pass the returned `NodeRef` to the `ActionForm`.
+pub fn reset_on_success<S>(action: ServerAction<S>) -> NodeRef<leptos::html::Form>
+where
+    S: leptos::server_fn::ServerFn + Clone + Send + Sync + 'static,
+    S::Output: Send + Sync + 'static,
+    S::Error: Send + Sync + 'static,
+{
+    let form = NodeRef::<leptos::html::Form>::new();
+    Effect::new(move |_| {
+        if action.value().with(|v| matches!(v, Some(Ok(_)))) {
+            if let Some(f) = form.get_untracked() {
+                f.reset();
+            }
+        }
+    });
+    form
+}
+
 /// A page's body once its data is in: `render(data)`, a redirect to sign-in
 /// for signed-out visitors, or the error in words. The previous content stays
 /// on screen while data reloads (a `Transition`).

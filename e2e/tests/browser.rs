@@ -23,8 +23,7 @@ impl Drop for Proc {
         // chromedriver runs in its own process group with the browsers it
         // starts: end the whole group, so a failed test leaves no Chromium.
         let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.0.id()))
+            .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
             .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -182,6 +181,15 @@ impl Page {
         self.c.current_url().await.unwrap().path().to_owned()
     }
 
+    /// Saves a PNG of the page when `HONE_E2E_SCREENSHOTS` names a folder
+    /// (for people reviewing the pages; the test asserts nothing on it).
+    async fn snapshot(&self, name: &str) {
+        if let Ok(dir) = std::env::var("HONE_E2E_SCREENSHOTS") {
+            let png = self.c.screenshot().await.unwrap();
+            std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png).unwrap();
+        }
+    }
+
     async fn text_of(&self, css: &str) -> String {
         self.wait(Locator::Css(css)).await.text().await.unwrap()
     }
@@ -263,6 +271,15 @@ async fn walking_skeleton_in_a_real_browser() {
         "//tr[@id='user-erin']//li[contains(., 'Team A')]",
     ))
     .await;
+    p.snapshot("admin").await;
+    // The form empties itself for the next person.
+    let left = p
+        .wait(Locator::Css("#new-username"))
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(left.as_deref(), Some(""));
 
     // A project in team B that the expert must not see.
     p.open("/").await;
@@ -411,6 +428,12 @@ async fn walking_skeleton_in_a_real_browser() {
         "//table[@id='findings']/tbody[count(tr)=1]/tr[@data-code='duplicate']",
     ))
     .await;
+    p.wait(Locator::Css("#filter-code"))
+        .await
+        .select_by_value("all")
+        .await
+        .unwrap();
+    p.snapshot("project").await;
 
     // Refusals: the admin page and team B's project.
     p.open("/admin").await;

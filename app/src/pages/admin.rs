@@ -1,7 +1,7 @@
 //! Administration: people, their roles and teams.
 
 use crate::api::{self, AdminOverview, Role, Team, UserRow};
-use crate::components::{action_error, loaded, FieldError, FormError};
+use crate::components::{action_error, loaded, reset_on_success, FieldError, FormError};
 use leptos::prelude::*;
 
 #[derive(Clone, Copy)]
@@ -135,10 +135,11 @@ fn UserRowView(u: UserRow, teams: Vec<Team>, actions: Actions) -> impl IntoView 
 #[component]
 fn NewUserForm(teams: Vec<Team>, actions: Actions) -> impl IntoView {
     let error = action_error(actions.create_user.value());
+    let form = reset_on_success(actions.create_user);
     view! {
         <section class="panel">
             <h2>"Add a person"</h2>
-            <ActionForm action=actions.create_user attr:id="new-user">
+            <ActionForm action=actions.create_user node_ref=form attr:id="new-user">
                 <label for="new-username">"Username"</label>
                 <input id="new-username" name="username" autocomplete="off" required/>
                 <FieldError error=error field="username"/>
@@ -169,10 +170,11 @@ fn NewUserForm(teams: Vec<Team>, actions: Actions) -> impl IntoView {
 #[component]
 fn NewTeamForm(actions: Actions) -> impl IntoView {
     let error = action_error(actions.create_team.value());
+    let form = reset_on_success(actions.create_team);
     view! {
         <section class="panel">
             <h2>"New team"</h2>
-            <ActionForm action=actions.create_team attr:id="new-team-form">
+            <ActionForm action=actions.create_team node_ref=form attr:id="new-team-form">
                 <label for="team-name">"Team name"</label>
                 <input id="team-name" name="name" required maxlength="100"/>
                 <FieldError error=error field="name"/>

@@ -2,7 +2,7 @@
 
 use super::project::FileTable;
 use crate::api::{self, Dashboard, Team};
-use crate::components::{action_error, loaded, FieldError, FormError};
+use crate::components::{action_error, loaded, reset_on_success, FieldError, FormError};
 use crate::format;
 use leptos::prelude::*;
 
@@ -47,10 +47,11 @@ fn DashboardView(d: Dashboard, create: ServerAction<api::CreateProject>) -> impl
 #[component]
 fn NewProjectForm(teams: Vec<Team>, create: ServerAction<api::CreateProject>) -> impl IntoView {
     let error = action_error(create.value());
+    let form = reset_on_success(create);
     view! {
         <section class="panel">
             <h2>"New project"</h2>
-            <ActionForm action=create attr:id="new-project">
+            <ActionForm action=create node_ref=form attr:id="new-project">
                 <label for="project-name">"Project name"</label>
                 <input id="project-name" name="name" required maxlength="100"/>
                 <FieldError error=error field="name"/>
