@@ -95,10 +95,32 @@ pub struct Dashboard {
     pub projects: Vec<ProjectSummary>,
 }
 
+/// One immutable dataset version: a source file checked and split by the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    pub id: i64,
+    pub name: String,
+    pub source_name: String,
+    pub format: String,
+    pub examples: i64,
+    pub rejected: i64,
+    /// The person chose to leave the rejected examples out.
+    pub dropped_rejected: bool,
+    pub warnings: i64,
+    pub seed: String,
+    pub ratios: String,
+    /// Examples in train, validation, test.
+    pub counts: [i64; 3],
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectPage {
     pub user: CurrentUser,
     pub project: ProjectSummary,
+    pub datasets: Vec<DatasetSummary>,
     /// The largest upload the server accepts, in bytes.
     pub max_upload_bytes: u64,
 }

@@ -22,7 +22,7 @@ pub const IMBALANCE_SHARE: f64 = 0.10;
 pub const MAX_FINDINGS_PER_CODE: usize = 1000;
 
 /// Token lengths from the base model's tokenizer and chat template.
-pub trait Measure {
+pub trait Measure: Sync {
     /// `(all tokens, assistant tokens)` of one example as training sees it.
     fn measure(&self, example: &Example) -> (u32, u32);
 }

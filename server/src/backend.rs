@@ -12,12 +12,12 @@
 
 use crate::auth::{self, Throttle};
 use crate::config::Config;
-use crate::entity::{file, login_throttle, membership, project, team, user};
+use crate::entity::{dataset_version, file, login_throttle, membership, project, team, user};
 use crate::storage::BlobStore;
 use axum::extract::ConnectInfo;
 use hone_app::api::{
-    AdminOverview, AppError, Backend, CurrentUser, Dashboard, FileSummary, ProjectPage,
-    ProjectSummary, RequestParts, Role, SessionInfo, Team, UserRow,
+    AdminOverview, AppError, Backend, CurrentUser, Dashboard, DatasetSummary, FileSummary,
+    ProjectPage, ProjectSummary, RequestParts, Role, SessionInfo, Team, UserRow,
 };
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -213,6 +213,40 @@ impl Services {
                     }),
                 name: p.name,
                 files: by_project.remove(&p.id).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// The project's dataset versions, newest first.
+    async fn datasets_of(&self, project_id: i64) -> Result<Vec<DatasetSummary>, AppError> {
+        let rows = dataset_version::Entity::find()
+            .filter(dataset_version::Column::ProjectId.eq(project_id))
+            .order_by_desc(dataset_version::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(internal)?;
+        let sources: HashMap<i64, String> = file::Entity::find()
+            .filter(file::Column::Id.is_in(rows.iter().map(|r| r.source_file_id)))
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|f| (f.id, f.name))
+            .collect();
+        let names: HashMap<i64, String> = user::Entity::find()
+            .filter(user::Column::Id.is_in(rows.iter().map(|r| r.created_by)))
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|u| (u.id, u.username))
+            .collect();
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let source = sources.get(&r.source_file_id).cloned().unwrap_or_default();
+                let by = names.get(&r.created_by).cloned().unwrap_or_default();
+                crate::datasets::summary(r, source, by)
             })
             .collect())
     }
@@ -514,9 +548,11 @@ impl Backend for Services {
             .await?
             .pop()
             .ok_or(AppError::Internal)?;
+        let datasets = self.datasets_of(project.id).await?;
         Ok(ProjectPage {
             user: current(&u),
             project,
+            datasets,
             max_upload_bytes: self.config.max_upload_bytes,
         })
     }

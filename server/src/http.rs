@@ -72,43 +72,13 @@ pub async fn upload(
     let u = s.user_from_session(&session).await?;
     let p = s.writable_project(&u, project_id).await?;
     let limit = s.config.max_upload_bytes;
-    let too_large = || {
-        refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "The file is larger than the upload limit of {}.",
-                hone_app::format::bytes(limit as i64)
-            ),
-        )
-    };
-    let name = headers
-        .get("x-file-name")
-        .and_then(|v| v.to_str().ok())
-        .and_then(percent_decode)
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty() && n.len() <= 255 && !n.chars().any(char::is_control))
-        .ok_or_else(|| {
-            AppError::invalid(
-                "file",
-                "Give the file a name (X-File-Name header, 1–255 bytes).",
-            )
-        })?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Ok(too_large());
+    let name = file_name(&headers)?;
+    if let Some(refusal) = declared_too_large(&headers, limit) {
+        return Ok(refusal);
     }
     let stored = match s.blobs.put_stream(body.into_data_stream(), limit).await {
         Ok(stored) => stored,
-        Err(storage::Error::TooLarge { .. }) => return Ok(too_large()),
-        Err(storage::Error::Interrupted(e)) => {
-            tracing::info!(error = %e, "upload interrupted");
-            return Ok(refuse(StatusCode::BAD_REQUEST, "interrupted", "The upload was interrupted before it finished. Nothing was saved; please try again.".into()));
-        }
-        Err(e) => return Err(internal(e).into()),
+        Err(e) => return Ok(upload_refusal(e, limit)),
     };
     let row = file::ActiveModel {
         project_id: Set(p.id),
@@ -133,6 +103,56 @@ pub async fn upload(
         uploaded_at: row.created_at,
     };
     Ok((StatusCode::CREATED, Json(summary)).into_response())
+}
+
+/// The uploaded file's name from `X-File-Name` (percent-encoded).
+pub fn file_name(headers: &HeaderMap) -> Result<String, AppError> {
+    headers
+        .get("x-file-name")
+        .and_then(|v| v.to_str().ok())
+        .and_then(percent_decode)
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty() && n.len() <= 255 && !n.chars().any(char::is_control))
+        .ok_or_else(|| {
+            AppError::invalid(
+                "file",
+                "Give the file a name (X-File-Name header, 1–255 bytes).",
+            )
+        })
+}
+
+fn too_large(limit: u64) -> Response {
+    refuse(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!(
+            "The file is larger than the upload limit of {}.",
+            hone_app::format::bytes(limit as i64)
+        ),
+    )
+}
+
+/// 413 before reading a body whose `Content-Length` is over the limit.
+pub fn declared_too_large(headers: &HeaderMap, limit: u64) -> Option<Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    declared
+        .is_some_and(|n| n > limit)
+        .then(|| too_large(limit))
+}
+
+/// The answer to a failed streamed upload (nothing was stored).
+pub fn upload_refusal(e: storage::Error, limit: u64) -> Response {
+    match e {
+        storage::Error::TooLarge { .. } => too_large(limit),
+        storage::Error::Interrupted(e) => {
+            tracing::info!(error = %e, "upload interrupted");
+            refuse(StatusCode::BAD_REQUEST, "interrupted", "The upload was interrupted before it finished. Nothing was saved; please try again.".into())
+        }
+        e => ApiError(internal(e)).into_response(),
+    }
 }
 
 /// Decodes `%XX` escapes (what `encodeURIComponent` produces).

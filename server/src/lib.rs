@@ -5,6 +5,7 @@ pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod dataset_cli;
+pub mod datasets;
 pub mod db;
 pub mod entity;
 pub mod http;
@@ -84,6 +85,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/readyz", get(http::readyz))
         // The upload route streams and counts bytes itself (and answers 413).
         .route("/api/projects/{id}/files", post(http::upload))
+        .route("/api/projects/{id}/datasets", post(datasets::create))
         .merge(pages)
         .layer(axum::middleware::from_fn(http::same_origin_only))
         .layer(sessions)

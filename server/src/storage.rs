@@ -34,6 +34,54 @@ pub struct Stored {
     pub size: u64,
 }
 
+/// A blob being written: bytes go to `tmp/<uuid>` as they come and are
+/// hashed; `finish` renames it to `blobs/<sha256>`, `abort` removes it.
+#[derive(Debug)]
+pub struct BlobWriter {
+    store: Arc<dyn ObjectStore>,
+    tmp: StorePath,
+    writer: WriteMultipart,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl BlobWriter {
+    pub fn put(&mut self, chunk: Bytes) {
+        self.size += chunk.len() as u64;
+        self.hasher.update(&chunk);
+        self.writer.put(chunk);
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.put(Bytes::copy_from_slice(bytes));
+    }
+
+    pub async fn finish(self) -> Result<Stored> {
+        self.writer.finish().await?;
+        let sha256 = hex::encode(self.hasher.finalize());
+        let key = format!("blobs/{sha256}");
+        if let Err(e) = self
+            .store
+            .rename(&self.tmp, &StorePath::from(key.as_str()))
+            .await
+        {
+            let _ = self.store.delete(&self.tmp).await;
+            return Err(e.into());
+        }
+        Ok(Stored {
+            key,
+            sha256,
+            size: self.size,
+        })
+    }
+
+    /// Discards everything written; the temporary object never existed.
+    pub async fn abort(self) {
+        let _ = self.writer.abort().await;
+        let _ = self.store.delete(&self.tmp).await;
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
@@ -49,6 +97,20 @@ impl BlobStore {
         })
     }
 
+    /// Starts a blob written piece by piece (see [`BlobWriter`]).
+    pub async fn writer(&self) -> Result<BlobWriter> {
+        let tmp = StorePath::from(format!("tmp/{}", uuid::Uuid::new_v4()));
+        let upload = self.store.put_multipart(&tmp).await?;
+        Ok(BlobWriter {
+            store: self.store.clone(),
+            tmp,
+            // 1 MiB parts: memory per blob stays bounded.
+            writer: WriteMultipart::new_with_chunk_size(upload, 1024 * 1024),
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
     /// Streams `body` into storage, refusing it once it passes `limit` bytes.
     /// On any error nothing is left behind.
     pub async fn put_stream<S, E>(&self, body: S, limit: u64) -> Result<Stored>
@@ -56,45 +118,34 @@ impl BlobStore {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let tmp = StorePath::from(format!("tmp/{}", uuid::Uuid::new_v4()));
-        let upload = self.store.put_multipart(&tmp).await?;
-        // 1 MiB parts, at most two in flight: memory per upload stays bounded.
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, 1024 * 1024);
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
+        let mut w = self.writer().await?;
         let mut body = body;
         let outcome: Result<()> = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| Error::Interrupted(e.to_string()))?;
-                size += chunk.len() as u64;
-                if size > limit {
+                if w.size + chunk.len() as u64 > limit {
                     return Err(Error::TooLarge { limit });
                 }
-                hasher.update(&chunk);
-                writer.wait_for_capacity(2).await?;
-                writer.put(chunk);
+                // At most two parts in flight.
+                w.writer.wait_for_capacity(2).await?;
+                w.put(chunk);
             }
             Ok(())
         }
         .await;
-        if let Err(e) = outcome {
-            // Abort discards the parts; the temporary object never existed.
-            let _ = writer.abort().await;
-            let _ = self.store.delete(&tmp).await;
-            return Err(e);
+        match outcome {
+            Ok(()) => w.finish().await,
+            Err(e) => {
+                w.abort().await;
+                Err(e)
+            }
         }
-        writer.finish().await?;
-        let sha256 = hex::encode(hasher.finalize());
-        let key = format!("blobs/{sha256}");
-        if let Err(e) = self
-            .store
-            .rename(&tmp, &StorePath::from(key.as_str()))
-            .await
-        {
-            let _ = self.store.delete(&tmp).await;
-            return Err(e.into());
-        }
-        Ok(Stored { key, sha256, size })
+    }
+
+    /// A blob's bytes as a stream of chunks (never the whole blob at once).
+    pub async fn stream(&self, key: &str) -> Result<impl Stream<Item = Result<Bytes>> + Unpin> {
+        let got = self.store.get(&StorePath::from(key)).await?;
+        Ok(got.into_stream().map(|c| c.map_err(Error::from)))
     }
 
     /// Removes what interrupted uploads left in `tmp/` (run at start).

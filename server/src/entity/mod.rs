@@ -1,6 +1,7 @@
 //! sea-orm entities, one per table created in `hone-migrations`.
 //! Relations are joined by hand in the queries that need them.
 
+pub mod dataset_version;
 pub mod file;
 pub mod login_throttle;
 pub mod membership;

@@ -7,5 +7,6 @@
 
 mod authz;
 mod common;
+mod datasets;
 mod flows;
 mod upload;

@@ -1,0 +1,298 @@
+//! `POST /api/projects/{id}/datasets`: a new, immutable dataset version.
+//!
+//! The body is the source file (streamed to storage like any upload); the
+//! query names the version and gives the split settings plus the split
+//! counts the browser computed with the same `hone-dataset` code. The server
+//! re-checks and re-splits the stored file itself — it never trusts the
+//! client — and refuses when there are errors the person did not choose to
+//! leave out (422, with the findings) or when its counts differ from the
+//! browser's (409). Only then are the three split files written and the
+//! version recorded.
+
+use crate::backend::{internal, now, Services};
+use crate::entity::{dataset_version, file};
+use crate::http::ApiError;
+use crate::storage::{self, Stored};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use hone_app::api::{AppError, DatasetSummary};
+use hone_dataset::{Checker, Columns, Options, Ratios, Report, Split, SplitWriter};
+use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+use serde::Deserialize;
+use std::sync::Arc;
+use tower_sessions::Session;
+
+#[derive(Debug, Deserialize)]
+pub struct NewDataset {
+    name: String,
+    seed: String,
+    ratios: String,
+    /// The browser's split counts, "train,validation,test".
+    expect: String,
+    #[serde(default)]
+    drop_rejected: bool,
+    prompt_column: Option<String>,
+    response_column: Option<String>,
+    category_column: Option<String>,
+}
+
+/// The query, parsed: raw input becomes typed values here, once.
+struct Settings {
+    name: String,
+    seed: u64,
+    ratios: Ratios,
+    expect: [u64; 3],
+    drop_rejected: bool,
+    options: Options,
+}
+
+fn parse(q: NewDataset) -> Result<Settings, AppError> {
+    let name = crate::auth::parse_name(&q.name, "name", "dataset")?;
+    let seed = q.seed.trim().parse::<u64>().map_err(|_| {
+        AppError::invalid(
+            "seed",
+            "The seed is a whole number from 0 to 18446744073709551615.",
+        )
+    })?;
+    let ratios = q
+        .ratios
+        .parse::<Ratios>()
+        .map_err(|e| AppError::invalid("ratios", format!("Split: {e}.")))?;
+    let expect: Vec<u64> = q
+        .expect
+        .split(',')
+        .map(|p| p.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| AppError::invalid("expect", "expect is three counts, e.g. 80,10,10."))?;
+    let [train, validation, test] = expect[..] else {
+        return Err(AppError::invalid(
+            "expect",
+            "expect is three counts, e.g. 80,10,10.",
+        ));
+    };
+    let mut options = Options::default();
+    if let (Some(prompt), Some(response)) = (q.prompt_column, q.response_column) {
+        options = options.with_columns(Columns {
+            prompt,
+            response,
+            category: q.category_column,
+        });
+    }
+    Ok(Settings {
+        name,
+        seed,
+        ratios,
+        expect: [train, validation, test],
+        drop_rejected: q.drop_rejected,
+        options,
+    })
+}
+
+fn refuse(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+async fn check_blob(s: &Services, key: &str, options: &Options) -> storage::Result<Report> {
+    let mut checker = Checker::new(options.clone(), None);
+    let mut stream = s.blobs.stream(key).await?;
+    while let Some(chunk) = stream.next().await {
+        checker.feed(&chunk?);
+    }
+    Ok(checker.finish())
+}
+
+/// The second pass: each kept example, normalised, into its split's blob.
+async fn write_splits(
+    s: &Services,
+    key: &str,
+    options: &Options,
+    plan: Vec<Split>,
+) -> storage::Result<[Stored; 3]> {
+    let mut writers = [
+        s.blobs.writer().await?,
+        s.blobs.writer().await?,
+        s.blobs.writer().await?,
+    ];
+    let mut split = SplitWriter::new(options.clone(), None, plan);
+    let mut stream = s.blobs.stream(key).await?;
+    let mut failed = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => split.feed(&chunk, &mut |which, line| {
+                writers[which as usize].write(line.as_bytes())
+            }),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(e) = failed {
+        for w in writers {
+            w.abort().await;
+        }
+        return Err(e);
+    }
+    split.finish(&mut |which, line| writers[which as usize].write(line.as_bytes()));
+    let [train, validation, test] = writers;
+    Ok([
+        train.finish().await?,
+        validation.finish().await?,
+        test.finish().await?,
+    ])
+}
+
+#[tracing::instrument(skip_all, fields(project_id))]
+pub async fn create(
+    State(s): State<Arc<Services>>,
+    session: Session,
+    Path(project_id): Path<i64>,
+    Query(query): Query<NewDataset>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let u = s.user_from_session(&session).await?;
+    let p = s.writable_project(&u, project_id).await?;
+    let settings = parse(query)?;
+    let source_name = crate::http::file_name(&headers)?;
+    let limit = s.config.max_upload_bytes;
+    if let Some(refusal) = crate::http::declared_too_large(&headers, limit) {
+        return Ok(refusal);
+    }
+    let source = match s.blobs.put_stream(body.into_data_stream(), limit).await {
+        Ok(stored) => stored,
+        Err(e) => return Ok(crate::http::upload_refusal(e, limit)),
+    };
+    let report = check_blob(&s, &source.key, &settings.options)
+        .await
+        .map_err(internal)?;
+    // The per-line report of what blocks saving: errors first.
+    let mut findings: Vec<_> = report.findings.iter().collect();
+    findings.sort_by_key(|f| !f.is_error());
+    findings.truncate(200);
+    if report.examples == 0 {
+        return Ok(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({
+                "code": "no_examples",
+                "message": "The file has no usable examples. Nothing was saved.",
+                "findings": findings,
+            }),
+        ));
+    }
+    if report.has_errors() && !settings.drop_rejected {
+        return Ok(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({
+                "code": "dataset_errors",
+                "message": format!("The server found {} errors in {} examples. Fix them, or choose to leave those examples out. Nothing was saved.", report.errors, report.rejected),
+                "findings": findings,
+            }),
+        ));
+    }
+    let plan = report.plan(settings.seed, settings.ratios);
+    let counts = Report::split_counts(&plan);
+    if counts != settings.expect {
+        tracing::warn!(?counts, expect = ?settings.expect, "browser and server disagree on a split");
+        return Ok(refuse(
+            StatusCode::CONFLICT,
+            serde_json::json!({
+                "code": "split_mismatch",
+                "message": format!(
+                    "Your browser counted {}/{}/{} examples for train/validation/test, the server {}/{}/{}. Nothing was saved; reload the page and try again.",
+                    settings.expect[0], settings.expect[1], settings.expect[2], counts[0], counts[1], counts[2]
+                ),
+                "server_counts": counts,
+            }),
+        ));
+    }
+    let [train, validation, test] = write_splits(&s, &source.key, &settings.options, plan)
+        .await
+        .map_err(internal)?;
+
+    let finding_counts: serde_json::Map<String, serde_json::Value> = report
+        .counts
+        .iter()
+        .map(|(code, n)| (code.as_str().to_owned(), (*n).into()))
+        .collect();
+    let t = now();
+    let tx = s.db.begin().await.map_err(internal)?;
+    let source_row = file::ActiveModel {
+        project_id: Set(p.id),
+        name: Set(source_name.clone()),
+        size: Set(source.size as i64),
+        sha256: Set(source.sha256.clone()),
+        storage_key: Set(source.key.clone()),
+        uploaded_by: Set(u.id),
+        created_at: Set(t),
+        ..Default::default()
+    }
+    .insert(&tx)
+    .await
+    .map_err(internal)?;
+    let row = dataset_version::ActiveModel {
+        project_id: Set(p.id),
+        name: Set(settings.name),
+        source_file_id: Set(source_row.id),
+        format: Set(report.format.map_or("unknown", |f| f.label()).to_owned()),
+        examples: Set(report.examples as i64),
+        rejected: Set(report.rejected as i64),
+        dropped_rejected: Set(settings.drop_rejected && report.rejected > 0),
+        errors: Set(report.errors as i64),
+        warnings: Set(report.warnings as i64),
+        finding_counts: Set(serde_json::Value::Object(finding_counts).to_string()),
+        seed: Set(settings.seed.to_string()),
+        ratios: Set(format!(
+            "{},{},{}",
+            settings.ratios.0[0], settings.ratios.0[1], settings.ratios.0[2]
+        )),
+        train_count: Set(counts[0] as i64),
+        validation_count: Set(counts[1] as i64),
+        test_count: Set(counts[2] as i64),
+        train_key: Set(train.key),
+        validation_key: Set(validation.key),
+        test_key: Set(test.key),
+        train_sha256: Set(train.sha256),
+        validation_sha256: Set(validation.sha256),
+        test_sha256: Set(test.sha256),
+        created_by: Set(u.id),
+        created_at: Set(t),
+        ..Default::default()
+    }
+    .insert(&tx)
+    .await
+    .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    tracing::info!(user = %u.username, project = p.id, dataset = row.id, examples = row.examples, "dataset version saved");
+    Ok((
+        StatusCode::CREATED,
+        Json(summary(&row, source_name, u.username)),
+    )
+        .into_response())
+}
+
+pub fn summary(
+    row: &dataset_version::Model,
+    source_name: String,
+    created_by: String,
+) -> DatasetSummary {
+    DatasetSummary {
+        id: row.id,
+        name: row.name.clone(),
+        source_name,
+        format: row.format.clone(),
+        examples: row.examples,
+        rejected: row.rejected,
+        dropped_rejected: row.dropped_rejected,
+        warnings: row.warnings,
+        seed: row.seed.clone(),
+        ratios: row.ratios.clone(),
+        counts: [row.train_count, row.validation_count, row.test_count],
+        created_by,
+        created_at: row.created_at,
+    }
+}

@@ -1,0 +1,184 @@
+//! Dataset versions: the server re-checks and re-splits the uploaded file
+//! with the same code as the browser, and refuses what does not agree.
+
+use crate::common::*;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use hone_dataset::{check_bytes, Options, Ratios, SplitWriter};
+use hone_server::entity::dataset_version;
+use sea_orm::{EntityTrait, PaginatorTrait};
+
+fn sample() -> Vec<u8> {
+    let mut s = String::new();
+    for i in 0..20 {
+        s.push_str(&format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"Question {i}\"}},{{\"role\":\"assistant\",\"content\":\"Answer {i}\"}}]}}\n"));
+    }
+    s.push_str("{\"messages\": [\n");
+    s.into_bytes()
+}
+
+/// What the browser computes before saving: split counts for seed and ratios.
+fn browser_counts(bytes: &[u8], seed: u64) -> [u64; 3] {
+    let report = check_bytes(bytes, Options::default(), None);
+    hone_dataset::Report::split_counts(&report.plan(seed, Ratios::default()))
+}
+
+async fn post(c: &mut Client<'_>, project: i64, query: &str, bytes: Vec<u8>) -> Resp {
+    c.send(
+        Request::post(format!("/api/projects/{project}/datasets?{query}"))
+            .header("x-file-name", "support.jsonl")
+            .header("sec-fetch-site", "same-origin"),
+        Body::from(bytes),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn saving_a_dataset_rechecks_and_splits_on_the_server() {
+    on_each_db(|app| async move {
+        let w = world(&app).await;
+        let mut c = Client::new(&app);
+        c.login("expert", PASSWORD).await;
+        let bytes = sample();
+        let [a, b, t] = browser_counts(&bytes, 7);
+        let expect = format!("{a},{b},{t}");
+
+        let refused = post(
+            &mut c,
+            w.alpha_project,
+            &format!("name=Support&seed=7&ratios=80,10,10&expect={expect}"),
+            bytes.clone(),
+        )
+        .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.body
+        );
+        assert_eq!(refused.json()["code"], "dataset_errors");
+        assert_eq!(refused.json()["findings"][0]["code"], "invalid_json");
+
+        let mismatch = post(
+            &mut c,
+            w.alpha_project,
+            "name=Support&seed=7&ratios=80,10,10&drop_rejected=true&expect=1,1,1",
+            bytes.clone(),
+        )
+        .await;
+        assert_eq!(mismatch.status, StatusCode::CONFLICT, "{}", mismatch.body);
+        assert_eq!(
+            dataset_version::Entity::find()
+                .count(&app.services.db)
+                .await
+                .unwrap(),
+            0
+        );
+
+        let saved = post(
+            &mut c,
+            w.alpha_project,
+            &format!("name=Support&seed=7&ratios=80,10,10&drop_rejected=true&expect={expect}"),
+            bytes.clone(),
+        )
+        .await;
+        assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
+        let d = saved.json();
+        assert_eq!(
+            (
+                d["examples"].as_i64(),
+                d["rejected"].as_i64(),
+                d["dropped_rejected"].as_bool()
+            ),
+            (Some(20), Some(1), Some(true))
+        );
+        assert_eq!(d["counts"], serde_json::json!([a, b, t]));
+
+        // The stored splits are byte-identical to what hone-dataset writes.
+        let report = check_bytes(&bytes, Options::default(), None);
+        let mut local = [String::new(), String::new(), String::new()];
+        let mut writer =
+            SplitWriter::new(Options::default(), None, report.plan(7, Ratios::default()));
+        writer.feed(&bytes, &mut |s, line| local[s as usize].push_str(line));
+        writer.finish(&mut |s, line| local[s as usize].push_str(line));
+        let row = dataset_version::Entity::find()
+            .one(&app.services.db)
+            .await
+            .unwrap()
+            .unwrap();
+        for (key, expected) in [&row.train_key, &row.validation_key, &row.test_key]
+            .into_iter()
+            .zip(&local)
+        {
+            let stored = app.services.blobs.read(key).await.unwrap();
+            assert_eq!(std::str::from_utf8(&stored).unwrap(), expected);
+        }
+        assert_eq!(row.seed, "7");
+
+        let page = c
+            .call("project", &[("id", &w.alpha_project.to_string())])
+            .await
+            .json();
+        assert_eq!(page["datasets"][0]["name"], "Support");
+        assert_eq!(page["datasets"][0]["source_name"], "support.jsonl");
+        assert_eq!(page["project"]["files"][0]["name"], "support.jsonl");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_writers_of_the_team_save_datasets_and_bad_settings_are_named() {
+    let app = spawn_app("sqlite", 1024 * 1024).await;
+    let w = world(&app).await;
+    let q = "name=X&seed=1&ratios=80,10,10&drop_rejected=true&expect=16,2,2";
+    for (who, want) in [("reviewer", 403), ("outsider", 404)] {
+        let mut c = Client::new(&app);
+        c.login(who, PASSWORD).await;
+        assert_eq!(
+            post(&mut c, w.alpha_project, q, sample())
+                .await
+                .status
+                .as_u16(),
+            want,
+            "{who}"
+        );
+    }
+    let mut c = Client::new(&app);
+    c.login("expert", PASSWORD).await;
+    let bad = post(
+        &mut c,
+        w.alpha_project,
+        "name=X&seed=1&ratios=80,10,20&expect=1,1,1",
+        sample(),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("add up to 110"),
+        "{}",
+        bad.body
+    );
+    let seed = post(
+        &mut c,
+        w.alpha_project,
+        "name=X&seed=-1&ratios=80,10,10&expect=1,1,1",
+        sample(),
+    )
+    .await;
+    assert!(
+        seed.json()["message"].as_str().unwrap().contains("seed"),
+        "{}",
+        seed.body
+    );
+    let empty = post(
+        &mut c,
+        w.alpha_project,
+        "name=X&seed=1&ratios=80,10,10&expect=0,0,0",
+        b"\n\n".to_vec(),
+    )
+    .await;
+    assert_eq!(empty.json()["code"], "no_examples", "{}", empty.body);
+}
