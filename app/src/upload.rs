@@ -5,10 +5,11 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{File, ProgressEvent, XmlHttpRequest};
 
-/// Starts uploading `file` to the project; `progress` gets percentages,
-/// `done` the stored file's name or a message for the person.
+/// Starts uploading `file` to `url` (a project's files or datasets);
+/// `progress` gets percentages, `done` the file's name or a message for the
+/// person.
 pub fn send(
-    project_id: i64,
+    url: &str,
     file: File,
     progress: impl Fn(f64) + 'static,
     done: impl FnOnce(Result<String, String>) + 'static,
@@ -18,8 +19,7 @@ pub fn send(
         Ok(x) => x,
         Err(_) => return done(Err("This browser cannot upload files.".into())),
     };
-    let url = format!("/api/projects/{project_id}/files");
-    if xhr.open("POST", &url).is_err() {
+    if xhr.open("POST", url).is_err() {
         return done(Err("Could not start the upload.".into()));
     }
     let encoded = js_sys::encode_uri_component(&name);

@@ -435,6 +435,48 @@ async fn walking_skeleton_in_a_real_browser() {
         .unwrap();
     p.snapshot("project").await;
 
+    // Save it as a dataset: errors block until the person chooses to leave
+    // them out; the server re-checks and must count the same split.
+    let save = p.wait(Locator::Css("#save-dataset-button")).await;
+    assert_eq!(
+        save.attr("disabled").await.unwrap().as_deref(),
+        Some("true")
+    );
+    p.fill("#split-seed", "7").await;
+    p.fill("#split-train", "50").await;
+    p.fill("#split-validation", "25").await;
+    p.fill("#split-test", "25").await;
+    // "Train a · validation b · test c examples", computed in the browser.
+    let counts = p.text_of("#split-counts").await;
+    let numbers: Vec<u32> = counts
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert_eq!(numbers.iter().sum::<u32>(), 4, "{counts}");
+    p.click("#drop-rejected").await;
+    p.click("#save-dataset-button").await;
+    let row = p
+        .wait(Locator::XPath(
+            "//table[@id='datasets']//tr[@data-name='problems']",
+        ))
+        .await;
+    let split = row
+        .find(Locator::Css(".split-counts"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The server's own split agrees with the browser's.
+    assert_eq!(
+        split,
+        format!("{} · {} · {}", numbers[0], numbers[1], numbers[2])
+    );
+    assert!(p
+        .text_of("#save-message")
+        .await
+        .contains("Saved the dataset"));
+
     // Refusals: the admin page and team B's project.
     p.open("/admin").await;
     assert_eq!(p.text_of("h1").await, "Access denied");

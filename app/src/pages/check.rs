@@ -18,18 +18,56 @@ struct Progress {
     mb_per_s: f64,
 }
 
+/// The check's state. It lives above the project view, so a reload of the
+/// project (after saving) keeps the report and the message on screen.
+#[derive(Clone, Copy)]
+pub struct CheckState {
+    progress: RwSignal<Option<Progress>>,
+    report: RwSignal<Option<(String, Report)>>,
+    /// The checked file, kept for saving it as a dataset (browser-only value).
+    file: StoredValue<Option<web_sys::File>, LocalStorage>,
+    /// `(succeeded, message)` of the last save.
+    message: RwSignal<Option<(bool, String)>>,
+    /// Percent of the save's upload done.
+    saving: RwSignal<Option<f64>>,
+}
+
+impl CheckState {
+    pub fn new() -> CheckState {
+        CheckState {
+            progress: RwSignal::new(None),
+            report: RwSignal::new(None),
+            file: StoredValue::new_local(None),
+            message: RwSignal::new(None),
+            saving: RwSignal::new(None),
+        }
+    }
+}
+
 #[component]
-pub fn DatasetCheck() -> impl IntoView {
-    let progress = RwSignal::new(None::<Progress>);
-    let report = RwSignal::new(None::<(String, Report)>);
+pub fn DatasetCheck(
+    project_id: i64,
+    can_write: bool,
+    saved: RwSignal<u32>,
+    state: CheckState,
+) -> impl IntoView {
+    let CheckState {
+        progress,
+        report,
+        file: kept,
+        message,
+        ..
+    } = state;
     let start = move |file: Option<web_sys::File>| {
         #[cfg(feature = "hydrate")]
         if let Some(file) = file {
             report.set(None);
+            message.set(None);
+            kept.set_value(Some(file.clone()));
             leptos::task::spawn_local(run(file, progress, report));
         }
         #[cfg(not(feature = "hydrate"))]
-        let _ = (file, progress, report);
+        let _ = (file, progress, report, kept, message);
     };
     let on_change = move |ev: leptos::ev::Event| {
         let file = event_target::<web_sys::HtmlInputElement>(&ev)
@@ -65,7 +103,15 @@ pub fn DatasetCheck() -> impl IntoView {
                     <span>{format!("{} of {} · {:.1} MB/s", crate::format::bytes(p.done as i64), crate::format::bytes(p.total as i64), p.mb_per_s)}</span>
                 </div>
             })}
-            {move || report.get().map(|(name, r)| view! { <ReportView name=name r=r/> })}
+            {move || report.get().map(|(name, r)| {
+                let save = (can_write && r.examples > 0).then(|| {
+                    view! { <SaveForm project_id=project_id file_name=name.clone() r=r.clone() saved=saved state=state/> }
+                });
+                view! { <ReportView name=name r=r/> {save} }
+            })}
+            {move || message.get().map(|(ok, m)| view! {
+                <p id="save-message" class={if ok { "ok" } else { "form-error" }} role="status">{m}</p>
+            })}
         </section>
     }
     // Erased: keeps the page's view type shallow enough for the compiler.
@@ -102,6 +148,132 @@ async fn run(
     }
     progress.set(None);
     report.set(Some((file.name(), checker.finish())));
+}
+
+/// Split settings and "Save dataset": the file goes to the server, which
+/// checks and splits it again and must arrive at the same counts.
+#[component]
+fn SaveForm(
+    project_id: i64,
+    file_name: String,
+    r: Report,
+    saved: RwSignal<u32>,
+    state: CheckState,
+) -> impl IntoView {
+    let stem = file_name
+        .rsplit_once('.')
+        .map_or(file_name.clone(), |(s, _)| s.to_owned());
+    let name = RwSignal::new(stem);
+    let train = RwSignal::new(String::from("80"));
+    let validation = RwSignal::new(String::from("10"));
+    let test = RwSignal::new(String::from("10"));
+    let seed = RwSignal::new(String::from("42"));
+    let drop_rejected = RwSignal::new(false);
+    let rejected = r.rejected;
+    let has_errors = r.has_errors();
+    let report = StoredValue::new(r);
+    // Ratios and seed as typed values, or the reason they are not valid.
+    let settings = Memo::new(move |_| -> Result<(hone_dataset::Ratios, u64), String> {
+        let pct = |s: RwSignal<String>| {
+            s.get()
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| "Percentages are whole numbers.".to_string())
+        };
+        let ratios = hone_dataset::Ratios::new(pct(train)?, pct(validation)?, pct(test)?)
+            .map_err(|e| format!("Split: {e}."))?;
+        let seed = seed
+            .get()
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| "The seed is a whole number (0 or more).".to_string())?;
+        Ok((ratios, seed))
+    });
+    let counts = Memo::new(move |_| {
+        settings.get().ok().map(|(ratios, seed)| {
+            report.with_value(|r| Report::split_counts(&r.plan(seed, ratios)))
+        })
+    });
+    let blocked = move || {
+        settings.get().is_err()
+            || (has_errors && !drop_rejected.get())
+            || state.saving.get().is_some()
+    };
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        {
+            let (Ok((ratios, seed)), Some(c)) = (settings.get_untracked(), counts.get_untracked())
+            else {
+                return;
+            };
+            let Some(file) = state.file.get_value() else {
+                return;
+            };
+            let enc = |s: &str| String::from(js_sys::encode_uri_component(s));
+            let r = ratios.0;
+            let url = format!(
+                "/api/projects/{project_id}/datasets?name={}&seed={seed}&ratios={},{},{}&drop_rejected={}&expect={},{},{}",
+                enc(&name.get_untracked()), r[0], r[1], r[2], drop_rejected.get_untracked(), c[0], c[1], c[2]
+            );
+            state.message.set(None);
+            state.saving.set(Some(0.0));
+            let label = name.get_untracked();
+            crate::upload::send(
+                &url,
+                file,
+                move |pct| state.saving.set(Some(pct)),
+                move |result| {
+                    state.saving.set(None);
+                    match result {
+                        Ok(_) => {
+                            state
+                                .message
+                                .set(Some((true, format!("Saved the dataset \"{label}\"."))));
+                            saved.update(|n| *n += 1);
+                        }
+                        Err(e) => state.message.set(Some((false, e))),
+                    }
+                },
+            );
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (project_id, saved, name, drop_rejected);
+    };
+    view! {
+        <form class="save-dataset" id="save-dataset" on:submit=on_submit>
+            <h4>"Save as a dataset"</h4>
+            <label for="dataset-name">"Dataset name"</label>
+            <input id="dataset-name" required maxlength="100" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
+            <fieldset class="split">
+                <legend>"Split (percent)"</legend>
+                <label for="split-train">"Train"</label>
+                <input id="split-train" inputmode="numeric" prop:value=move || train.get() on:input=move |ev| train.set(event_target_value(&ev))/>
+                <label for="split-validation">"Validation"</label>
+                <input id="split-validation" inputmode="numeric" prop:value=move || validation.get() on:input=move |ev| validation.set(event_target_value(&ev))/>
+                <label for="split-test">"Test"</label>
+                <input id="split-test" inputmode="numeric" prop:value=move || test.get() on:input=move |ev| test.set(event_target_value(&ev))/>
+                <label for="split-seed">"Seed"</label>
+                <input id="split-seed" inputmode="numeric" prop:value=move || seed.get() on:input=move |ev| seed.set(event_target_value(&ev))/>
+            </fieldset>
+            <p class="hint">"The same file, percentages and seed always give the same split. Repeated examples stay in one part."</p>
+            {move || match (settings.get(), counts.get()) {
+                (Err(e), _) => view! { <p class="form-error" id="split-error">{e}</p> }.into_any(),
+                (_, Some(c)) => view! { <p id="split-counts">{format!("Train {} · validation {} · test {} examples", c[0], c[1], c[2])}</p> }.into_any(),
+                _ => ().into_any(),
+            }}
+            {(rejected > 0).then(|| view! {
+                <label class="check">
+                    <input type="checkbox" id="drop-rejected" on:change=move |ev| drop_rejected.set(event_target_checked(&ev))/>
+                    {format!(" Leave out the {rejected} examples with errors")}
+                </label>
+            })}
+            <button type="submit" id="save-dataset-button" disabled=blocked>"Save dataset"</button>
+            {move || state.saving.get().map(|p| view! {
+                <div class="progress"><progress max="100" value=p.to_string()></progress><span>{format!("{p:.0}%")}</span></div>
+            })}
+        </form>
+    }
 }
 
 #[component]

@@ -19,6 +19,7 @@ pub fn ProjectPage() -> impl IntoView {
         progress: RwSignal::new(None),
         message: RwSignal::new(None),
     };
+    let check = super::check::CheckState::new();
     let data = Resource::new(
         move || (id(), uploads.get()),
         |(id, _)| async move {
@@ -28,18 +29,22 @@ pub fn ProjectPage() -> impl IntoView {
             }
         },
     );
-    loaded(data, move |d| view! { <ProjectView d=d state=state/> })
+    loaded(
+        data,
+        move |d| view! { <ProjectView d=d state=state check=check/> },
+    )
 }
 
 #[component]
-fn ProjectView(d: Data, state: UploadState) -> impl IntoView {
+fn ProjectView(d: Data, state: UploadState, check: super::check::CheckState) -> impl IntoView {
     let can_write = d.user.role.can_write_projects();
     let project_id = d.project.id;
     let max = d.max_upload_bytes;
     view! {
         <p class="crumbs"><a href="/">"Projects"</a> " / " {d.project.team.name.clone()}</p>
         <h1 id="project-name">{d.project.name.clone()}</h1>
-        <super::check::DatasetCheck/>
+        <super::check::DatasetCheck project_id=project_id can_write=can_write saved=state.uploads state=check/>
+        <DatasetList datasets=d.datasets.clone()/>
         {can_write.then(|| view! { <UploadForm project_id=project_id max=max state=state/> })}
         <section class="panel">
             <h2>"Files"</h2>
@@ -50,6 +55,44 @@ fn ProjectView(d: Data, state: UploadState) -> impl IntoView {
             }}
         </section>
     }
+}
+
+#[component]
+fn DatasetList(datasets: Vec<api::DatasetSummary>) -> impl IntoView {
+    (!datasets.is_empty()).then(|| {
+        view! {
+            <section class="panel">
+                <h2>"Datasets"</h2>
+                <table class="datasets" id="datasets">
+                    <thead>
+                        <tr>
+                            <th scope="col">"Name"</th>
+                            <th scope="col">"Examples"</th>
+                            <th scope="col">"Train · validation · test"</th>
+                            <th scope="col">"Split"</th>
+                            <th scope="col">"Source"</th>
+                            <th scope="col">"Saved"</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {datasets.into_iter().map(|d| {
+                            let left_out = d.dropped_rejected.then(|| format!(" ({} with errors left out)", d.rejected));
+                            view! {
+                                <tr class="dataset" data-name=d.name.clone()>
+                                    <td>{d.name.clone()}</td>
+                                    <td>{d.examples}{left_out}</td>
+                                    <td class="split-counts">{format!("{} · {} · {}", d.counts[0], d.counts[1], d.counts[2])}</td>
+                                    <td>{format!("{}% · seed {}", d.ratios.replace(',', "/"), d.seed)}</td>
+                                    <td>{format!("{} ({})", d.source_name, d.format)}</td>
+                                    <td>{format!("{}, {}", d.created_by, format::utc(d.created_at))}</td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </section>
+        }
+    })
 }
 
 #[component]
@@ -122,7 +165,7 @@ fn UploadForm(project_id: i64, max: u64, state: UploadState) -> impl IntoView {
             message.set(None);
             progress.set(Some(0.0));
             crate::upload::send(
-                project_id,
+                &format!("/api/projects/{project_id}/files"),
                 file,
                 move |pct| progress.set(Some(pct)),
                 move |result| {
