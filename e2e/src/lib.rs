@@ -1,1 +1,194 @@
-//! End-to-end tests live in tests/.
+//! The browser-test harness: the real `hone` binary on a free port with a
+//! fresh data directory, chromedriver, and headless Chromium driven through
+//! fantoccini. Shared by the end-to-end tests and the WASM benchmark.
+
+// Harness failures are test failures: panicking with the reason is the point.
+#![allow(clippy::unwrap_used)]
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A child process ended (with its process group) when dropped.
+pub struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // chromedriver runs in its own process group with the browsers it
+        // starts: end the whole group, so a failed test leaves no Chromium.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn hone_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("HONE_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
+    target.join("debug/hone")
+}
+
+/// Starts `hone` on a free port with a fresh data directory; returns its URL.
+pub fn start_server(data: &std::path::Path) -> (Proc, String) {
+    let site = std::env::var("HONE_SITE_ROOT")
+        .unwrap_or_else(|_| workspace_root().join("target/site").display().to_string());
+    assert!(
+        PathBuf::from(&site).join("pkg/hone.js").exists(),
+        "WASM bundle missing under {site}/pkg: run scripts/build-site"
+    );
+    let mut child = Command::new(hone_binary())
+        .process_group(0)
+        .env("HONE_BIND", "127.0.0.1:0")
+        .env("HONE_DATA_DIR", data)
+        .env("HONE_SITE_ROOT", &site)
+        .env("HONE_PUBLIC_URL", "")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(data.join("server.log")).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", hone_binary().display()));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("hone exited before listening").unwrap();
+        if let Some(url) = line.strip_prefix("Hone is running at ") {
+            break url.to_owned();
+        }
+    };
+    (Proc(child), url)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts chromedriver and waits for its "started successfully" line.
+pub fn start_chromedriver() -> (Proc, u16) {
+    let port = free_port();
+    let mut child = Command::new("chromedriver")
+        .process_group(0)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting chromedriver (apt-get install chromium-driver)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("chromedriver exited").unwrap();
+        if line.contains("started successfully") {
+            break;
+        }
+    }
+    (Proc(child), port)
+}
+
+pub async fn browser(port: u16, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1200,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("connecting to chromedriver")
+}
+
+/// A page driver with the waits every step needs.
+pub struct Page {
+    pub c: Client,
+    pub base: String,
+}
+
+impl Page {
+    pub async fn open(&self, path: &str) {
+        self.c.goto(&format!("{}{path}", self.base)).await.unwrap();
+        self.hydrated().await;
+    }
+
+    /// Waits until the WASM app has taken over the server's HTML.
+    pub async fn hydrated(&self) {
+        self.wait(Locator::Css("body[data-hydrated='true']")).await;
+    }
+
+    pub async fn wait(&self, loc: Locator<'_>) -> fantoccini::elements::Element {
+        let what = format!("{loc:?}");
+        match self
+            .c
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(loc)
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                let src = self.c.source().await.unwrap_or_default();
+                panic!("waiting for {what}: {e}\n--- page ---\n{src}");
+            }
+        }
+    }
+
+    pub async fn fill(&self, css: &str, text: &str) {
+        let e = self.wait(Locator::Css(css)).await;
+        e.clear().await.unwrap();
+        e.send_keys(text).await.unwrap();
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.wait(Locator::Css(css)).await.click().await.unwrap();
+    }
+
+    pub async fn select(&self, css: &str, label: &str) {
+        self.wait(Locator::Css(css))
+            .await
+            .select_by_label(label)
+            .await
+            .unwrap();
+    }
+
+    pub async fn path(&self) -> String {
+        self.c.current_url().await.unwrap().path().to_owned()
+    }
+
+    /// Saves a PNG of the page when `HONE_E2E_SCREENSHOTS` names a folder
+    /// (for people reviewing the pages; the test asserts nothing on it).
+    pub async fn snapshot(&self, name: &str) {
+        if let Ok(dir) = std::env::var("HONE_E2E_SCREENSHOTS") {
+            let png = self.c.screenshot().await.unwrap();
+            std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png).unwrap();
+        }
+    }
+
+    pub async fn text_of(&self, css: &str) -> String {
+        self.wait(Locator::Css(css)).await.text().await.unwrap()
+    }
+}
