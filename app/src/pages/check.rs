@@ -247,14 +247,10 @@ fn SaveForm(
             <input id="dataset-name" required maxlength="100" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
             <fieldset class="split">
                 <legend>"Split (percent)"</legend>
-                <label for="split-train">"Train"</label>
-                <input id="split-train" inputmode="numeric" prop:value=move || train.get() on:input=move |ev| train.set(event_target_value(&ev))/>
-                <label for="split-validation">"Validation"</label>
-                <input id="split-validation" inputmode="numeric" prop:value=move || validation.get() on:input=move |ev| validation.set(event_target_value(&ev))/>
-                <label for="split-test">"Test"</label>
-                <input id="split-test" inputmode="numeric" prop:value=move || test.get() on:input=move |ev| test.set(event_target_value(&ev))/>
-                <label for="split-seed">"Seed"</label>
-                <input id="split-seed" inputmode="numeric" prop:value=move || seed.get() on:input=move |ev| seed.set(event_target_value(&ev))/>
+                <div><label for="split-train">"Train"</label><input id="split-train" inputmode="numeric" prop:value=move || train.get() on:input=move |ev| train.set(event_target_value(&ev))/></div>
+                <div><label for="split-validation">"Validation"</label><input id="split-validation" inputmode="numeric" prop:value=move || validation.get() on:input=move |ev| validation.set(event_target_value(&ev))/></div>
+                <div><label for="split-test">"Test"</label><input id="split-test" inputmode="numeric" prop:value=move || test.get() on:input=move |ev| test.set(event_target_value(&ev))/></div>
+                <div><label for="split-seed">"Seed"</label><input id="split-seed" inputmode="numeric" prop:value=move || seed.get() on:input=move |ev| seed.set(event_target_value(&ev))/></div>
             </fieldset>
             <p class="hint">"The same file, percentages and seed always give the same split. Repeated examples stay in one part."</p>
             {move || match (settings.get(), counts.get()) {
@@ -315,11 +311,7 @@ fn ReportView(name: String, r: Report) -> impl IntoView {
             </ul>
             <p class=advice_class id="advice">{r.advice.message.clone()}</p>
             <Histogram bins=r.stats.length.histogram.clone() unit=unit/>
-            {(!r.stats.categories.is_empty()).then(|| view! {
-                <p class="meta">"Categories: "
-                    {r.stats.categories.iter().map(|(c, n)| format!("{c} ({n})")).collect::<Vec<_>>().join(", ")}
-                </p>
-            })}
+            {(!r.stats.categories.is_empty()).then(|| view! { <CategoryChart categories=r.stats.categories.clone()/> })}
             <h4>"Findings"</h4>
             <div class="filters">
                 <label for="filter-severity">"Show"</label>
@@ -353,6 +345,34 @@ fn ReportView(name: String, r: Report) -> impl IntoView {
                 </tbody>
             </table>
         </div>
+    }
+}
+
+/// Examples per category as horizontal SVG bars, largest first.
+#[component]
+fn CategoryChart(categories: std::collections::BTreeMap<String, u64>) -> impl IntoView {
+    let mut rows: Vec<(String, u64)> = categories.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows.truncate(20);
+    let max = rows.first().map_or(1, |r| r.1.max(1)) as f64;
+    let height = rows.len() as f64 * 10.0;
+    view! {
+        <figure class="categories" id="category-chart">
+            <svg viewBox=format!("0 0 100 {height}") role="img" aria-label="Examples per category">
+                {rows.into_iter().enumerate().map(|(i, (name, n))| {
+                    let y = i as f64 * 10.0;
+                    let w = 60.0 * n as f64 / max;
+                    view! {
+                        <g>
+                            <text x="0" y=format!("{:.1}", y + 6.5) font-size="4">{name.clone()}</text>
+                            <rect x="30" y=format!("{:.1}", y + 2.0) width=format!("{w:.2}") height="6"><title>{format!("{name}: {n}")}</title></rect>
+                            <text x=format!("{:.1}", 31.0 + w) y=format!("{:.1}", y + 6.5) font-size="4">{n.to_string()}</text>
+                        </g>
+                    }
+                }).collect_view()}
+            </svg>
+            <figcaption>"Examples per category"</figcaption>
+        </figure>
     }
 }
 
