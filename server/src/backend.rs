@@ -177,14 +177,7 @@ impl Services {
             .await
             .map_err(internal)?;
         let uploader_ids: Vec<i64> = files.iter().map(|f| f.uploaded_by).collect();
-        let names: HashMap<i64, String> = user::Entity::find()
-            .filter(user::Column::Id.is_in(uploader_ids))
-            .all(&self.db)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .map(|u| (u.id, u.username))
-            .collect();
+        let names = self.usernames(uploader_ids).await?;
         let mut by_project: HashMap<i64, Vec<FileSummary>> = HashMap::new();
         for f in files {
             by_project
@@ -217,6 +210,21 @@ impl Services {
             .collect())
     }
 
+    /// Usernames by id, for showing who uploaded or saved something.
+    async fn usernames(
+        &self,
+        ids: impl IntoIterator<Item = i64>,
+    ) -> Result<HashMap<i64, String>, AppError> {
+        Ok(user::Entity::find()
+            .filter(user::Column::Id.is_in(ids))
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|u| (u.id, u.username))
+            .collect())
+    }
+
     /// The project's dataset versions, newest first.
     async fn datasets_of(&self, project_id: i64) -> Result<Vec<DatasetSummary>, AppError> {
         let rows = dataset_version::Entity::find()
@@ -233,14 +241,7 @@ impl Services {
             .into_iter()
             .map(|f| (f.id, f.name))
             .collect();
-        let names: HashMap<i64, String> = user::Entity::find()
-            .filter(user::Column::Id.is_in(rows.iter().map(|r| r.created_by)))
-            .all(&self.db)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .map(|u| (u.id, u.username))
-            .collect();
+        let names = self.usernames(rows.iter().map(|r| r.created_by)).await?;
         Ok(rows
             .iter()
             .map(|r| {
