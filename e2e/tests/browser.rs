@@ -293,6 +293,40 @@ async fn walking_skeleton_in_a_real_browser() {
         .await
         .contains("Saved the dataset"));
 
+    // A spreadsheet whose headers say nothing: the person picks the columns.
+    let sheet = tmp.path().join("sheet.tsv");
+    std::fs::write(
+        &sheet,
+        "q\ta\tkind\nHi\tHello\tgreeting\nBye\tGoodbye\tgreeting\nPrice?\t10 euros\tbilling\n",
+    )
+    .unwrap();
+    p.wait(Locator::Css("#check-file"))
+        .await
+        .send_keys(&sheet.display().to_string())
+        .await
+        .unwrap();
+    p.wait(Locator::Css("#column-picker")).await;
+    assert_eq!(p.text_of("#card-examples").await, "0");
+    p.wait(Locator::Css("#column-prompt"))
+        .await
+        .select_by_value("q")
+        .await
+        .unwrap();
+    p.wait(Locator::Css("#column-response"))
+        .await
+        .select_by_value("a")
+        .await
+        .unwrap();
+    p.wait(Locator::Css("#column-category"))
+        .await
+        .select_by_value("kind")
+        .await
+        .unwrap();
+    p.click("#check-with-columns").await;
+    p.wait(Locator::XPath("//span[@id='card-examples' and .='3']"))
+        .await;
+    p.wait(Locator::Css("#category-chart")).await;
+
     // Refusals: the admin page and team B's project.
     p.open("/admin").await;
     assert_eq!(p.text_of("h1").await, "Access denied");

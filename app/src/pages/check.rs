@@ -30,6 +30,8 @@ pub struct CheckState {
     message: RwSignal<Option<(bool, String)>>,
     /// Percent of the save's upload done.
     saving: RwSignal<Option<f64>>,
+    /// CSV/TSV columns chosen by the person (when the names said nothing).
+    columns: RwSignal<Option<hone_dataset::Columns>>,
 }
 
 impl CheckState {
@@ -40,6 +42,7 @@ impl CheckState {
             file: StoredValue::new_local(None),
             message: RwSignal::new(None),
             saving: RwSignal::new(None),
+            columns: RwSignal::new(None),
         }
     }
 }
@@ -56,6 +59,7 @@ pub fn DatasetCheck(
         report,
         file: kept,
         message,
+        columns,
         ..
     } = state;
     let start = move |file: Option<web_sys::File>| {
@@ -63,11 +67,12 @@ pub fn DatasetCheck(
         if let Some(file) = file {
             report.set(None);
             message.set(None);
+            columns.set(None);
             kept.set_value(Some(file.clone()));
-            leptos::task::spawn_local(run(file, progress, report));
+            leptos::task::spawn_local(run(file, None, progress, report));
         }
         #[cfg(not(feature = "hydrate"))]
-        let _ = (file, progress, report, kept, message);
+        let _ = (file, progress, report, kept, message, columns);
     };
     let on_change = move |ev: leptos::ev::Event| {
         let file = event_target::<web_sys::HtmlInputElement>(&ev)
@@ -107,7 +112,12 @@ pub fn DatasetCheck(
                 let save = (can_write && r.examples > 0).then(|| {
                     view! { <SaveForm project_id=project_id file_name=name.clone() r=r.clone() saved=saved state=state/> }
                 });
-                view! { <ReportView name=name r=r/> {save} }
+                let pick = r
+                    .columns
+                    .clone()
+                    .filter(|_| r.counts.contains_key(&hone_dataset::Code::CsvColumns))
+                    .map(|names| view! { <ColumnPicker names=names state=state/> });
+                view! { {pick} <ReportView name=name r=r/> {save} }
             })}
             {move || message.get().map(|(ok, m)| view! {
                 <p id="save-message" class={if ok { "ok" } else { "form-error" }} role="status">{m}</p>
@@ -121,13 +131,18 @@ pub fn DatasetCheck(
 #[cfg(feature = "hydrate")]
 async fn run(
     file: web_sys::File,
+    columns: Option<hone_dataset::Columns>,
     progress: RwSignal<Option<Progress>>,
     report: RwSignal<Option<(String, Report)>>,
 ) {
     use wasm_bindgen_futures::JsFuture;
     let total = file.size();
     let began = js_sys::Date::now();
-    let mut checker = hone_dataset::Checker::new(hone_dataset::Options::default(), None);
+    let options = match columns {
+        Some(c) => hone_dataset::Options::default().with_columns(c),
+        None => hone_dataset::Options::default(),
+    };
+    let mut checker = hone_dataset::Checker::new(options, None);
     let mut at = 0.0;
     while at < total {
         let end = (at + SLICE).min(total);
@@ -148,6 +163,61 @@ async fn run(
     }
     progress.set(None);
     report.set(Some((file.name(), checker.finish())));
+}
+
+/// The column-mapping step: when a CSV/TSV header names no prompt and
+/// response column, the person picks them and the file is checked again.
+#[component]
+fn ColumnPicker(names: Vec<String>, state: CheckState) -> impl IntoView {
+    let prompt = RwSignal::new(names.first().cloned().unwrap_or_default());
+    let response = RwSignal::new(names.get(1).cloned().unwrap_or_default());
+    let category = RwSignal::new(String::new());
+    let options = move |with_none: bool| {
+        let mut list: Vec<(String, String)> =
+            names.iter().map(|n| (n.clone(), n.clone())).collect();
+        if with_none {
+            list.insert(0, (String::new(), "(none)".into()));
+        }
+        list.into_iter()
+            .map(|(v, l)| view! { <option value=v>{l}</option> })
+            .collect_view()
+    };
+    let (prompt_options, response_options, category_options) =
+        (options(false), options(false), options(true));
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let chosen = hone_dataset::Columns {
+            prompt: prompt.get_untracked(),
+            response: response.get_untracked(),
+            category: Some(category.get_untracked()).filter(|c| !c.is_empty()),
+        };
+        state.columns.set(Some(chosen.clone()));
+        #[cfg(feature = "hydrate")]
+        if let Some(file) = state.file.get_value() {
+            state.report.set(None);
+            leptos::task::spawn_local(run(file, Some(chosen), state.progress, state.report));
+        }
+    };
+    view! {
+        <form class="columns-picker" id="column-picker" on:submit=on_submit>
+            <h4>"Which columns hold what?"</h4>
+            <div class="split">
+                <div>
+                    <label for="column-prompt">"Prompt (what the user asks)"</label>
+                    <select id="column-prompt" prop:value=move || prompt.get() on:change=move |ev| prompt.set(event_target_value(&ev))>{prompt_options}</select>
+                </div>
+                <div>
+                    <label for="column-response">"Response (what the model should answer)"</label>
+                    <select id="column-response" prop:value=move || response.get() on:change=move |ev| response.set(event_target_value(&ev))>{response_options}</select>
+                </div>
+                <div>
+                    <label for="column-category">"Category (optional)"</label>
+                    <select id="column-category" on:change=move |ev| category.set(event_target_value(&ev))>{category_options}</select>
+                </div>
+            </div>
+            <button type="submit" id="check-with-columns">"Check again with these columns"</button>
+        </form>
+    }
 }
 
 /// Split settings and "Save dataset": the file goes to the server, which
@@ -212,10 +282,20 @@ fn SaveForm(
             };
             let enc = |s: &str| String::from(js_sys::encode_uri_component(s));
             let r = ratios.0;
-            let url = format!(
+            let mut url = format!(
                 "/api/projects/{project_id}/datasets?name={}&seed={seed}&ratios={},{},{}&drop_rejected={}&expect={},{},{}",
                 enc(&name.get_untracked()), r[0], r[1], r[2], drop_rejected.get_untracked(), c[0], c[1], c[2]
             );
+            if let Some(cols) = state.columns.get_untracked() {
+                url.push_str(&format!(
+                    "&prompt_column={}&response_column={}",
+                    enc(&cols.prompt),
+                    enc(&cols.response)
+                ));
+                if let Some(cat) = &cols.category {
+                    url.push_str(&format!("&category_column={}", enc(cat)));
+                }
+            }
             state.message.set(None);
             state.saving.set(Some(0.0));
             let label = name.get_untracked();
