@@ -79,6 +79,27 @@ pub enum Parsed {
     Finding(Finding),
 }
 
+impl Parsed {
+    /// A record that cannot become an example, with the finding that says why.
+    fn rejected(line: u64, finding: Finding, head: Vec<u8>) -> Parsed {
+        Parsed::Record {
+            line,
+            normalised: Normalised {
+                example: None,
+                findings: vec![finding],
+            },
+            head,
+        }
+    }
+
+    /// A blank line (or row) in a line-based file.
+    fn blank(line: u64, fix: &str) -> Parsed {
+        Parsed::Finding(
+            Finding::new(Code::BlankLine, format!("Line {line} is blank."), fix).at(line),
+        )
+    }
+}
+
 const EXCERPT_CHARS: usize = 160;
 
 /// The first bytes of a record: enough for an excerpt, cheap to copy.
@@ -229,14 +250,7 @@ impl Parser {
             self.detect(rest, out);
             if matches!(self.state, State::Jsonl | State::Csv(_)) {
                 for line in (1..=self.leading_blank_lines).take(MAX_REPORTED_LEADING_BLANKS) {
-                    out.push(Parsed::Finding(
-                        Finding::new(
-                            Code::BlankLine,
-                            format!("Line {line} is blank."),
-                            "Delete the empty line.",
-                        )
-                        .at(line),
-                    ));
+                    out.push(Parsed::blank(line, "Delete the empty line."));
                 }
             }
             return self.dispatch(rest, out);
@@ -418,14 +432,7 @@ impl Parser {
             return self.on_csv_line(line, line_no, out);
         }
         if line.iter().all(u8::is_ascii_whitespace) {
-            out.push(Parsed::Finding(
-                Finding::new(
-                    Code::BlankLine,
-                    format!("Line {line_no} is blank."),
-                    "Delete the empty line.",
-                )
-                .at(line_no),
-            ));
+            out.push(Parsed::blank(line_no, "Delete the empty line."));
             return;
         }
         self.saw_content = true;
@@ -439,14 +446,7 @@ impl Parser {
             let finding = Finding::new(Code::InvalidUtf8, format!("Line {line} has bytes that are not valid UTF-8 text (at byte {at})."), "Save the file as UTF-8; look for characters pasted from another program around that position.")
                 .at(line)
                 .offset(at);
-            out.push(Parsed::Record {
-                line,
-                normalised: Normalised {
-                    example: None,
-                    findings: vec![finding],
-                },
-                head: head(bytes),
-            });
+            out.push(Parsed::rejected(line, finding, head(bytes)));
             return;
         }
         let value: Value = match serde_json::from_slice(bytes) {
@@ -459,14 +459,7 @@ impl Parser {
                 let finding = Finding::new(Code::InvalidJson, format!("Line {err_line} is not valid JSON: {} (at byte {at}).", plain_json_error(&e)), "Check the quotes, commas and brackets near that position; each line must be one complete JSON object.")
                     .at(err_line)
                     .offset(at);
-                out.push(Parsed::Record {
-                    line,
-                    normalised: Normalised {
-                        example: None,
-                        findings: vec![finding],
-                    },
-                    head: head(bytes),
-                });
+                out.push(Parsed::rejected(line, finding, head(bytes)));
                 return;
             }
         };
@@ -520,14 +513,7 @@ impl Parser {
         };
         if csv.record.is_empty() {
             if line.iter().all(u8::is_ascii_whitespace) {
-                out.push(Parsed::Finding(
-                    Finding::new(
-                        Code::BlankLine,
-                        format!("Line {line_no} is blank."),
-                        "Delete the empty row.",
-                    )
-                    .at(line_no),
-                ));
+                out.push(Parsed::blank(line_no, "Delete the empty row."));
                 return;
             }
             csv.record_line = line_no;
@@ -567,33 +553,23 @@ impl Parser {
                     .collect(),
                 Some(Err(e)) => {
                     let finding = Finding::new(Code::CsvRow, format!("Row at line {line} cannot be read: {e}."), "Check the quotes in this row: a quote inside a field is written twice (\"\").").at(line);
-                    out.push(Parsed::Record {
-                        line,
-                        normalised: Normalised {
-                            example: None,
-                            findings: vec![finding],
-                        },
-                        head: head(record),
-                    });
+                    out.push(Parsed::rejected(line, finding, head(record)));
                     return;
                 }
                 None => return,
             }
         };
         if std::str::from_utf8(record).is_err() {
-            out.push(Parsed::Finding(
+            out.push(Parsed::rejected(
+                line,
                 Finding::new(
                     Code::InvalidUtf8,
                     format!("Row at line {line} has bytes that are not valid UTF-8 text."),
                     "Save the file as CSV UTF-8.",
                 )
                 .at(line),
+                head(record),
             ));
-            out.push(Parsed::Record {
-                line,
-                normalised: rejected(),
-                head: head(record),
-            });
             return;
         }
         let Some(header) = &csv.header else {
@@ -639,7 +615,8 @@ impl Parser {
         };
         let Some((p, r, c)) = csv.map else { return };
         if fields.len() != header.len() {
-            out.push(Parsed::Finding(
+            out.push(Parsed::rejected(
+                line,
                 Finding::new(
                     Code::CsvRow,
                     format!(
@@ -650,12 +627,8 @@ impl Parser {
                     "Check for a missing or extra delimiter, or an unquoted comma inside a cell.",
                 )
                 .at(line),
+                head(record),
             ));
-            out.push(Parsed::Record {
-                line,
-                normalised: rejected(),
-                head: head(record),
-            });
             return;
         }
         let normalised =
@@ -792,14 +765,7 @@ impl Parser {
         let line = self.line + 1;
         self.saw_content = true;
         let finding = Finding::new(Code::NotObject, format!("The array holds a bare value (starting with '{}') on line {line}, not an object.", first as char), "Make every element of the array an object such as {\"instruction\": …, \"output\": …}.").at(line);
-        out.push(Parsed::Record {
-            line,
-            normalised: Normalised {
-                example: None,
-                findings: vec![finding],
-            },
-            head: Vec::new(),
-        });
+        out.push(Parsed::rejected(line, finding, Vec::new()));
     }
 
     /// Ends the input: the last line, and problems only visible at the end.
@@ -870,13 +836,6 @@ fn human(bytes: usize) -> String {
         b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
         b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
         b => format!("{b} bytes"),
-    }
-}
-
-fn rejected() -> Normalised {
-    Normalised {
-        example: None,
-        findings: Vec::new(),
     }
 }
 

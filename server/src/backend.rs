@@ -361,6 +361,11 @@ impl Services {
         {
             return Ok(t);
         }
+        self.insert_team(name).await
+    }
+
+    /// Inserts a team whose (already parsed) name is known to be free.
+    async fn insert_team(&self, name: String) -> Result<team::Model, AppError> {
         team::ActiveModel {
             name: Set(name),
             created_at: Set(now()),
@@ -646,14 +651,7 @@ impl Backend for Services {
                 "A team with that name already exists.",
             ));
         }
-        team::ActiveModel {
-            name: Set(name),
-            created_at: Set(now()),
-            ..Default::default()
-        }
-        .insert(&self.db)
-        .await
-        .map_err(internal)?;
+        self.insert_team(name).await?;
         Ok(())
     }
 
