@@ -23,8 +23,9 @@ pub const MAX_FINDINGS_PER_CODE: usize = 1000;
 
 /// Token lengths from the base model's tokenizer and chat template.
 pub trait Measure: Sync {
-    /// `(all tokens, assistant tokens)` of one example as training sees it.
-    fn measure(&self, example: &Example) -> (u32, u32);
+    /// `(all tokens, assistant tokens)` of one example as training sees it,
+    /// or why the model's chat template refused the example.
+    fn measure(&self, example: &Example) -> Result<(u32, u32), String>;
 }
 
 /// What lengths are counted in.
@@ -243,7 +244,16 @@ impl<'m> Checker<'m> {
             self.note(f);
         }
         let (tokens, assistant) = match self.measure {
-            Some(m) => m.measure(ex),
+            Some(m) => match m.measure(ex) {
+                Ok(counts) => counts,
+                Err(why) => {
+                    let mut f = Finding::new(Code::ChatTemplate, format!("The model's chat template cannot render the example on line {line}: {why}"), "Change the example so it fits the chosen model's conversation format (roles and their order), or choose another model.").at(line);
+                    f.excerpt = Some(crate::parse::excerpt(head));
+                    self.note(f);
+                    self.rejected += 1;
+                    return;
+                }
+            },
             None => {
                 let chars = |assistant_only: bool| {
                     ex.messages
@@ -462,9 +472,13 @@ impl<'m> SplitWriter<'m> {
             else {
                 continue;
             };
-            if let (Some(max), Some(m)) = (self.max_tokens, self.measure) {
-                if m.measure(&ex).0 > max {
-                    continue;
+            // Skips exactly what the checker rejected: template refusals
+            // and (with a context length) over-long examples.
+            if let Some(m) = self.measure {
+                match m.measure(&ex) {
+                    Err(_) => continue,
+                    Ok((tokens, _)) if self.max_tokens.is_some_and(|max| tokens > max) => continue,
+                    Ok(_) => {}
                 }
             }
             let Some(split) = self.plan.get(self.next) else {

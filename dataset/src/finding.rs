@@ -73,6 +73,7 @@ codes! {
     NearDuplicate = "near_duplicate", Warning;
     PersonalData = "personal_data", Warning;
     TooLong = "too_long", Error;
+    ChatTemplate = "chat_template", Error;
     TooFewExamples = "too_few_examples", Warning;
     FewExamples = "few_examples", Warning;
     CategoryImbalance = "category_imbalance", Warning;

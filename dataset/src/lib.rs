@@ -15,6 +15,8 @@ pub mod pii;
 pub mod similar;
 pub mod split;
 pub mod stats;
+#[cfg(feature = "tokens")]
+pub mod tokens;
 
 pub use check::{check_bytes, Checker, Measure, Options, Report, SplitWriter};
 pub use example::{Example, Message};
