@@ -111,9 +111,34 @@ pub struct DatasetSummary {
     pub ratios: String,
     /// Examples in train, validation, test.
     pub counts: [i64; 3],
+    /// The model whose tokenizer counted the tokens.
+    pub base_model: Option<String>,
     pub created_by: String,
     /// Unix seconds.
     pub created_at: i64,
+}
+
+/// A base model people can check data against and (later) fine-tune.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Its folder name in the models directory (`hone-demo` is built in).
+    pub name: String,
+    /// Tokens the model reads at most; longer examples are errors.
+    pub context_length: Option<u32>,
+}
+
+/// A model's tokenizer files, as the browser needs them to count tokens:
+/// `GET /api/models/{name}/tokenizer`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenizerFiles {
+    pub name: String,
+    pub context_length: Option<u32>,
+    /// `tokenizer.json`, verbatim.
+    pub tokenizer: String,
+    /// `tokenizer_config.json`, verbatim (special tokens, chat template).
+    pub tokenizer_config: Option<String>,
+    /// `chat_template.jinja`, when the folder has one.
+    pub chat_template: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +146,8 @@ pub struct ProjectPage {
     pub user: CurrentUser,
     pub project: ProjectSummary,
     pub datasets: Vec<DatasetSummary>,
+    /// Base models, the default (built-in demo) first.
+    pub models: Vec<ModelInfo>,
     /// The largest upload the server accepts, in bytes.
     pub max_upload_bytes: u64,
 }

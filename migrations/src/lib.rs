@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_foundation;
 mod m20261129_000002_dataset_versions;
+mod m20261129_000003_dataset_model_stats;
 
 /// The ordered list of migrations the server runs at start.
 #[derive(Debug)]
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261129_000001_foundation::Migration),
             Box::new(m20261129_000002_dataset_versions::Migration),
+            Box::new(m20261129_000003_dataset_model_stats::Migration),
         ]
     }
 }

@@ -559,6 +559,7 @@ impl Backend for Services {
             user: current(&u),
             project,
             datasets,
+            models: crate::models::list(&self.config.models_dir),
             max_upload_bytes: self.config.max_upload_bytes,
         })
     }

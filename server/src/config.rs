@@ -19,6 +19,9 @@ pub struct Config {
     pub public_url: String,
     /// Where the compiled WASM bundle and CSS are (`pkg/` inside).
     pub site_root: PathBuf,
+    /// Base models: one Hugging Face folder each (`config.json`,
+    /// `tokenizer.json`, …). The built-in demo model needs none.
+    pub models_dir: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +34,7 @@ struct FileConfig {
     session_hours: Option<i64>,
     public_url: Option<String>,
     site_root: Option<PathBuf>,
+    models_dir: Option<PathBuf>,
 }
 
 pub const DEFAULT_MAX_UPLOAD: u64 = 2 * 1024 * 1024 * 1024;
@@ -70,12 +74,17 @@ impl Config {
         if session_hours < 1 {
             bail!("HONE_SESSION_HOURS / session_hours must be at least 1");
         }
+        let data_dir = env("HONE_DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
         Ok(Config {
             bind,
-            data_dir: env("HONE_DATA_DIR")
+            models_dir: env("HONE_MODELS_DIR")
                 .map(PathBuf::from)
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("data")),
+                .or(file.models_dir)
+                .unwrap_or_else(|| data_dir.join("models")),
+            data_dir,
             database_url: env("DATABASE_URL").or(file.database_url),
             max_upload_bytes,
             session_hours,

@@ -2,7 +2,8 @@
 //! split, run on a file from the command line (same `hone-dataset` code).
 
 use anyhow::Context;
-use hone_dataset::{Checker, Options, Ratios, Report, Split, SplitWriter};
+use hone_dataset::tokens::ChatTokenizer;
+use hone_dataset::{Checker, Measure, Options, Ratios, Report, Split, SplitWriter};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -25,8 +26,47 @@ fn stream(path: &Path, mut feed: impl FnMut(&[u8])) -> anyhow::Result<()> {
     }
 }
 
-pub fn check_file(path: &Path, opts: &Options) -> anyhow::Result<Report> {
-    let mut checker = Checker::new(opts.clone(), None);
+/// The tokenizer `--tokenizer` names (a tokenizer.json or a model folder),
+/// or the built-in demo model's; with the model's context length.
+pub fn load_tokenizer(path: Option<&Path>) -> anyhow::Result<(ChatTokenizer, Option<u32>)> {
+    let files = match path {
+        None => crate::models::tokenizer_files(Path::new(""), crate::models::DEMO)?,
+        Some(p) if p.is_dir() => {
+            let name = p
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            crate::models::folder_files(p, &name)?
+        }
+        Some(p) => {
+            let dir = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            let sibling = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+            let tokenizer_config = sibling("tokenizer_config.json");
+            hone_app::api::TokenizerFiles {
+                name: p.display().to_string(),
+                context_length: crate::models::context_length(
+                    sibling("config.json").as_deref(),
+                    tokenizer_config.as_deref(),
+                ),
+                tokenizer: std::fs::read_to_string(p)
+                    .with_context(|| format!("reading the tokenizer {}", p.display()))?,
+                tokenizer_config,
+                chat_template: sibling("chat_template.jinja"),
+            }
+        }
+    };
+    let context = files.context_length;
+    Ok((crate::models::chat_tokenizer(&files)?, context))
+}
+
+pub fn check_file(
+    path: &Path,
+    opts: &Options,
+    measure: Option<&dyn Measure>,
+) -> anyhow::Result<Report> {
+    let mut checker = Checker::new(opts.clone(), measure);
     stream(path, |chunk| checker.feed(chunk))?;
     Ok(checker.finish())
 }
@@ -126,11 +166,12 @@ pub fn render(path: &Path, r: &Report) -> String {
 pub fn split_file(
     path: &Path,
     opts: &Options,
+    measure: Option<&dyn Measure>,
     seed: u64,
     ratios: Ratios,
     out_dir: &Path,
 ) -> anyhow::Result<[u64; 3]> {
-    let report = check_file(path, opts)?;
+    let report = check_file(path, opts, measure)?;
     let plan = report.plan(seed, ratios);
     let counts = Report::split_counts(&plan);
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -148,7 +189,7 @@ pub fn split_file(
             }
         }
     };
-    let mut writer = SplitWriter::new(opts.clone(), None, plan);
+    let mut writer = SplitWriter::new(opts.clone(), measure, plan);
     stream(path, |chunk| writer.feed(chunk, &mut emit))?;
     writer.finish(&mut emit);
     if let Some(e) = failed {

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use hone_app::api::{AppError, DatasetSummary};
+use hone_dataset::tokens::ChatTokenizer;
 use hone_dataset::{Checker, Columns, Options, Ratios, Report, Split, SplitWriter};
 use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
 use serde::Deserialize;
@@ -38,6 +39,8 @@ pub struct NewDataset {
     prompt_column: Option<String>,
     response_column: Option<String>,
     category_column: Option<String>,
+    /// The base model whose tokenizer counts tokens (default: the demo).
+    model: Option<String>,
 }
 
 /// The query, parsed: raw input becomes typed values here, once.
@@ -48,6 +51,7 @@ struct Settings {
     expect: [u64; 3],
     drop_rejected: bool,
     options: Options,
+    model: String,
 }
 
 fn parse(q: NewDataset) -> Result<Settings, AppError> {
@@ -74,6 +78,10 @@ fn parse(q: NewDataset) -> Result<Settings, AppError> {
             "expect is three counts, e.g. 80,10,10.",
         ));
     };
+    let model = q
+        .model
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or_else(|| crate::models::DEMO.to_owned());
     let mut options = Options::default();
     if let (Some(prompt), Some(response)) = (q.prompt_column, q.response_column) {
         options = options.with_columns(Columns {
@@ -89,6 +97,7 @@ fn parse(q: NewDataset) -> Result<Settings, AppError> {
         expect: [train, validation, test],
         drop_rejected: q.drop_rejected,
         options,
+        model,
     })
 }
 
@@ -96,8 +105,13 @@ fn refuse(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn check_blob(s: &Services, key: &str, options: &Options) -> storage::Result<Report> {
-    let mut checker = Checker::new(options.clone(), None);
+async fn check_blob(
+    s: &Services,
+    key: &str,
+    options: &Options,
+    measure: &ChatTokenizer,
+) -> storage::Result<Report> {
+    let mut checker = Checker::new(options.clone(), Some(measure));
     let mut stream = s.blobs.stream(key).await?;
     while let Some(chunk) = stream.next().await {
         checker.feed(&chunk?);
@@ -110,6 +124,7 @@ async fn write_splits(
     s: &Services,
     key: &str,
     options: &Options,
+    measure: &ChatTokenizer,
     plan: Vec<Split>,
 ) -> storage::Result<[Stored; 3]> {
     let mut writers = [
@@ -117,7 +132,7 @@ async fn write_splits(
         s.blobs.writer().await?,
         s.blobs.writer().await?,
     ];
-    let mut split = SplitWriter::new(options.clone(), None, plan);
+    let mut split = SplitWriter::new(options.clone(), Some(measure), plan);
     let mut stream = s.blobs.stream(key).await?;
     let mut failed = None;
     while let Some(chunk) = stream.next().await {
@@ -157,7 +172,30 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let u = s.user_from_session(&session).await?;
     let p = s.writable_project(&u, project_id).await?;
-    let settings = parse(query)?;
+    let mut settings = parse(query)?;
+    // The same tokenizer and context length the browser counted with.
+    let models_dir = s.config.models_dir.clone();
+    let model = settings.model.clone();
+    let (tokenizer, context_length) = tokio::task::spawn_blocking(move || {
+        let files = crate::models::tokenizer_files(&models_dir, &model)?;
+        Ok::<_, crate::models::ModelError>((
+            crate::models::chat_tokenizer(&files)?,
+            files.context_length,
+        ))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| match e {
+        crate::models::ModelError::Unknown(_) => AppError::invalid("model", e.to_string()),
+        other => {
+            tracing::error!(error = %other, "a model's tokenizer cannot be used");
+            AppError::invalid(
+                "model",
+                format!("The model cannot be used for counting tokens: {other}"),
+            )
+        }
+    })?;
+    settings.options.max_tokens = context_length;
     let source_name = crate::http::file_name(&headers)?;
     let limit = s.config.max_upload_bytes;
     if let Some(refusal) = crate::http::declared_too_large(&headers, limit) {
@@ -167,7 +205,7 @@ pub async fn create(
         Ok(stored) => stored,
         Err(e) => return Ok(crate::http::upload_refusal(e, limit)),
     };
-    let report = check_blob(&s, &source.key, &settings.options)
+    let report = check_blob(&s, &source.key, &settings.options, &tokenizer)
         .await
         .map_err(internal)?;
     // The per-line report of what blocks saving: errors first.
@@ -210,9 +248,10 @@ pub async fn create(
             }),
         ));
     }
-    let [train, validation, test] = write_splits(&s, &source.key, &settings.options, plan)
-        .await
-        .map_err(internal)?;
+    let [train, validation, test] =
+        write_splits(&s, &source.key, &settings.options, &tokenizer, plan)
+            .await
+            .map_err(internal)?;
 
     let finding_counts: serde_json::Map<String, serde_json::Value> = report
         .counts
@@ -261,6 +300,8 @@ pub async fn create(
         test_sha256: Set(test.sha256),
         created_by: Set(u.id),
         created_at: Set(t),
+        base_model: Set(Some(settings.model.clone())),
+        stats: Set(serde_json::to_string(&report.stats).ok()),
         ..Default::default()
     }
     .insert(&tx)
@@ -292,6 +333,7 @@ pub fn summary(
         seed: row.seed.clone(),
         ratios: row.ratios.clone(),
         counts: [row.train_count, row.validation_count, row.test_count],
+        base_model: row.base_model.clone(),
         created_by,
         created_at: row.created_at,
     }

@@ -30,7 +30,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::json!({ "code": self.0.code(), "message": self.0.to_string() });
+        let mut body = serde_json::json!({ "code": self.0.code(), "message": self.0.to_string() });
+        if let AppError::Invalid { field, .. } = &self.0 {
+            body["field"] = field.clone().into();
+        }
         (status, Json(body)).into_response()
     }
 }
@@ -42,6 +45,32 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
         Json(serde_json::json!({ "code": code, "message": message })),
     )
         .into_response()
+}
+
+/// `GET /api/models/{name}/tokenizer`: what the browser needs to count
+/// tokens as training will. Any signed-in person may read it.
+pub async fn tokenizer(
+    State(s): State<Arc<Services>>,
+    session: Session,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    s.user_from_session(&session).await?;
+    let dir = s.config.models_dir.clone();
+    let files = tokio::task::spawn_blocking(move || crate::models::tokenizer_files(&dir, &name))
+        .await
+        .map_err(crate::backend::internal)?
+        .map_err(|e| match e {
+            crate::models::ModelError::Unknown(name) => AppError::NotFound(format!("model {name}")),
+            other => {
+                tracing::error!(error = %other, "a model's tokenizer files cannot be read");
+                AppError::Internal
+            }
+        })?;
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "private, max-age=300")],
+        axum::Json(files),
+    )
+        .into_response())
 }
 
 /// Liveness: the process answers.

@@ -9,6 +9,7 @@ pub mod datasets;
 pub mod db;
 pub mod entity;
 pub mod http;
+pub mod models;
 pub mod sessions;
 pub mod storage;
 
@@ -86,6 +87,7 @@ pub fn router(services: Arc<Services>) -> Router {
         // The upload route streams and counts bytes itself (and answers 413).
         .route("/api/projects/{id}/files", post(http::upload))
         .route("/api/projects/{id}/datasets", post(datasets::create))
+        .route("/api/models/{name}/tokenizer", get(http::tokenizer))
         .merge(pages)
         .layer(axum::middleware::from_fn(http::same_origin_only))
         .layer(sessions)

@@ -50,6 +50,8 @@ enum DatasetCommand {
         json: bool,
         #[command(flatten)]
         columns: ColumnArgs,
+        #[command(flatten)]
+        tokens: TokenArgs,
     },
     /// Write train.jsonl, validation.jsonl and test.jsonl (normalised chat
     /// format); examples with errors are left out.
@@ -64,7 +66,37 @@ enum DatasetCommand {
         out: PathBuf,
         #[command(flatten)]
         columns: ColumnArgs,
+        #[command(flatten)]
+        tokens: TokenArgs,
     },
+}
+
+/// How lengths are counted. By default with the built-in demo model's
+/// tokenizer and context length, as the browser does.
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// A model's tokenizer.json, or its Hugging Face folder; its
+    /// tokenizer_config.json, chat_template.jinja and config.json are read
+    /// from the same folder.
+    #[arg(long, conflicts_with = "characters")]
+    tokenizer: Option<PathBuf>,
+    /// The longest example allowed, in tokens (default: the model's context
+    /// length).
+    #[arg(long, conflicts_with = "characters")]
+    max_tokens: Option<u32>,
+    /// Count characters instead of tokens (no tokenizer, no length limit).
+    #[arg(long)]
+    characters: bool,
+}
+
+impl TokenArgs {
+    fn load(self) -> anyhow::Result<Option<(hone_dataset::tokens::ChatTokenizer, Option<u32>)>> {
+        if self.characters {
+            return Ok(None);
+        }
+        let (tokenizer, context) = dataset_cli::load_tokenizer(self.tokenizer.as_deref())?;
+        Ok(Some((tokenizer, self.max_tokens.or(context))))
+    }
 }
 
 /// CSV/TSV columns, when their names do not say which is which.
@@ -167,8 +199,15 @@ fn dataset(command: DatasetCommand) -> anyhow::Result<()> {
             file,
             json,
             columns,
+            tokens,
         } => {
-            let report = dataset_cli::check_file(&file, &columns.options())?;
+            let mut opts = columns.options();
+            let counting = tokens.load()?;
+            let measure = counting.as_ref().map(|(t, max)| {
+                opts.max_tokens = *max;
+                t as &dyn hone_dataset::Measure
+            });
+            let report = dataset_cli::check_file(&file, &opts, measure)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -185,9 +224,16 @@ fn dataset(command: DatasetCommand) -> anyhow::Result<()> {
             ratios,
             out,
             columns,
+            tokens,
         } => {
+            let mut opts = columns.options();
+            let counting = tokens.load()?;
+            let measure = counting.as_ref().map(|(t, max)| {
+                opts.max_tokens = *max;
+                t as &dyn hone_dataset::Measure
+            });
             let [train, validation, test] =
-                dataset_cli::split_file(&file, &columns.options(), seed, ratios, &out)?;
+                dataset_cli::split_file(&file, &opts, measure, seed, ratios, &out)?;
             println!("{train} train, {validation} validation, {test} test examples written to {} (seed {seed})", out.display());
             Ok(())
         }

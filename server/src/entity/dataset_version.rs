@@ -32,6 +32,11 @@ pub struct Model {
     pub test_sha256: String,
     pub created_by: i64,
     pub created_at: i64,
+    /// The model whose tokenizer counted the tokens (NULL: characters).
+    pub base_model: Option<String>,
+    /// JSON: `hone_dataset::check::Stats` as the server computed them.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub stats: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -65,6 +65,7 @@ pub async fn spawn_app(db: &'static str, max_upload_bytes: u64) -> TestApp {
         session_hours: 1,
         public_url: "http://localhost".into(),
         site_root: dir.path().join("site"),
+        models_dir: dir.path().join("models"),
     };
     let dbc = hone_server::db::connect(database_url.as_deref(), dir.path())
         .await

@@ -4,8 +4,10 @@
 use crate::common::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use hone_dataset::tokens::ChatTokenizer;
 use hone_dataset::{check_bytes, Options, Ratios, SplitWriter};
 use hone_server::entity::dataset_version;
+use hone_server::models;
 use sea_orm::{EntityTrait, PaginatorTrait};
 
 fn sample() -> Vec<u8> {
@@ -17,9 +19,21 @@ fn sample() -> Vec<u8> {
     s.into_bytes()
 }
 
+/// The demo model's tokenizer, as the browser loads it.
+fn demo() -> (ChatTokenizer, Options) {
+    let dir = tempfile::tempdir().unwrap();
+    let files = models::tokenizer_files(dir.path(), models::DEMO).unwrap();
+    let opts = Options {
+        max_tokens: files.context_length,
+        ..Options::default()
+    };
+    (models::chat_tokenizer(&files).unwrap(), opts)
+}
+
 /// What the browser computes before saving: split counts for seed and ratios.
 fn browser_counts(bytes: &[u8], seed: u64) -> [u64; 3] {
-    let report = check_bytes(bytes, Options::default(), None);
+    let (t, opts) = demo();
+    let report = check_bytes(bytes, opts, Some(&t));
     hone_dataset::Report::split_counts(&report.plan(seed, Ratios::default()))
 }
 
@@ -95,10 +109,10 @@ async fn saving_a_dataset_rechecks_and_splits_on_the_server() {
         assert_eq!(d["counts"], serde_json::json!([a, b, t]));
 
         // The stored splits are byte-identical to what hone-dataset writes.
-        let report = check_bytes(&bytes, Options::default(), None);
+        let (t, opts) = demo();
+        let report = check_bytes(&bytes, opts.clone(), Some(&t));
         let mut local = [String::new(), String::new(), String::new()];
-        let mut writer =
-            SplitWriter::new(Options::default(), None, report.plan(7, Ratios::default()));
+        let mut writer = SplitWriter::new(opts, Some(&t), report.plan(7, Ratios::default()));
         writer.feed(&bytes, &mut |s, line| local[s as usize].push_str(line));
         writer.finish(&mut |s, line| local[s as usize].push_str(line));
         let row = dataset_version::Entity::find()
@@ -114,6 +128,10 @@ async fn saving_a_dataset_rechecks_and_splits_on_the_server() {
             assert_eq!(std::str::from_utf8(&stored).unwrap(), expected);
         }
         assert_eq!(row.seed, "7");
+        assert_eq!(row.base_model.as_deref(), Some("hone-demo"));
+        let stats: serde_json::Value = serde_json::from_str(row.stats.as_deref().unwrap()).unwrap();
+        assert_eq!(stats["unit"], "tokens");
+        assert_eq!(stats["length"]["count"], 20);
 
         let page = c
             .call("project", &[("id", &w.alpha_project.to_string())])
@@ -181,4 +199,109 @@ async fn only_writers_of_the_team_save_datasets_and_bad_settings_are_named() {
     )
     .await;
     assert_eq!(empty.json()["code"], "no_examples", "{}", empty.body);
+}
+
+/// A model folder whose context is `context` tokens, made from the demo
+/// model's tokenizer.
+fn install_model(app: &TestApp, name: &str, context: u32) {
+    let dir = app.services.config.models_dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let demo = models::tokenizer_files(&dir, models::DEMO).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), demo.tokenizer).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        demo.tokenizer_config.unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        format!("{{\"model_type\": \"llama\", \"max_position_embeddings\": {context}}}"),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn tokens_are_counted_with_the_chosen_models_tokenizer_and_context() {
+    let app = spawn_app("sqlite", 1024 * 1024).await;
+    let w = world(&app).await;
+    install_model(&app, "tiny-context", 24);
+    let mut anonymous = Client::new(&app);
+    assert_eq!(
+        anonymous
+            .get("/api/models/hone-demo/tokenizer")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let mut c = Client::new(&app);
+    c.login("reviewer", PASSWORD).await;
+    let demo = c.get("/api/models/hone-demo/tokenizer").await;
+    assert_eq!(demo.status, StatusCode::OK, "{}", demo.body);
+    assert_eq!(demo.json()["context_length"], 2048);
+    assert!(demo.json()["tokenizer"]
+        .as_str()
+        .unwrap()
+        .contains("\"BPE\""));
+    let tiny = c.get("/api/models/tiny-context/tokenizer").await.json();
+    assert_eq!(tiny["context_length"], 24);
+    for missing in [
+        "/api/models/nope/tokenizer",
+        "/api/models/..%2Fetc/tokenizer",
+    ] {
+        assert_eq!(
+            c.get(missing).await.status,
+            StatusCode::NOT_FOUND,
+            "{missing}"
+        );
+    }
+    let page = c
+        .call("project", &[("id", &w.alpha_project.to_string())])
+        .await
+        .json();
+    assert_eq!(page["models"][0]["name"], "hone-demo");
+    assert_eq!(page["models"][1]["name"], "tiny-context");
+
+    // One example is longer than 24 tokens with this model's chat template.
+    let mut file = String::new();
+    for i in 0..10 {
+        file.push_str(&format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"Q{i}\"}},{{\"role\":\"assistant\",\"content\":\"A{i}\"}}]}}\n"));
+    }
+    file.push_str("{\"messages\":[{\"role\":\"user\",\"content\":\"Please tell me everything about the history of the quick brown fox\"},{\"role\":\"assistant\",\"content\":\"No.\"}]}\n");
+    let mut c = Client::new(&app);
+    c.login("expert", PASSWORD).await;
+    let refused = post(
+        &mut c,
+        w.alpha_project,
+        "name=T&seed=1&ratios=80,10,10&expect=8,1,1&model=tiny-context",
+        file.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.json()["findings"][0]["code"], "too_long");
+    assert_eq!(refused.json()["findings"][0]["line"], 11);
+    // With the demo model (2048 tokens) the same file has no errors.
+    let [a, b, t] = browser_counts(file.as_bytes(), 1);
+    let saved = post(
+        &mut c,
+        w.alpha_project,
+        &format!("name=T&seed=1&ratios=80,10,10&expect={a},{b},{t}&model=hone-demo"),
+        file.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
+    assert_eq!(saved.json()["base_model"], "hone-demo");
+    let unknown = post(
+        &mut c,
+        w.alpha_project,
+        "name=T&seed=1&ratios=80,10,10&expect=8,1,1&model=nope",
+        file.into_bytes(),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(unknown.json()["field"], "model", "{}", unknown.body);
 }
