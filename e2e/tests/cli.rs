@@ -128,3 +128,169 @@ fn serves_probes_and_stops_cleanly_on_sigterm() {
     assert!(out.status.success(), "exit status {:?}\n{log}", out.status);
     assert!(log.contains("shutting down"), "{log}");
 }
+
+fn jsonl(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"Question number {i}?\"}},{{\"role\":\"assistant\",\"content\":\"Answer number {i}.\"}}]}}\n"))
+        .collect()
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = hone().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[test]
+fn dataset_check_prints_findings_with_lines_and_exits_1_on_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        format!(
+            "{}{{\"messages\": [\n{{\"messages\":[{{\"role\":\"user\",\"content\":\"Hi\"}}]}}\n",
+            jsonl(3)
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["dataset", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("line 4: error [invalid_json]"), "{out}");
+    assert!(out.contains("line 5: error [no_assistant]"), "{out}");
+    assert!(out.contains("Length per example (tokens)"), "{out}");
+
+    let (code, out, _) = run(&["dataset", "check", "--json", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["examples"], 3);
+    assert_eq!(report["rejected"], 2);
+    assert_eq!(report["counts"]["invalid_json"], 1);
+    assert_eq!(report["stats"]["unit"], "tokens");
+
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(&good, jsonl(3)).unwrap();
+    let (code, out, err) = run(&["dataset", "check", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 errors"), "{out}");
+
+    let (code, out, _) = run(&[
+        "dataset",
+        "check",
+        "--characters",
+        "--json",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["stats"]["unit"], "characters");
+
+    let (code, _, err) = run(&[
+        "dataset",
+        "check",
+        dir.path().join("absent.jsonl").to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("absent.jsonl"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn dataset_check_counts_with_a_given_tokenizer_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.jsonl");
+    std::fs::write(&file, jsonl(4)).unwrap();
+    let tokenizer = repo().join("models/hone-demo/tokenizer.json");
+    let (code, out, err) = run(&[
+        "dataset",
+        "check",
+        "--json",
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--max-tokens",
+        "10",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["counts"]["too_long"], 4, "{out}");
+
+    // A folder works too; its tokenizer_config.json gives the context (2048).
+    let folder = repo().join("models/hone-demo");
+    let (code, out, err) = run(&[
+        "dataset",
+        "check",
+        "--json",
+        "--tokenizer",
+        folder.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let longest = report["stats"]["length"]["max"].as_u64().unwrap();
+    assert!((10..100).contains(&longest), "{longest}");
+
+    let broken = dir.path().join("tokenizer.json");
+    std::fs::write(&broken, "{}").unwrap();
+    let (code, _, err) = run(&[
+        "dataset",
+        "check",
+        "--tokenizer",
+        broken.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("tokenizer"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn dataset_split_writes_the_same_three_files_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.jsonl");
+    std::fs::write(&file, jsonl(50)).unwrap();
+    let mut outputs = Vec::new();
+    for run_no in 0..2 {
+        let out_dir = dir.path().join(format!("out{run_no}"));
+        let (code, out, err) = run(&[
+            "dataset",
+            "split",
+            file.to_str().unwrap(),
+            "--seed",
+            "3",
+            "--ratios",
+            "80,10,10",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("40 train, 5 validation, 5 test"), "{out}");
+        let files: Vec<String> = ["train.jsonl", "validation.jsonl", "test.jsonl"]
+            .iter()
+            .map(|n| std::fs::read_to_string(out_dir.join(n)).unwrap())
+            .collect();
+        assert_eq!(files.iter().map(|f| f.lines().count()).sum::<usize>(), 50);
+        outputs.push(files);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    let (code, _, err) = run(&[
+        "dataset",
+        "split",
+        file.to_str().unwrap(),
+        "--ratios",
+        "80,10",
+        "--out",
+        "x",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("ratios") || err.contains("three"), "{err}");
+}
