@@ -10,6 +10,7 @@ pub mod format;
 mod pages;
 #[cfg(feature = "hydrate")]
 mod upload;
+pub mod worker;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

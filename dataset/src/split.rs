@@ -81,7 +81,7 @@ impl Ratios {
 }
 
 /// What the split needs to know of one kept example.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Item {
     /// The first example of its duplicate group (itself if unique).
     pub group: u32,

@@ -19,6 +19,18 @@ async fn walking_skeleton_in_a_real_browser() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
+    // A second base model: the demo tokenizer with a 16-token context.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tiny = data.join("models/tiny-context");
+    std::fs::create_dir_all(&tiny).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(repo.join("models/hone-demo").join(f), tiny.join(f)).unwrap();
+    }
+    std::fs::write(
+        tiny.join("config.json"),
+        r#"{"max_position_embeddings": 16}"#,
+    )
+    .unwrap();
     let (_server, base) = start_server(&data);
     let (_driver, port) = start_chromedriver();
     let c = browser(port, &tmp.path().join("profile")).await;
@@ -227,6 +239,12 @@ async fn walking_skeleton_in_a_real_browser() {
             ("too_few_examples", 1)
         ]
     );
+    // Lengths are real token counts (the demo model's tokenizer, in the
+    // check's Web Worker).
+    assert!(
+        p.text_of(".histogram figcaption").await.contains("tokens"),
+        "lengths must be counted in tokens"
+    );
     let excerpt = p
         .text_of("#findings tr[data-code='personal_data'] .excerpt")
         .await;
@@ -250,6 +268,30 @@ async fn walking_skeleton_in_a_real_browser() {
         .await
         .unwrap();
     p.snapshot("project").await;
+
+    // Another model reads at most 16 tokens: choosing it checks the file
+    // again, and every example is now too long for it.
+    p.wait(Locator::Css("#check-model"))
+        .await
+        .select_by_value("tiny-context")
+        .await
+        .unwrap();
+    p.wait(Locator::XPath("//span[@id='card-rejected' and .='6']"))
+        .await;
+    assert_eq!(
+        p.c.find_all(Locator::Css("#findings tr[data-code='too_long']"))
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    p.wait(Locator::Css("#check-model"))
+        .await
+        .select_by_value("hone-demo")
+        .await
+        .unwrap();
+    p.wait(Locator::XPath("//span[@id='card-rejected' and .='2']"))
+        .await;
 
     // Save it as a dataset: errors block until the person chooses to leave
     // them out; the server re-checks and must count the same split.

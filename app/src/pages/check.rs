@@ -1,15 +1,11 @@
-//! "Check training data": the browser reads the chosen file in slices
-//! (`File.slice`, never whole) and runs `hone-dataset`'s checks on it —
-//! the same code the server and the command line run. Nothing is uploaded.
+//! "Check training data": a Web Worker reads the chosen file in slices
+//! (`File.slice`, never whole) and runs `hone-dataset`'s checks on it with
+//! the chosen base model's tokenizer — the same code the server and the
+//! command line run. Nothing is uploaded until the person saves.
 
 use hone_dataset::check::Verdict;
 use hone_dataset::{Report, Severity};
 use leptos::prelude::*;
-
-/// Bytes read per slice: big enough to amortise the await, small enough to
-/// keep the page responsive and memory flat.
-#[cfg(feature = "hydrate")]
-const SLICE: f64 = 4.0 * 1024.0 * 1024.0;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Progress {
@@ -32,6 +28,26 @@ pub struct CheckState {
     saving: RwSignal<Option<f64>>,
     /// CSV/TSV columns chosen by the person (when the names said nothing).
     columns: RwSignal<Option<hone_dataset::Columns>>,
+    /// The base model whose tokenizer counts tokens.
+    model: RwSignal<String>,
+    /// The running check's worker (terminated when another check starts).
+    #[cfg(feature = "hydrate")]
+    worker: StoredValue<Option<RunningWorker>, LocalStorage>,
+}
+
+/// A worker and the callbacks that must live as long as it does.
+#[cfg(feature = "hydrate")]
+pub struct RunningWorker {
+    worker: web_sys::Worker,
+    _on_message: wasm_bindgen::closure::Closure<dyn FnMut(web_sys::MessageEvent)>,
+    _on_error: wasm_bindgen::closure::Closure<dyn FnMut(web_sys::Event)>,
+}
+
+#[cfg(feature = "hydrate")]
+impl Drop for RunningWorker {
+    fn drop(&mut self) {
+        self.worker.terminate();
+    }
 }
 
 impl CheckState {
@@ -43,6 +59,9 @@ impl CheckState {
             message: RwSignal::new(None),
             saving: RwSignal::new(None),
             columns: RwSignal::new(None),
+            model: RwSignal::new(String::from("hone-demo")),
+            #[cfg(feature = "hydrate")]
+            worker: StoredValue::new_local(None),
         }
     }
 }
@@ -53,6 +72,7 @@ pub fn DatasetCheck(
     can_write: bool,
     saved: RwSignal<u32>,
     state: CheckState,
+    models: Vec<crate::api::ModelInfo>,
 ) -> impl IntoView {
     let CheckState {
         progress,
@@ -60,20 +80,37 @@ pub fn DatasetCheck(
         file: kept,
         message,
         columns,
+        model,
         ..
     } = state;
     let start = move |file: Option<web_sys::File>| {
         #[cfg(feature = "hydrate")]
         if let Some(file) = file {
-            report.set(None);
-            message.set(None);
             columns.set(None);
             kept.set_value(Some(file.clone()));
-            leptos::task::spawn_local(run(file, None, progress, report));
+            leptos::task::spawn_local(run(file, state));
         }
         #[cfg(not(feature = "hydrate"))]
-        let _ = (file, progress, report, kept, message, columns);
+        let _ = (file, kept, columns);
     };
+    let on_model = move |ev: leptos::ev::Event| {
+        model.set(event_target_value(&ev));
+        // A new model counts differently: check the same file again.
+        #[cfg(feature = "hydrate")]
+        if let Some(file) = kept.get_value() {
+            leptos::task::spawn_local(run(file, state));
+        }
+    };
+    let model_options = models
+        .iter()
+        .map(|m| {
+            let label = match m.context_length {
+                Some(n) => format!("{} (reads up to {n} tokens)", m.name),
+                None => m.name.clone(),
+            };
+            view! { <option value=m.name.clone() selected=m.name == model.get_untracked()>{label}</option> }
+        })
+        .collect_view();
     let on_change = move |ev: leptos::ev::Event| {
         let file = event_target::<web_sys::HtmlInputElement>(&ev)
             .files()
@@ -100,6 +137,8 @@ pub fn DatasetCheck(
                 "Drop a file here or choose one. It is checked in your browser; nothing is uploaded. "
                 "Accepted: JSON Lines (OpenAI chat, Alpaca or ShareGPT), a JSON array, CSV or TSV with a header row."
             </p>
+            <label for="check-model">"Base model (counts tokens as it will)"</label>
+            <select id="check-model" on:change=on_model>{model_options}</select>
             <label for="check-file">"Training data file"</label>
             <input id="check-file" type="file" accept=".jsonl,.json,.csv,.tsv,.txt" on:change=on_change/>
             {move || progress.get().map(|p| view! {
@@ -128,41 +167,148 @@ pub fn DatasetCheck(
     .into_any()
 }
 
+/// Starts checking `file` in a Web Worker with the chosen model's
+/// tokenizer; progress and the report arrive as messages.
 #[cfg(feature = "hydrate")]
-async fn run(
-    file: web_sys::File,
-    columns: Option<hone_dataset::Columns>,
-    progress: RwSignal<Option<Progress>>,
-    report: RwSignal<Option<(String, Report)>>,
-) {
-    use wasm_bindgen_futures::JsFuture;
+async fn run(file: web_sys::File, state: CheckState) {
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::JsCast;
+
+    // A new check replaces a running one.
+    state.worker.set_value(None);
+    state.report.set(None);
+    state.message.set(None);
     let total = file.size();
-    let began = js_sys::Date::now();
-    let options = match columns {
+    state.progress.set(Some(Progress {
+        done: 0.0,
+        total,
+        mb_per_s: 0.0,
+    }));
+    // Ends the worker after the callback that calls this has returned (its
+    // closures must outlive their own call).
+    let stop = move || leptos::task::spawn_local(async move { state.worker.set_value(None) });
+    let fail = move |text: String| {
+        state.progress.set(None);
+        stop();
+        state.message.set(Some((false, text)));
+    };
+    let model = state.model.get_untracked();
+    let tokenizer = match fetch_tokenizer(&model).await {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let mut options = match state.columns.get_untracked() {
         Some(c) => hone_dataset::Options::default().with_columns(c),
         None => hone_dataset::Options::default(),
     };
-    let mut checker = hone_dataset::Checker::new(options, None);
-    let mut at = 0.0;
-    while at < total {
-        let end = (at + SLICE).min(total);
-        let Ok(blob) = file.slice_with_f64_and_f64(at, end) else {
-            break;
-        };
-        let Ok(buffer) = JsFuture::from(blob.array_buffer()).await else {
-            break;
-        };
-        checker.feed(&js_sys::Uint8Array::new(&buffer).to_vec());
-        at = end;
-        let secs = ((js_sys::Date::now() - began) / 1000.0).max(1e-3);
-        progress.set(Some(Progress {
-            done: at,
-            total,
-            mb_per_s: at / 1e6 / secs,
-        }));
+    options.max_tokens = tokenizer.context_length;
+    let request = crate::worker::Request {
+        options,
+        tokenizer: Some(tokenizer),
+    };
+    let Ok(request) = serde_json::to_string(&request) else {
+        return fail("Could not prepare the check.".into());
+    };
+
+    let options = web_sys::WorkerOptions::new();
+    options.set_type(web_sys::WorkerType::Module);
+    let worker = match web_sys::Worker::new_with_options("/pkg/check-worker.js", &options) {
+        Ok(w) => w,
+        Err(_) => {
+            return fail(
+                "This browser cannot run the check in the background (Web Workers).".into(),
+            )
+        }
+    };
+    let began = js_sys::Date::now();
+    let name = file.name();
+    let on_message =
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
+            let data = e.data();
+            let field = |k: &str| {
+                js_sys::Reflect::get(&data, &k.into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED)
+            };
+            match field("kind").as_string().as_deref() {
+                Some("progress") => {
+                    let done = field("done").as_f64().unwrap_or(0.0);
+                    let secs = ((js_sys::Date::now() - began) / 1000.0).max(1e-3);
+                    state.progress.set(Some(Progress {
+                        done,
+                        total,
+                        mb_per_s: done / 1e6 / secs,
+                    }));
+                }
+                Some("done") => {
+                    let outcome = field("result").as_string().and_then(|json| {
+                        serde_json::from_str::<crate::worker::Outcome>(&json).ok()
+                    });
+                    match outcome {
+                        Some(o) => {
+                            let mut report = o.report;
+                            report.items = o.items;
+                            state.progress.set(None);
+                            state.report.set(Some((name.clone(), report)));
+                            stop();
+                        }
+                        None => fail(
+                            "The check sent back a report this page cannot read. Reload the page."
+                                .into(),
+                        ),
+                    }
+                }
+                _ => fail(format!(
+                    "The check stopped: {}",
+                    field("message").as_string().unwrap_or_default()
+                )),
+            }
+        });
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_e: web_sys::Event| {
+        fail("The check could not start in this browser. Reload the page and try again.".into());
+    });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    let message = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&message, &"file".into(), &file);
+    let _ = js_sys::Reflect::set(&message, &"request".into(), &request.into());
+    if worker.post_message(&message).is_err() {
+        return fail("Could not hand the file to the check.".into());
     }
-    progress.set(None);
-    report.set(Some((file.name(), checker.finish())));
+    state.worker.set_value(Some(RunningWorker {
+        worker,
+        _on_message: on_message,
+        _on_error: on_error,
+    }));
+}
+
+/// `GET /api/models/{name}/tokenizer`.
+#[cfg(feature = "hydrate")]
+async fn fetch_tokenizer(model: &str) -> Result<crate::api::TokenizerFiles, String> {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_futures::JsFuture;
+    let failed =
+        || format!("Could not load the tokenizer of {model}. Check your connection and try again.");
+    let window = web_sys::window().ok_or_else(failed)?;
+    let url = format!(
+        "/api/models/{}/tokenizer",
+        js_sys::encode_uri_component(model)
+    );
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(&url))
+        .await
+        .map_err(|_| failed())?
+        .dyn_into()
+        .map_err(|_| failed())?;
+    if !response.ok() {
+        return Err(format!(
+            "The server has no tokenizer for {model} (HTTP {}).",
+            response.status()
+        ));
+    }
+    let text = JsFuture::from(response.text().map_err(|_| failed())?)
+        .await
+        .map_err(|_| failed())?
+        .as_string()
+        .ok_or_else(failed)?;
+    serde_json::from_str(&text).map_err(|_| failed())
 }
 
 /// The column-mapping step: when a CSV/TSV header names no prompt and
@@ -191,11 +337,10 @@ fn ColumnPicker(names: Vec<String>, state: CheckState) -> impl IntoView {
             response: response.get_untracked(),
             category: Some(category.get_untracked()).filter(|c| !c.is_empty()),
         };
-        state.columns.set(Some(chosen.clone()));
+        state.columns.set(Some(chosen));
         #[cfg(feature = "hydrate")]
         if let Some(file) = state.file.get_value() {
-            state.report.set(None);
-            leptos::task::spawn_local(run(file, Some(chosen), state.progress, state.report));
+            leptos::task::spawn_local(run(file, state));
         }
     };
     view! {
@@ -283,8 +428,9 @@ fn SaveForm(
             let enc = |s: &str| String::from(js_sys::encode_uri_component(s));
             let r = ratios.0;
             let mut url = format!(
-                "/api/projects/{project_id}/datasets?name={}&seed={seed}&ratios={},{},{}&drop_rejected={}&expect={},{},{}",
-                enc(&name.get_untracked()), r[0], r[1], r[2], drop_rejected.get_untracked(), c[0], c[1], c[2]
+                "/api/projects/{project_id}/datasets?name={}&seed={seed}&ratios={},{},{}&drop_rejected={}&expect={},{},{}&model={}",
+                enc(&name.get_untracked()), r[0], r[1], r[2], drop_rejected.get_untracked(), c[0], c[1], c[2],
+                enc(&state.model.get_untracked())
             );
             if let Some(cols) = state.columns.get_untracked() {
                 url.push_str(&format!(

@@ -43,7 +43,7 @@ fn ProjectView(d: Data, state: UploadState, check: super::check::CheckState) -> 
     view! {
         <p class="crumbs"><a href="/">"Projects"</a> " / " {d.project.team.name.clone()}</p>
         <h1 id="project-name">{d.project.name.clone()}</h1>
-        <super::check::DatasetCheck project_id=project_id can_write=can_write saved=state.uploads state=check/>
+        <super::check::DatasetCheck project_id=project_id can_write=can_write saved=state.uploads state=check models=d.models.clone()/>
         <DatasetList datasets=d.datasets.clone()/>
         {can_write.then(|| view! { <UploadForm project_id=project_id max=max state=state/> })}
         <section class="panel">
