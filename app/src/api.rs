@@ -118,6 +118,23 @@ pub struct DatasetSummary {
     pub created_at: i64,
 }
 
+/// One dataset version in full: `/projects/{project}/datasets/{id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetPage {
+    pub user: CurrentUser,
+    pub project_id: i64,
+    pub project_name: String,
+    pub dataset: DatasetSummary,
+    pub source_sha256: String,
+    /// SHA-256 of train.jsonl, validation.jsonl, test.jsonl.
+    pub split_sha256: [String; 3],
+    pub errors: i64,
+    /// Findings per code as the server counted them, most frequent first.
+    pub finding_counts: Vec<(String, u64)>,
+    /// The server's statistics (absent for versions saved before they were kept).
+    pub stats: Option<hone_dataset::check::Stats>,
+}
+
 /// A base model people can check data against and (later) fine-tune.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelInfo {
@@ -294,6 +311,7 @@ mod ssr {
             name: String,
         ) -> Result<i64, AppError>;
         async fn project(&self, req: &RequestParts, id: i64) -> Result<ProjectPage, AppError>;
+        async fn dataset(&self, req: &RequestParts, id: i64) -> Result<DatasetPage, AppError>;
         async fn admin_overview(&self, req: &RequestParts) -> Result<AdminOverview, AppError>;
         async fn create_user(
             &self,
@@ -378,6 +396,11 @@ pub async fn create_project(team_id: i64, name: String) -> Result<i64, AppError>
 #[server(prefix = "/api", endpoint = "project")]
 pub async fn project(id: i64) -> Result<ProjectPage, AppError> {
     ssr::call(|b, r| async move { b.project(&r, id).await }).await
+}
+
+#[server(prefix = "/api", endpoint = "dataset")]
+pub async fn dataset(id: i64) -> Result<DatasetPage, AppError> {
+    ssr::call(|b, r| async move { b.dataset(&r, id).await }).await
 }
 
 #[server(prefix = "/api", endpoint = "admin_overview")]

@@ -51,6 +51,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") view=pages::LoginPage ssr=SsrMode::Async/>
                     <Route path=path!("/setup") view=pages::SetupPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:id") view=pages::ProjectPage ssr=SsrMode::Async/>
+                    <Route path=path!("/projects/:id/datasets/:dataset") view=pages::DatasetPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=pages::AdminPage ssr=SsrMode::Async/>
                 </Routes>
             </main>

@@ -334,6 +334,28 @@ async fn walking_skeleton_in_a_real_browser() {
         .text_of("#save-message")
         .await
         .contains("Saved the dataset"));
+    // Its detail page: the server's numbers, the model, the split files.
+    p.wait(Locator::LinkText("problems"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    p.wait(Locator::Css("#dataset-detail")).await;
+    assert_eq!(p.text_of("#dataset-name").await, "problems");
+    assert_eq!(p.text_of("#detail-examples").await, "4");
+    assert_eq!(p.text_of("#detail-model").await, "hone-demo");
+    assert!(p.text_of("#detail-lengths").await.contains("tokens"));
+    assert_eq!(
+        p.c.find_all(Locator::Css("#split-files a[download]"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    p.snapshot("dataset").await;
+    p.c.back().await.unwrap();
+    p.wait(Locator::Css("#check-file")).await;
+    p.hydrated().await;
 
     // A spreadsheet whose headers say nothing: the person picks the columns.
     let sheet = tmp.path().join("sheet.tsv");

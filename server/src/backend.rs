@@ -16,8 +16,8 @@ use crate::entity::{dataset_version, file, login_throttle, membership, project, 
 use crate::storage::BlobStore;
 use axum::extract::ConnectInfo;
 use hone_app::api::{
-    AdminOverview, AppError, Backend, CurrentUser, Dashboard, DatasetSummary, FileSummary,
-    ProjectPage, ProjectSummary, RequestParts, Role, SessionInfo, Team, UserRow,
+    AdminOverview, AppError, Backend, CurrentUser, Dashboard, DatasetPage, DatasetSummary,
+    FileSummary, ProjectPage, ProjectSummary, RequestParts, Role, SessionInfo, Team, UserRow,
 };
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -127,6 +127,28 @@ impl Services {
     }
 
     /// The project, if `user` belongs to its team; otherwise "not found".
+    /// A dataset version and its project, if `u` may read the project (the
+    /// same 404 for "absent" and "not yours").
+    pub async fn readable_dataset(
+        &self,
+        u: &user::Model,
+        id: i64,
+    ) -> Result<(dataset_version::Model, project::Model), AppError> {
+        let row = dataset_version::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| AppError::NotFound("that dataset".into()))?;
+        let p = self
+            .project_for(u, row.project_id)
+            .await
+            .map_err(|e| match e {
+                AppError::NotFound(_) => AppError::NotFound("that dataset".into()),
+                other => other,
+            })?;
+        Ok((row, p))
+    }
+
     pub async fn project_for(
         &self,
         u: &user::Model,
@@ -561,6 +583,45 @@ impl Backend for Services {
             datasets,
             models: crate::models::list(&self.config.models_dir),
             max_upload_bytes: self.config.max_upload_bytes,
+        })
+    }
+
+    async fn dataset(&self, req: &RequestParts, id: i64) -> Result<DatasetPage, AppError> {
+        let u = self.require_user(req).await?;
+        let (row, p) = self.readable_dataset(&u, id).await?;
+        let source = file::Entity::find_by_id(row.source_file_id)
+            .one(&self.db)
+            .await
+            .map_err(internal)?;
+        let by = self.usernames([row.created_by]).await?;
+        let mut finding_counts: Vec<(String, u64)> =
+            serde_json::from_str::<std::collections::BTreeMap<String, u64>>(&row.finding_counts)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+        finding_counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let stats = row
+            .stats
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok());
+        Ok(DatasetPage {
+            user: current(&u),
+            project_id: p.id,
+            project_name: p.name.clone(),
+            dataset: crate::datasets::summary(
+                &row,
+                source.as_ref().map(|f| f.name.clone()).unwrap_or_default(),
+                by.get(&row.created_by).cloned().unwrap_or_default(),
+            ),
+            source_sha256: source.map(|f| f.sha256).unwrap_or_default(),
+            split_sha256: [
+                row.train_sha256.clone(),
+                row.validation_sha256.clone(),
+                row.test_sha256.clone(),
+            ],
+            errors: row.errors,
+            finding_counts,
+            stats,
         })
     }
 

@@ -15,7 +15,7 @@ use crate::http::ApiError;
 use crate::storage::{self, Stored};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
@@ -337,4 +337,48 @@ pub fn summary(
         created_by,
         created_at: row.created_at,
     }
+}
+
+/// `GET /api/datasets/{id}/{split}.jsonl`: one split file of a version, for
+/// anyone who may read its project (the trainer's input, and for people who
+/// want to look).
+pub async fn download(
+    State(s): State<Arc<Services>>,
+    session: Session,
+    Path((id, file)): Path<(i64, String)>,
+) -> Result<Response, ApiError> {
+    let u = s.user_from_session(&session).await?;
+    let (row, _) = s.readable_dataset(&u, id).await?;
+    let (key, split) = match file.as_str() {
+        "train.jsonl" => (&row.train_key, "train"),
+        "validation.jsonl" => (&row.validation_key, "validation"),
+        "test.jsonl" => (&row.test_key, "test"),
+        _ => return Err(AppError::NotFound("that split".into()).into()),
+    };
+    let stream = s.blobs.stream(key).await.map_err(internal)?;
+    let safe: String = row
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/jsonl; charset=utf-8".to_owned(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{safe}-{split}.jsonl\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }

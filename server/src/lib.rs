@@ -88,6 +88,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/api/projects/{id}/files", post(http::upload))
         .route("/api/projects/{id}/datasets", post(datasets::create))
         .route("/api/models/{name}/tokenizer", get(http::tokenizer))
+        .route("/api/datasets/{id}/{file}", get(datasets::download))
         .merge(pages)
         .layer(axum::middleware::from_fn(http::same_origin_only))
         .layer(sessions)

@@ -604,7 +604,7 @@ fn CategoryChart(categories: std::collections::BTreeMap<String, u64>) -> impl In
 
 /// Example lengths as an SVG bar chart.
 #[component]
-fn Histogram(bins: Vec<hone_dataset::stats::Bin>, unit: &'static str) -> impl IntoView {
+pub(super) fn Histogram(bins: Vec<hone_dataset::stats::Bin>, unit: &'static str) -> impl IntoView {
     let max = bins.iter().map(|b| b.count).max().unwrap_or(0).max(1) as f64;
     let n = bins.len().max(1) as f64;
     let width = 100.0 / n;

@@ -4,11 +4,13 @@ mod admin;
 mod auth;
 mod check;
 mod dashboard;
+mod dataset;
 mod project;
 
 pub use admin::AdminPage;
 pub use auth::{LoginPage, SetupPage};
 pub use dashboard::DashboardPage;
+pub use dataset::DatasetPage;
 pub use project::ProjectPage;
 
 use leptos::prelude::*;

@@ -44,7 +44,7 @@ fn ProjectView(d: Data, state: UploadState, check: super::check::CheckState) -> 
         <p class="crumbs"><a href="/">"Projects"</a> " / " {d.project.team.name.clone()}</p>
         <h1 id="project-name">{d.project.name.clone()}</h1>
         <super::check::DatasetCheck project_id=project_id can_write=can_write saved=state.uploads state=check models=d.models.clone()/>
-        <DatasetList datasets=d.datasets.clone()/>
+        <DatasetList project_id=project_id datasets=d.datasets.clone()/>
         {can_write.then(|| view! { <UploadForm project_id=project_id max=max state=state/> })}
         <section class="panel">
             <h2>"Files"</h2>
@@ -58,7 +58,7 @@ fn ProjectView(d: Data, state: UploadState, check: super::check::CheckState) -> 
 }
 
 #[component]
-fn DatasetList(datasets: Vec<api::DatasetSummary>) -> impl IntoView {
+fn DatasetList(project_id: i64, datasets: Vec<api::DatasetSummary>) -> impl IntoView {
     (!datasets.is_empty()).then(|| {
         view! {
             <section class="panel">
@@ -79,7 +79,7 @@ fn DatasetList(datasets: Vec<api::DatasetSummary>) -> impl IntoView {
                             let left_out = d.dropped_rejected.then(|| format!(" ({} with errors left out)", d.rejected));
                             view! {
                                 <tr class="dataset" data-name=d.name.clone()>
-                                    <td>{d.name.clone()}</td>
+                                    <td><a href=format!("/projects/{}/datasets/{}", project_id, d.id)>{d.name.clone()}</a></td>
                                     <td>{d.examples}{left_out}</td>
                                     <td class="split-counts">{format!("{} · {} · {}", d.counts[0], d.counts[1], d.counts[2])}</td>
                                     <td>{format!("{}% · seed {}", d.ratios.replace(',', "/"), d.seed)}</td>

@@ -133,6 +133,53 @@ async fn saving_a_dataset_rechecks_and_splits_on_the_server() {
         assert_eq!(stats["unit"], "tokens");
         assert_eq!(stats["length"]["count"], 20);
 
+        // The detail page and the split downloads.
+        let detail = c.call("dataset", &[("id", &row.id.to_string())]).await;
+        assert_eq!(detail.status, StatusCode::OK, "{}", detail.body);
+        let detail = detail.json();
+        assert_eq!(detail["dataset"]["name"], "Support");
+        assert_eq!(detail["split_sha256"][0], row.train_sha256.as_str());
+        assert_eq!(
+            detail["finding_counts"][0],
+            serde_json::json!(["invalid_json", 1])
+        );
+        assert_eq!(detail["stats"]["length"]["count"], 20);
+        let train = c
+            .get(&format!("/api/datasets/{}/train.jsonl", row.id))
+            .await;
+        assert_eq!(train.status, StatusCode::OK);
+        assert_eq!(train.body, local[0]);
+        assert_eq!(
+            c.get(&format!("/api/datasets/{}/secrets.txt", row.id))
+                .await
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        let mut outsider = Client::new(&app);
+        outsider.login("outsider", PASSWORD).await;
+        assert_eq!(
+            outsider
+                .get(&format!("/api/datasets/{}/train.jsonl", row.id))
+                .await
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            outsider
+                .call("dataset", &[("id", &row.id.to_string())])
+                .await
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        let mut anonymous = Client::new(&app);
+        assert_eq!(
+            anonymous
+                .get(&format!("/api/datasets/{}/train.jsonl", row.id))
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+
         let page = c
             .call("project", &[("id", &w.alpha_project.to_string())])
             .await
