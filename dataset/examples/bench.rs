@@ -1,7 +1,8 @@
-//! Benchmark: native MB/s of parse + check (no tokenizer) on a generated
-//! JSONL file, fed in 1 MiB chunks as the browser and CLI do.
+//! Benchmark: native MB/s of parse + check on a generated JSONL file, fed
+//! in 1 MiB chunks as the browser and CLI do; without a tokenizer, then with
+//! the demo model's tokenizer and chat template (feature `tokens`).
 //!
-//! cargo run --release -p hone-dataset --example bench [MEGABYTES]
+//! cargo run --release -p hone-dataset --features tokens --example bench [MEGABYTES]
 
 use hone_dataset::{Checker, Options};
 use std::time::Instant;
@@ -50,16 +51,51 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(100);
     let data = generate(mb * 1_000_000);
+    #[cfg(feature = "tokens")]
+    let tokenizer = hone_dataset::tokens::ChatTokenizer::from_files(
+        include_bytes!("../../models/hone-demo/tokenizer.json"),
+        Some(include_bytes!(
+            "../../models/hone-demo/tokenizer_config.json"
+        )),
+        None,
+    )
+    .ok();
+    #[cfg(not(feature = "tokens"))]
+    let tokenizer: Option<NoTokenizer> = None;
+    let modes: Vec<(&str, Option<&dyn hone_dataset::Measure>)> = match &tokenizer {
+        Some(t) => vec![("checks only", None), ("checks + tokens", Some(t))],
+        None => vec![("checks only", None)],
+    };
+    // Alternated: A, B, A, B, A, B.
     for run in 1..=3 {
+        for (label, measure) in &modes {
+            bench(&data, run, label, *measure);
+        }
+    }
+}
+
+#[cfg(not(feature = "tokens"))]
+struct NoTokenizer;
+
+#[cfg(not(feature = "tokens"))]
+impl hone_dataset::Measure for NoTokenizer {
+    fn measure(&self, _: &hone_dataset::Example) -> Result<(u32, u32), String> {
+        Ok((0, 0))
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn bench(data: &[u8], run: usize, label: &str, measure: Option<&dyn hone_dataset::Measure>) {
+    {
         let start = Instant::now();
-        let mut c = Checker::new(Options::default(), None);
+        let mut c = Checker::new(Options::default(), measure);
         for chunk in data.chunks(1 << 20) {
             c.feed(chunk);
         }
         let r = c.finish();
         let secs = start.elapsed().as_secs_f64();
         println!(
-            "run {run}: {:.1} MB in {secs:.2} s = {:.1} MB/s ({} examples, {} findings)",
+            "run {run}, {label}: {:.1} MB in {secs:.2} s = {:.1} MB/s ({} examples, {} findings)",
             data.len() as f64 / 1e6,
             data.len() as f64 / 1e6 / secs,
             r.examples,

@@ -37,6 +37,7 @@ pub enum Unit {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Options {
     pub parse: ParseOptions,
     /// The base model's context length in tokens (needs a [`Measure`]).

@@ -50,6 +50,7 @@ pub struct Columns {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ParseOptions {
     /// Lines (and JSON-array elements) longer than this are refused.
     pub max_line_bytes: usize,

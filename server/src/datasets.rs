@@ -105,59 +105,98 @@ fn refuse(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// The first pass. Checking (and tokenizing) is CPU work that can take
+/// minutes on a large file, so it runs on a blocking thread fed chunk by
+/// chunk: the server's async workers keep answering other requests.
 async fn check_blob(
     s: &Services,
     key: &str,
     options: &Options,
-    measure: &ChatTokenizer,
-) -> storage::Result<Report> {
-    let mut checker = Checker::new(options.clone(), Some(measure));
-    let mut stream = s.blobs.stream(key).await?;
+    measure: Arc<ChatTokenizer>,
+) -> Result<Report, AppError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+    let options = options.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let mut checker = Checker::new(options, Some(&*measure));
+        while let Some(chunk) = rx.blocking_recv() {
+            checker.feed(&chunk);
+        }
+        checker.finish()
+    });
+    let mut stream = s.blobs.stream(key).await.map_err(internal)?;
     while let Some(chunk) = stream.next().await {
-        checker.feed(&chunk?);
+        if tx.send(chunk.map_err(internal)?).await.is_err() {
+            break;
+        }
     }
-    Ok(checker.finish())
+    drop(tx);
+    work.await.map_err(internal)
 }
 
 /// The second pass: each kept example, normalised, into its split's blob.
+/// The splitting runs on a blocking thread (as the check does); its lines
+/// come back per chunk and are written here.
 async fn write_splits(
     s: &Services,
     key: &str,
     options: &Options,
-    measure: &ChatTokenizer,
+    measure: Arc<ChatTokenizer>,
     plan: Vec<Split>,
-) -> storage::Result<[Stored; 3]> {
+) -> Result<[Stored; 3], AppError> {
     let mut writers = [
-        s.blobs.writer().await?,
-        s.blobs.writer().await?,
-        s.blobs.writer().await?,
+        s.blobs.writer().await.map_err(internal)?,
+        s.blobs.writer().await.map_err(internal)?,
+        s.blobs.writer().await.map_err(internal)?,
     ];
-    let mut split = SplitWriter::new(options.clone(), Some(measure), plan);
-    let mut stream = s.blobs.stream(key).await?;
-    let mut failed = None;
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(chunk) => split.feed(&chunk, &mut |which, line| {
-                writers[which as usize].write(line.as_bytes())
-            }),
-            Err(e) => {
-                failed = Some(e);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<[Vec<u8>; 3]>(2);
+    let options = options.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let mut split = SplitWriter::new(options, Some(&*measure), plan);
+        let mut lines = <[Vec<u8>; 3]>::default();
+        while let Some(chunk) = rx.blocking_recv() {
+            split.feed(&chunk, &mut |which, line| {
+                lines[which as usize].extend_from_slice(line.as_bytes())
+            });
+            if out_tx.blocking_send(std::mem::take(&mut lines)).is_err() {
+                return;
+            }
+        }
+        split.finish(&mut |which, line| lines[which as usize].extend_from_slice(line.as_bytes()));
+        let _ = out_tx.blocking_send(lines);
+    });
+    let mut stream = s.blobs.stream(key).await.map_err(internal)?;
+    let feed = async move {
+        while let Some(chunk) = stream.next().await {
+            if tx.send(chunk?).await.is_err() {
                 break;
             }
         }
-    }
-    if let Some(e) = failed {
+        Ok::<(), storage::Error>(())
+    };
+    let write = async {
+        while let Some(lines) = out_rx.recv().await {
+            for (w, l) in writers.iter_mut().zip(lines) {
+                if !l.is_empty() {
+                    w.write(&l);
+                }
+            }
+        }
+    };
+    let (fed, ()) = tokio::join!(feed, write);
+    let joined = work.await;
+    if let Err(e) = fed {
         for w in writers {
             w.abort().await;
         }
-        return Err(e);
+        return Err(internal(e));
     }
-    split.finish(&mut |which, line| writers[which as usize].write(line.as_bytes()));
+    joined.map_err(internal)?;
     let [train, validation, test] = writers;
     Ok([
-        train.finish().await?,
-        validation.finish().await?,
-        test.finish().await?,
+        train.finish().await.map_err(internal)?,
+        validation.finish().await.map_err(internal)?,
+        test.finish().await.map_err(internal)?,
     ])
 }
 
@@ -205,9 +244,8 @@ pub async fn create(
         Ok(stored) => stored,
         Err(e) => return Ok(crate::http::upload_refusal(e, limit)),
     };
-    let report = check_blob(&s, &source.key, &settings.options, &tokenizer)
-        .await
-        .map_err(internal)?;
+    let tokenizer = Arc::new(tokenizer);
+    let report = check_blob(&s, &source.key, &settings.options, tokenizer.clone()).await?;
     // The per-line report of what blocks saving: errors first.
     let mut findings: Vec<_> = report.findings.iter().collect();
     findings.sort_by_key(|f| !f.is_error());
@@ -249,9 +287,7 @@ pub async fn create(
         ));
     }
     let [train, validation, test] =
-        write_splits(&s, &source.key, &settings.options, &tokenizer, plan)
-            .await
-            .map_err(internal)?;
+        write_splits(&s, &source.key, &settings.options, tokenizer, plan).await?;
 
     let finding_counts: serde_json::Map<String, serde_json::Value> = report
         .counts
