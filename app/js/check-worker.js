@@ -12,7 +12,8 @@ self.onmessage = async (event) => {
     const result = await check_in_worker(file, request, (done) =>
       self.postMessage({ kind: "progress", done }),
     );
-    self.postMessage({ kind: "done", result });
+    // The items' buffer is transferred, not copied.
+    self.postMessage({ kind: "done", result }, [result.items.buffer]);
   } catch (error) {
     self.postMessage({ kind: "error", message: String((error && error.message) || error) });
   }

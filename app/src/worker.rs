@@ -1,11 +1,34 @@
 //! The dataset check's Web Worker side (see `app/js/check-worker.js`): it
 //! reads the file in `File.slice`s and runs `hone-dataset`'s checker with the
 //! model's tokenizer, so the page stays responsive on a 1 GB file. Only the
-//! report (and the split's per-example items) travel back.
+//! report (JSON) and the split's per-example items (a transferred
+//! `Uint32Array`, 16 bytes per example) travel back.
 
 use hone_dataset::split::Item;
-use hone_dataset::{Options, Report};
+use hone_dataset::Options;
 use serde::{Deserialize, Serialize};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_survive_packing() {
+        let items = vec![
+            Item {
+                group: 0,
+                category: u32::MAX,
+                key: u64::MAX - 5,
+            },
+            Item {
+                group: 0,
+                category: 3,
+                key: 1 << 40,
+            },
+        ];
+        assert_eq!(unpack_items(&pack_items(&items)), items);
+    }
+}
 
 /// Bytes read per slice: big enough to amortise the await, small enough to
 /// keep memory flat and progress smooth.
@@ -19,12 +42,24 @@ pub struct Request {
     pub tokenizer: Option<crate::api::TokenizerFiles>,
 }
 
-/// What the worker sends back (as JSON).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Outcome {
-    pub report: Report,
-    /// `Report::items` (not part of the report's JSON).
-    pub items: Vec<Item>,
+/// `Report::items` (not part of the report's JSON) as flat `u32`s:
+/// group, category, key's low half, key's high half.
+pub fn pack_items(items: &[Item]) -> Vec<u32> {
+    items
+        .iter()
+        .flat_map(|i| [i.group, i.category, i.key as u32, (i.key >> 32) as u32])
+        .collect()
+}
+
+/// The inverse of [`pack_items`].
+pub fn unpack_items(flat: &[u32]) -> Vec<Item> {
+    flat.chunks_exact(4)
+        .map(|c| Item {
+            group: c[0],
+            category: c[1],
+            key: u64::from(c[2]) | u64::from(c[3]) << 32,
+        })
+        .collect()
 }
 
 #[cfg(feature = "hydrate")]
@@ -40,13 +75,14 @@ mod browser {
     }
 
     /// Runs in the worker: checks `file`, calling `progress(bytes_done)`
-    /// after each slice, and returns an [`Outcome`] as JSON.
+    /// after each slice, and returns `{report: JSON string, items:
+    /// Uint32Array}` (see [`pack_items`]).
     #[wasm_bindgen]
     pub async fn check_in_worker(
         file: web_sys::File,
         request: String,
         progress: js_sys::Function,
-    ) -> Result<String, JsValue> {
+    ) -> Result<JsValue, JsValue> {
         let request: Request = serde_json::from_str(&request).map_err(js_error)?;
         let tokenizer = match &request.tokenizer {
             Some(f) => Some(
@@ -71,8 +107,16 @@ mod browser {
             at = end;
             progress.call1(&JsValue::NULL, &JsValue::from_f64(at))?;
         }
-        let report = checker.finish();
-        let items = report.items.clone();
-        serde_json::to_string(&Outcome { report, items }).map_err(js_error)
+        let mut report = checker.finish();
+        let items = js_sys::Uint32Array::from(&pack_items(&report.items)[..]);
+        report.items = Vec::new();
+        let out = js_sys::Object::new();
+        js_sys::Reflect::set(
+            &out,
+            &"report".into(),
+            &serde_json::to_string(&report).map_err(js_error)?.into(),
+        )?;
+        js_sys::Reflect::set(&out, &"items".into(), &items)?;
+        Ok(out.into())
     }
 }

@@ -239,18 +239,22 @@ async fn run(file: web_sys::File, state: CheckState) {
                     }));
                 }
                 Some("done") => {
-                    let outcome = field("result").as_string().and_then(|json| {
-                        serde_json::from_str::<crate::worker::Outcome>(&json).ok()
-                    });
-                    match outcome {
-                        Some(o) => {
-                            let mut report = o.report;
-                            report.items = o.items;
+                    let result = field("result");
+                    let part = |k: &str| js_sys::Reflect::get(&result, &k.into()).ok();
+                    let report = part("report")
+                        .and_then(|r| r.as_string())
+                        .and_then(|json| serde_json::from_str::<Report>(&json).ok());
+                    let items = part("items")
+                        .and_then(|i| i.dyn_into::<js_sys::Uint32Array>().ok())
+                        .map(|i| crate::worker::unpack_items(&i.to_vec()));
+                    match (report, items) {
+                        (Some(mut report), Some(items)) => {
+                            report.items = items;
                             state.progress.set(None);
                             state.report.set(Some((name.clone(), report)));
                             stop();
                         }
-                        None => fail(
+                        _ => fail(
                             "The check sent back a report this page cannot read. Reload the page."
                                 .into(),
                         ),
