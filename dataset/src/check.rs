@@ -125,11 +125,11 @@ impl Report {
     }
 }
 
-/// Per kept example, what the end-of-file checks need.
+/// Per kept example, what the end-of-file checks need besides its
+/// duplicate keys (those live in their own vector, handed to
+/// `similar::find` as they are, without a copy).
 struct Kept {
     line: u64,
-    exact: u64,
-    near: Option<similar::Signature>,
     category: u32,
 }
 
@@ -140,6 +140,8 @@ pub struct Checker<'m> {
     parser: Parser,
     scratch: Vec<Parsed>,
     kept: Vec<Kept>,
+    /// Per kept example: exact key and MinHash signature.
+    keys: Vec<(u64, Option<similar::Signature>)>,
     rejected: u64,
     counts: BTreeMap<Code, u64>,
     findings: Vec<Finding>,
@@ -159,6 +161,7 @@ impl<'m> Checker<'m> {
             measure,
             scratch: Vec::new(),
             kept: Vec::new(),
+            keys: Vec::new(),
             rejected: 0,
             counts: BTreeMap::new(),
             findings: Vec::new(),
@@ -290,12 +293,9 @@ impl<'m> Checker<'m> {
         self.messages.push(ex.messages.len() as u32);
         self.lengths.push(tokens);
         self.assistant_lengths.push(assistant);
-        self.kept.push(Kept {
-            line,
-            exact: similar::exact_key(&text),
-            near: similar::signature(&text),
-            category,
-        });
+        self.kept.push(Kept { line, category });
+        self.keys
+            .push((similar::exact_key(&text), similar::signature(&text)));
     }
 
     pub fn finish(mut self) -> Report {
@@ -303,9 +303,7 @@ impl<'m> Checker<'m> {
         self.parser.finish(&mut parsed);
         self.absorb(&mut parsed);
 
-        let keys: Vec<(u64, Option<similar::Signature>)> =
-            self.kept.iter().map(|k| (k.exact, k.near)).collect();
-        let (mut groups, pairs) = similar::find(&keys);
+        let (mut groups, pairs) = similar::find(&self.keys);
         for p in &pairs {
             let (earlier, later) = (
                 self.kept[p.earlier as usize].line,
@@ -348,11 +346,12 @@ impl<'m> Checker<'m> {
         let items: Vec<Item> = self
             .kept
             .iter()
+            .zip(&self.keys)
             .enumerate()
-            .map(|(i, k)| Item {
+            .map(|(i, (k, (exact, _)))| Item {
                 group: groups.of(i as u32),
                 category: k.category,
-                key: k.exact,
+                key: *exact,
             })
             .collect();
 
