@@ -46,6 +46,14 @@ pub fn hone_binary() -> PathBuf {
 }
 
 /// Starts `hone` on a free port with a fresh data directory; returns its URL.
+/// The server's log (standard error) for a data directory `start_server`
+/// used.
+pub fn server_log(data: &std::path::Path) -> String {
+    let path = std::env::var_os("HONE_E2E_SERVER_LOG")
+        .map_or_else(|| data.join("server.log"), PathBuf::from);
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
 pub fn start_server(data: &std::path::Path) -> (Proc, String) {
     let site = std::env::var("HONE_SITE_ROOT")
         .unwrap_or_else(|_| workspace_root().join("target/site").display().to_string());
@@ -61,7 +69,14 @@ pub fn start_server(data: &std::path::Path) -> (Proc, String) {
         .env("HONE_PUBLIC_URL", "")
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(data.join("server.log")).unwrap())
+        // HONE_E2E_SERVER_LOG=path keeps the server's log after the test.
+        .stderr(
+            std::fs::File::create(
+                std::env::var_os("HONE_E2E_SERVER_LOG")
+                    .map_or_else(|| data.join("server.log"), PathBuf::from),
+            )
+            .unwrap(),
+        )
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", hone_binary().display()));
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -410,4 +410,8 @@ async fn walking_skeleton_in_a_real_browser() {
     assert_eq!(p.path().await, "/login");
 
     p.c.close().await.unwrap();
+    // A panic in a request shows in the browser only as a broken page, if
+    // at all: none may have happened.
+    let log = hone_e2e::server_log(&data);
+    assert!(!log.contains("panicked"), "the server panicked:\n{log}");
 }

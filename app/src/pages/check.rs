@@ -20,7 +20,10 @@ struct Progress {
 pub struct CheckState {
     progress: RwSignal<Option<Progress>>,
     report: RwSignal<Option<(String, Report)>>,
-    /// The checked file, kept for saving it as a dataset (browser-only value).
+    /// The checked file, kept for saving it as a dataset. Browser-only: a
+    /// thread-local value made during server rendering would be dropped on
+    /// another thread (a panic), so it does not exist there.
+    #[cfg(feature = "hydrate")]
     file: StoredValue<Option<web_sys::File>, LocalStorage>,
     /// `(succeeded, message)` of the last save.
     message: RwSignal<Option<(bool, String)>>,
@@ -55,6 +58,7 @@ impl CheckState {
         CheckState {
             progress: RwSignal::new(None),
             report: RwSignal::new(None),
+            #[cfg(feature = "hydrate")]
             file: StoredValue::new_local(None),
             message: RwSignal::new(None),
             saving: RwSignal::new(None),
@@ -77,7 +81,6 @@ pub fn DatasetCheck(
     let CheckState {
         progress,
         report,
-        file: kept,
         message,
         columns,
         model,
@@ -87,17 +90,17 @@ pub fn DatasetCheck(
         #[cfg(feature = "hydrate")]
         if let Some(file) = file {
             columns.set(None);
-            kept.set_value(Some(file.clone()));
+            state.file.set_value(Some(file.clone()));
             leptos::task::spawn_local(run(file, state));
         }
         #[cfg(not(feature = "hydrate"))]
-        let _ = (file, kept, columns);
+        let _ = (file, columns);
     };
     let on_model = move |ev: leptos::ev::Event| {
         model.set(event_target_value(&ev));
         // A new model counts differently: check the same file again.
         #[cfg(feature = "hydrate")]
-        if let Some(file) = kept.get_value() {
+        if let Some(file) = state.file.get_value() {
             leptos::task::spawn_local(run(file, state));
         }
     };

@@ -1,0 +1,10 @@
+//! `hone-gpu`: the training engine. Core modules take tensors and configs;
+//! file and process IO stays at the edge (loading a model folder, the CLI).
+//!
+//! Built so far: reading a Hugging Face model's `config.json` for the Llama
+//! family (`config`) and choosing the compute device (`device`).
+
+pub mod config;
+pub mod device;
+
+pub use config::{ConfigError, ModelConfig, RopeScaling};
