@@ -2,9 +2,12 @@
 //! file and process IO stays at the edge (loading a model folder, the CLI).
 //!
 //! Built so far: reading a Hugging Face model's `config.json` for the Llama
-//! family (`config`) and choosing the compute device (`device`).
+//! family (`config`), its safetensors weights (`safetensors`), the decoder's
+//! forward pass (`model`) and choosing the compute device (`device`).
 
 pub mod config;
 pub mod device;
+pub mod model;
+pub mod safetensors;
 
 pub use config::{ConfigError, ModelConfig, RopeScaling};

@@ -1,0 +1,247 @@
+//! The Llama-family decoder (llama, mistral, qwen2) as transformers computes
+//! it: RMSNorm, rotary embeddings with `rotate_half` (not Burn's interleaved
+//! pairs), grouped-query attention with a causal mask, SwiGLU MLP, tied or
+//! separate output head, Qwen2's q/k/v biases. Weights keep Hugging Face's
+//! layout (`[out, in]`) and names.
+
+use crate::config::{inverse_frequencies, ModelConfig};
+use crate::safetensors::{Weights, WeightsError};
+use burn::module::{Module, Param};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+
+/// `y = x·Wᵀ (+ b)` with `W` as `[out, in]`.
+#[derive(Module, Debug)]
+pub struct Linear<B: Backend> {
+    pub weight: Param<Tensor<B, 2>>,
+    pub bias: Option<Param<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> Linear<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, s, d] = x.dims();
+        let out = self.weight.dims()[0];
+        let y = x.reshape([b * s, d]).matmul(self.weight.val().transpose());
+        let y = match &self.bias {
+            Some(bias) => y + bias.val().unsqueeze_dim(0),
+            None => y,
+        };
+        y.reshape([b, s, out])
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct RmsNorm<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    pub eps: f64,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let variance = x.clone().powi_scalar(2).mean_dim(2);
+        let x = x * (variance + self.eps).sqrt().recip();
+        x * self.weight.val().unsqueeze_dims::<3>(&[0, 1])
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Layer<B: Backend> {
+    pub input_layernorm: RmsNorm<B>,
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub o_proj: Linear<B>,
+    pub post_attention_layernorm: RmsNorm<B>,
+    pub gate_proj: Linear<B>,
+    pub up_proj: Linear<B>,
+    pub down_proj: Linear<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct Model<B: Backend> {
+    pub embed_tokens: Param<Tensor<B, 2>>,
+    pub layers: Vec<Layer<B>>,
+    pub norm: RmsNorm<B>,
+    /// `None` when the head shares the embedding (`tie_word_embeddings`).
+    pub lm_head: Option<Linear<B>>,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Rotary inverse frequencies, `head_dim / 2`.
+    pub inv_freq: Vec<f32>,
+}
+
+/// `cat(-x₂, x₁)` over the last dimension.
+fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let d = x.dims()[3];
+    let x1 = x.clone().narrow(3, 0, d / 2);
+    let x2 = x.narrow(3, d / 2, d - d / 2);
+    Tensor::cat(vec![x2.neg(), x1], 3)
+}
+
+impl<B: Backend> Model<B> {
+    /// Cos and sin tables `[seq, head_dim]` for positions `0..seq`.
+    fn rotary(&self, seq: usize, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(seq * half * 2);
+        let mut sin = Vec::with_capacity(seq * half * 2);
+        for p in 0..seq {
+            // As transformers: angles in f32, then duplicated halves.
+            let angles: Vec<f32> = self.inv_freq.iter().map(|f| p as f32 * f).collect();
+            for _ in 0..2 {
+                cos.extend(angles.iter().map(|a| a.cos()));
+                sin.extend(angles.iter().map(|a| a.sin()));
+            }
+        }
+        let shape = [1, 1, seq, half * 2];
+        (
+            Tensor::from_data(TensorData::new(cos, shape), device),
+            Tensor::from_data(TensorData::new(sin, shape), device),
+        )
+    }
+
+    /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]`.
+    pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [b, s] = ids.dims();
+        let device = ids.device();
+        let hidden = self.embed_tokens.dims()[1];
+        let mut x = self
+            .embed_tokens
+            .val()
+            .select(0, ids.reshape([b * s]))
+            .reshape([b, s, hidden]);
+        let (cos, sin) = self.rotary(s, &device);
+        // Burn's `tril_mask` is true *outside* the lower triangle: the
+        // future. Masked scores get f32::MIN, as transformers does.
+        let future: Tensor<B, 2, Bool> = Tensor::tril_mask([s, s], 0, &device);
+        let mask = Tensor::<B, 2>::zeros([s, s], &device)
+            .mask_fill(future, f32::MIN)
+            .reshape([1, 1, s, s]);
+        for layer in &self.layers {
+            x = x.clone()
+                + self.attention(layer, layer.input_layernorm.forward(x), &cos, &sin, &mask);
+            let h = layer.post_attention_layernorm.forward(x.clone());
+            let mlp = layer
+                .down_proj
+                .forward(silu(layer.gate_proj.forward(h.clone())) * layer.up_proj.forward(h));
+            x = x + mlp;
+        }
+        let x = self.norm.forward(x);
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => {
+                let vocab = self.embed_tokens.dims()[0];
+                x.reshape([b * s, hidden])
+                    .matmul(self.embed_tokens.val().transpose())
+                    .reshape([b, s, vocab])
+            }
+        }
+    }
+
+    fn attention(
+        &self,
+        layer: &Layer<B>,
+        x: Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+        mask: &Tensor<B, 4>,
+    ) -> Tensor<B, 3> {
+        let [b, s, _] = x.dims();
+        let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
+        let split = |t: Tensor<B, 3>, n: usize| t.reshape([b, s, n, d]).swap_dims(1, 2);
+        let q = split(layer.q_proj.forward(x.clone()), h);
+        let k = split(layer.k_proj.forward(x.clone()), kvh);
+        let v = split(layer.v_proj.forward(x), kvh);
+        let q = q.clone() * cos.clone() + rotate_half(q) * sin.clone();
+        let k = k.clone() * cos.clone() + rotate_half(k) * sin.clone();
+        // Each key/value head serves `h / kvh` query heads, in order.
+        let groups = h / kvh;
+        let repeat = |t: Tensor<B, 4>| {
+            t.unsqueeze_dim::<5>(2)
+                .repeat_dim(2, groups)
+                .reshape([b, h, s, d])
+        };
+        let (k, v) = (repeat(k), repeat(v));
+        let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt() + mask.clone();
+        let out = softmax(scores, 3).matmul(v);
+        layer
+            .o_proj
+            .forward(out.swap_dims(1, 2).reshape([b, s, h * d]))
+    }
+
+    /// Builds the model from a checkpoint's tensors (Hugging Face names).
+    pub fn load(
+        config: &ModelConfig,
+        weights: &Weights,
+        device: &B::Device,
+    ) -> Result<Model<B>, WeightsError> {
+        let tensor2 = |name: &str| -> Result<Param<Tensor<B, 2>>, WeightsError> {
+            let (v, shape) = weights.read(name)?;
+            let [rows, cols] = shape[..] else {
+                return Err(WeightsError::Missing(format!("{name} (2-D)")));
+            };
+            Ok(Param::from_tensor(Tensor::from_data(
+                TensorData::new(v, [rows, cols]),
+                device,
+            )))
+        };
+        let tensor1 = |name: &str| -> Result<Param<Tensor<B, 1>>, WeightsError> {
+            let (v, shape) = weights.read(name)?;
+            Ok(Param::from_tensor(Tensor::from_data(
+                TensorData::new(v, [shape.iter().product::<usize>()]),
+                device,
+            )))
+        };
+        let linear = |prefix: &str, bias: bool| -> Result<Linear<B>, WeightsError> {
+            Ok(Linear {
+                weight: tensor2(&format!("{prefix}.weight"))?,
+                bias: if bias {
+                    Some(tensor1(&format!("{prefix}.bias"))?)
+                } else {
+                    None
+                },
+            })
+        };
+        let norm = |name: &str| -> Result<RmsNorm<B>, WeightsError> {
+            Ok(RmsNorm {
+                weight: tensor1(name)?,
+                eps: config.rms_norm_eps,
+            })
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let qkv_bias = config.attention_bias;
+            layers.push(Layer {
+                input_layernorm: norm(&format!("{p}.input_layernorm.weight"))?,
+                q_proj: linear(&format!("{p}.self_attn.q_proj"), qkv_bias)?,
+                k_proj: linear(&format!("{p}.self_attn.k_proj"), qkv_bias)?,
+                v_proj: linear(&format!("{p}.self_attn.v_proj"), qkv_bias)?,
+                o_proj: linear(&format!("{p}.self_attn.o_proj"), false)?,
+                post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
+                gate_proj: linear(&format!("{p}.mlp.gate_proj"), false)?,
+                up_proj: linear(&format!("{p}.mlp.up_proj"), false)?,
+                down_proj: linear(&format!("{p}.mlp.down_proj"), false)?,
+            });
+        }
+        let lm_head = if config.tie_word_embeddings && !weights.contains("lm_head.weight") {
+            None
+        } else {
+            Some(linear("lm_head", false)?)
+        };
+        Ok(Model {
+            embed_tokens: tensor2("model.embed_tokens.weight")?,
+            layers,
+            norm: norm("model.norm.weight")?,
+            lm_head,
+            heads: config.num_attention_heads,
+            kv_heads: config.num_key_value_heads,
+            head_dim: config.head_dim,
+            inv_freq: inverse_frequencies(config)
+                .iter()
+                .map(|f| *f as f32)
+                .collect(),
+        })
+    }
+}
