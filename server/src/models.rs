@@ -60,10 +60,15 @@ pub fn list(models_dir: &Path) -> Vec<ModelInfo> {
             if !valid_name(&name) || name == DEMO || !e.path().join("tokenizer.json").is_file() {
                 return None;
             }
-            let files = folder_files(&e.path(), &name).ok()?;
+            // Only the small files: the project page lists models on
+            // every load, and tokenizer.json can be tens of megabytes.
+            let small = |file: &str| read(&e.path().join(file)).ok().flatten();
             Some(ModelInfo {
+                context_length: context_length(
+                    small("config.json").as_deref(),
+                    small("tokenizer_config.json").as_deref(),
+                ),
                 name,
-                context_length: files.context_length,
             })
         })
         .collect();
