@@ -93,8 +93,8 @@ impl Weights {
         self.entries.contains_key(name)
     }
 
-    /// A tensor as f32 values with its shape.
-    pub fn read(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), WeightsError> {
+    /// A tensor's entry and raw bytes.
+    fn raw(&self, name: &str) -> Result<(&Entry, Vec<u8>), WeightsError> {
         let e = self
             .entries
             .get(name)
@@ -104,6 +104,13 @@ impl Weights {
         f.seek(SeekFrom::Start(e.start)).map_err(|x| io(path, x))?;
         let mut bytes = vec![0u8; (e.end - e.start) as usize];
         f.read_exact(&mut bytes).map_err(|x| io(path, x))?;
+        Ok((e, bytes))
+    }
+
+    /// A tensor as f32 values with its shape.
+    pub fn read(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), WeightsError> {
+        let (e, bytes) = self.raw(name)?;
+        let path = &self.files[e.file];
         let values: Vec<f32> = match e.dtype.as_str() {
             "F32" => bytes
                 .chunks_exact(4)
@@ -135,21 +142,13 @@ impl Weights {
 
     /// Integer tensors (e.g. reference input ids) as i64.
     pub fn read_i64(&self, name: &str) -> Result<(Vec<i64>, Vec<usize>), WeightsError> {
-        let e = self
-            .entries
-            .get(name)
-            .ok_or_else(|| WeightsError::Missing(name.into()))?;
+        let (e, bytes) = self.raw(name)?;
         if e.dtype != "I64" {
             return Err(WeightsError::Dtype {
                 name: name.into(),
                 dtype: e.dtype.clone(),
             });
         }
-        let path = &self.files[e.file];
-        let mut f = File::open(path).map_err(|x| io(path, x))?;
-        f.seek(SeekFrom::Start(e.start)).map_err(|x| io(path, x))?;
-        let mut bytes = vec![0u8; (e.end - e.start) as usize];
-        f.read_exact(&mut bytes).map_err(|x| io(path, x))?;
         let values = bytes
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
