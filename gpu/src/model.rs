@@ -11,24 +11,126 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
-/// `y = x·Wᵀ (+ b)` with `W` as `[out, in]`.
+/// `y = x·Wᵀ (+ b)` with `W` as `[out, in]`, plus a LoRA adapter when
+/// one is attached.
 #[derive(Module, Debug)]
 pub struct Linear<B: Backend> {
     pub weight: Param<Tensor<B, 2>>,
     pub bias: Option<Param<Tensor<B, 1>>>,
+    pub lora: Option<Lora<B>>,
+}
+
+/// A LoRA adapter, PEFT's layout: `A` is `[r, in]`, `B` is `[out, r]`.
+/// Its output is `(x·Aᵀ)·Bᵀ·scale`: two thin products, never a dense
+/// `[out, in]` weight nor a weight-shaped gradient, so memory grows with
+/// `r`, not with the layer.
+#[derive(Module, Debug)]
+pub struct Lora<B: Backend> {
+    pub a: Param<Tensor<B, 2>>,
+    pub b: Param<Tensor<B, 2>>,
+    /// `alpha / r`, or `alpha / √r` with rsLoRA.
+    pub scale: f64,
+    /// Dropout on the adapter's input while training.
+    pub dropout: f64,
 }
 
 impl<B: Backend> Linear<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, s, d] = x.dims();
         let out = self.weight.dims()[0];
-        let y = x.reshape([b * s, d]).matmul(self.weight.val().transpose());
-        let y = match &self.bias {
-            Some(bias) => y + bias.val().unsqueeze_dim(0),
-            None => y,
-        };
+        let x = x.reshape([b * s, d]);
+        let mut y = x.clone().matmul(self.weight.val().transpose());
+        if let Some(bias) = &self.bias {
+            y = y + bias.val().unsqueeze_dim(0);
+        }
+        if let Some(l) = &self.lora {
+            let x = if l.dropout > 0.0 && B::ad_enabled(&x.device()) {
+                burn::nn::DropoutConfig::new(l.dropout).init().forward(x)
+            } else {
+                x
+            };
+            y = y + x
+                .matmul(l.a.val().transpose())
+                .matmul(l.b.val().transpose())
+                .mul_scalar(l.scale);
+        }
         y.reshape([b, s, out])
     }
+
+    /// Attaches a fresh adapter as PEFT initialises one: `A` uniform in
+    /// ±1/√in (Kaiming with a = √5), `B` zero — so the model's output is
+    /// unchanged until training moves `B`.
+    fn attach(&mut self, c: &LoraConfig, device: &B::Device) {
+        let [out, inp] = self.weight.dims();
+        let bound = 1.0 / (inp as f64).sqrt();
+        let a = Tensor::random(
+            [c.r, inp],
+            burn::tensor::Distribution::Uniform(-bound, bound),
+            device,
+        );
+        self.lora = Some(Lora {
+            a: Param::from_tensor(a),
+            b: Param::from_tensor(Tensor::zeros([out, c.r], device)),
+            scale: if c.rslora {
+                c.alpha / (c.r as f64).sqrt()
+            } else {
+                c.alpha / c.r as f64
+            },
+            dropout: c.dropout,
+        });
+    }
+}
+
+/// Which projections get adapters: PEFT's `target_modules` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+impl Target {
+    pub const ALL: [Target; 7] = [
+        Target::Q,
+        Target::K,
+        Target::V,
+        Target::O,
+        Target::Gate,
+        Target::Up,
+        Target::Down,
+    ];
+
+    /// The module name PEFT uses (`q_proj`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Q => "q_proj",
+            Target::K => "k_proj",
+            Target::V => "v_proj",
+            Target::O => "o_proj",
+            Target::Gate => "gate_proj",
+            Target::Up => "up_proj",
+            Target::Down => "down_proj",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// LoRA settings, as PEFT names them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub targets: Vec<Target>,
+    /// Scale by `alpha / √r` instead of `alpha / r`.
+    pub rslora: bool,
 }
 
 #[derive(Module, Debug)]
@@ -80,7 +182,62 @@ fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     Tensor::cat(vec![x2.neg(), x1], 3)
 }
 
+impl<B: Backend> Layer<B> {
+    fn target(&mut self, t: Target) -> &mut Linear<B> {
+        match t {
+            Target::Q => &mut self.q_proj,
+            Target::K => &mut self.k_proj,
+            Target::V => &mut self.v_proj,
+            Target::O => &mut self.o_proj,
+            Target::Gate => &mut self.gate_proj,
+            Target::Up => &mut self.up_proj,
+            Target::Down => &mut self.down_proj,
+        }
+    }
+
+    fn linears(&self) -> [&Linear<B>; 7] {
+        [
+            &self.q_proj,
+            &self.k_proj,
+            &self.v_proj,
+            &self.o_proj,
+            &self.gate_proj,
+            &self.up_proj,
+            &self.down_proj,
+        ]
+    }
+}
+
 impl<B: Backend> Model<B> {
+    /// Freezes every base weight and attaches LoRA adapters to the target
+    /// projections of every layer; only the adapters train.
+    pub fn with_lora(self, c: &LoraConfig, device: &B::Device) -> Model<B> {
+        let mut m = self.no_grad();
+        for layer in &mut m.layers {
+            for t in &c.targets {
+                layer.target(*t).attach(c, device);
+            }
+        }
+        m
+    }
+
+    /// Parameters the optimiser updates: the adapters' when there are any
+    /// (the base is frozen), else all of them (full fine-tuning).
+    pub fn trainable_params(&self) -> usize {
+        let adapters: usize = self
+            .layers
+            .iter()
+            .flat_map(|l| l.linears())
+            .filter_map(|l| l.lora.as_ref())
+            .map(|l| l.a.val().shape().num_elements() + l.b.val().shape().num_elements())
+            .sum();
+        if adapters > 0 {
+            adapters
+        } else {
+            self.num_params()
+        }
+    }
+
     /// Cos and sin tables `[seq, head_dim]` for positions `0..seq`.
     fn rotary(&self, seq: usize, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let half = self.inv_freq.len();
@@ -195,6 +352,7 @@ impl<B: Backend> Model<B> {
         };
         let linear = |prefix: &str, bias: bool| -> Result<Linear<B>, WeightsError> {
             Ok(Linear {
+                lora: None,
                 weight: tensor2(&format!("{prefix}.weight"))?,
                 bias: if bias {
                     Some(tensor1(&format!("{prefix}.bias"))?)
@@ -244,4 +402,21 @@ impl<B: Backend> Model<B> {
                 .collect(),
         })
     }
+}
+
+/// Mean cross-entropy of next-token prediction over the positions `mask`
+/// marks (1.0: counts, 0.0: ignored), as transformers' causal-LM loss with
+/// labels set to -100 where the mask is 0.
+pub fn causal_lm_loss<B: Backend>(
+    logits: Tensor<B, 3>,
+    ids: Tensor<B, 2, Int>,
+    mask: Tensor<B, 2>,
+) -> Tensor<B, 1> {
+    let [b, s, _] = logits.dims();
+    let logp = burn::tensor::activation::log_softmax(logits.narrow(1, 0, s - 1), 2);
+    let targets = ids.narrow(1, 1, s - 1).reshape([b, s - 1, 1]);
+    let picked = logp.gather(2, targets).reshape([b, s - 1]);
+    let mask = mask.narrow(1, 1, s - 1);
+    let count = mask.clone().sum().clamp_min(1.0);
+    (picked * mask).sum().neg() / count
 }

@@ -3,7 +3,7 @@
 
 Run once, by hand (CI never needs torch):
 
-    pip install torch transformers safetensors
+    pip install torch transformers peft safetensors
     python3 gpu/tests/make_fixtures.py
 
 For each case below it writes `gpu/tests/fixtures/<case>/` with the files a
@@ -13,6 +13,8 @@ real model folder has (`config.json`, `model.safetensors` or shards with
 (f32, batch × seq × vocab) computed by transformers in float32 from the saved
 weights (so f16/bf16 checkpoints are compared after the same rounding). The
 Rust parity tests load each folder and must match the logits within 1e-4.
+It also writes `fixtures/peft_counts.json`: PEFT's trainable-parameter
+counts for a few LoRA settings, which the engine must reproduce exactly.
 Seeds are fixed: running it again gives the same tensors.
 """
 import json
@@ -110,5 +112,28 @@ def main():
               f"{shards} shard(s), logits {tuple(logits.shape)}")
 
 
+def peft_counts():
+    """PEFT's trainable-parameter counts for LoRA settings on the fixtures,
+    which `hone-gpu` must reproduce exactly."""
+    from peft import LoraConfig, get_peft_model
+
+    settings = [
+        ("llama", 8, ["q_proj", "k_proj", "v_proj", "o_proj"]),
+        ("llama", 4, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+        ("qwen2", 16, ["q_proj", "v_proj"]),
+        ("mistral", 2, ["down_proj"]),
+    ]
+    out = []
+    for name, r, targets in settings:
+        model = AutoModelForCausalLM.from_pretrained(OUT / name, dtype=torch.float32)
+        peft = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets,
+                                                lora_dropout=0.0, task_type="CAUSAL_LM"))
+        trainable = sum(p.numel() for p in peft.parameters() if p.requires_grad)
+        out.append({"model": name, "r": r, "target_modules": targets, "trainable": trainable})
+    (OUT / "peft_counts.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(f"PEFT counts: {[o['trainable'] for o in out]}")
+
+
 if __name__ == "__main__":
     main()
+    peft_counts()
