@@ -6,6 +6,7 @@
 //! forward pass (`model`) and choosing the compute device (`device`).
 
 pub mod config;
+pub mod data;
 pub mod device;
 pub mod model;
 pub mod safetensors;

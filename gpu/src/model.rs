@@ -260,6 +260,17 @@ impl<B: Backend> Model<B> {
 
     /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]`.
     pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.forward_masked(ids, None)
+    }
+
+    /// As [`Model::forward`], with an attention mask `[batch, seq]` (1.0
+    /// real, 0.0 padding) so padded batches give the same logits at real
+    /// positions.
+    pub fn forward_masked(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        attention: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 3> {
         let [b, s] = ids.dims();
         let device = ids.device();
         let hidden = self.embed_tokens.dims()[1];
@@ -272,9 +283,13 @@ impl<B: Backend> Model<B> {
         // Burn's `tril_mask` is true *outside* the lower triangle: the
         // future. Masked scores get f32::MIN, as transformers does.
         let future: Tensor<B, 2, Bool> = Tensor::tril_mask([s, s], 0, &device);
-        let mask = Tensor::<B, 2>::zeros([s, s], &device)
+        let mut mask = Tensor::<B, 2>::zeros([s, s], &device)
             .mask_fill(future, f32::MIN)
             .reshape([1, 1, s, s]);
+        if let Some(attention) = attention {
+            let padding = attention.neg().add_scalar(1.0).mul_scalar(f32::MIN);
+            mask = mask + padding.reshape([b, 1, 1, s]);
+        }
         for layer in &self.layers {
             x = x.clone()
                 + self.attention(layer, layer.input_layernorm.forward(x), &cos, &sin, &mask);

@@ -50,3 +50,41 @@ fn logits_match_transformers() {
         "max |Δ| per checkpoint: {diffs:?}"
     );
 }
+
+#[test]
+fn padding_leaves_real_positions_unchanged() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2");
+    let config =
+        ModelConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let device = Default::default();
+    let model: Model<Flex> = Model::load(&config, &Weights::open(&dir).unwrap(), &device).unwrap();
+    let short: Tensor<Flex, 2, Int> =
+        Tensor::from_data(TensorData::new(vec![5i64, 17, 300, 42], [1, 4]), &device);
+    let alone: Vec<f32> = model.forward(short).into_data().to_vec().unwrap();
+    // The same sequence right-padded in a batch beside a longer one.
+    let ids: Tensor<Flex, 2, Int> = Tensor::from_data(
+        TensorData::new(vec![5i64, 17, 300, 42, 0, 0, 9, 8, 7, 6, 5, 4], [2, 6]),
+        &device,
+    );
+    let attention: Tensor<Flex, 2> = Tensor::from_data(
+        TensorData::new(
+            vec![1f32, 1., 1., 1., 0., 0., 1., 1., 1., 1., 1., 1.],
+            [2, 6],
+        ),
+        &device,
+    );
+    let batched: Vec<f32> = model
+        .forward_masked(ids, Some(attention))
+        .narrow(0, 0, 1)
+        .narrow(1, 0, 4)
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let diff = alone
+        .iter()
+        .zip(&batched)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(batched.iter().all(|v| v.is_finite()));
+    assert!(diff < 1e-5, "{diff}");
+}
