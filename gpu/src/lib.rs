@@ -10,5 +10,6 @@ pub mod data;
 pub mod device;
 pub mod model;
 pub mod safetensors;
+pub mod train;
 
 pub use config::{ConfigError, ModelConfig, RopeScaling};

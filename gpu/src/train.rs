@@ -1,0 +1,479 @@
+//! The trainer: AdamW, a warmup-then-decay learning-rate schedule, gradient
+//! accumulation, clipping by global norm, epochs over seeded shuffles,
+//! validation every `eval_steps` with early stopping, and one JSON progress
+//! event per line. Settings use the Hugging Face `TrainingArguments` / PEFT
+//! names, in TOML or JSON.
+
+use crate::data::{Batch, Prepared, Sequence};
+use crate::model::{causal_lm_loss, LoraConfig, Model, Target};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Full,
+    Lora,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Cosine,
+    Linear,
+    Constant,
+}
+
+/// Training settings; unknown keys are refused (a typo must not silently
+/// fall back to a default).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub method: Method,
+    pub num_train_epochs: usize,
+    pub per_device_train_batch_size: usize,
+    pub gradient_accumulation_steps: usize,
+    pub learning_rate: f64,
+    pub lr_scheduler_type: Schedule,
+    pub warmup_steps: usize,
+    pub weight_decay: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    /// Clip gradients to this global L2 norm (0: no clipping).
+    pub max_grad_norm: f64,
+    pub logging_steps: usize,
+    pub eval_steps: usize,
+    pub save_steps: usize,
+    pub seed: u64,
+    pub max_seq_length: usize,
+    /// Loss on every token instead of only the assistant's.
+    pub train_on_all_tokens: bool,
+    /// Stop after this many evaluations without a better validation loss.
+    pub early_stopping_patience: Option<usize>,
+    pub lora_r: usize,
+    pub lora_alpha: f64,
+    pub lora_dropout: f64,
+    pub target_modules: Vec<String>,
+    pub use_rslora: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            method: Method::Lora,
+            num_train_epochs: 3,
+            per_device_train_batch_size: 8,
+            gradient_accumulation_steps: 1,
+            learning_rate: 2e-4,
+            lr_scheduler_type: Schedule::Cosine,
+            warmup_steps: 0,
+            weight_decay: 0.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            max_grad_norm: 1.0,
+            logging_steps: 10,
+            eval_steps: 100,
+            save_steps: 100,
+            seed: 42,
+            max_seq_length: 1024,
+            train_on_all_tokens: false,
+            early_stopping_patience: None,
+            lora_r: 16,
+            lora_alpha: 32.0,
+            lora_dropout: 0.05,
+            target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"]
+                .map(String::from)
+                .to_vec(),
+            use_rslora: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TrainError {
+    #[error("training config: {0}")]
+    Config(String),
+    #[error("the training split has no usable examples")]
+    NoData,
+}
+
+impl TrainConfig {
+    /// TOML (`.toml`) or JSON text.
+    pub fn parse(text: &str, json: bool) -> Result<TrainConfig, TrainError> {
+        let c: TrainConfig = if json {
+            serde_json::from_str(text).map_err(|e| TrainError::Config(e.to_string()))?
+        } else {
+            toml::from_str(text).map_err(|e| TrainError::Config(e.to_string()))?
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: &str| Err(TrainError::Config(m.into()));
+        if self.per_device_train_batch_size == 0 || self.gradient_accumulation_steps == 0 {
+            return bad(
+                "per_device_train_batch_size and gradient_accumulation_steps must be at least 1",
+            );
+        }
+        if !(self.learning_rate >= 0.0 && self.learning_rate.is_finite()) {
+            return bad("learning_rate must be a number ≥ 0");
+        }
+        if self.num_train_epochs == 0 {
+            return bad("num_train_epochs must be at least 1");
+        }
+        if self.max_seq_length < 2 {
+            return bad("max_seq_length must be at least 2");
+        }
+        if !(0.0..1.0).contains(&self.lora_dropout) {
+            return bad("lora_dropout must be in [0, 1)");
+        }
+        if self.method == Method::Lora {
+            if self.lora_r == 0 {
+                return bad("lora_r must be at least 1");
+            }
+            self.lora()?;
+        }
+        Ok(())
+    }
+
+    /// The LoRA settings, target names checked.
+    pub fn lora(&self) -> Result<LoraConfig, TrainError> {
+        let targets = self
+            .target_modules
+            .iter()
+            .map(|t| {
+                Target::from_name(t).ok_or_else(|| {
+                    TrainError::Config(format!(
+                        "target_modules: {t:?} is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if targets.is_empty() {
+            return Err(TrainError::Config("target_modules is empty".into()));
+        }
+        Ok(LoraConfig {
+            r: self.lora_r,
+            alpha: self.lora_alpha,
+            dropout: self.lora_dropout,
+            targets,
+            rslora: self.use_rslora,
+        })
+    }
+
+    /// The learning rate at optimizer step `step` (0-based) of `total`,
+    /// as transformers' schedules with warmup compute it.
+    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        let lr = self.learning_rate;
+        if step < self.warmup_steps {
+            return lr * step as f64 / self.warmup_steps.max(1) as f64;
+        }
+        let decay = (total.saturating_sub(self.warmup_steps)).max(1) as f64;
+        let progress = (step - self.warmup_steps) as f64 / decay;
+        match self.lr_scheduler_type {
+            Schedule::Constant => lr,
+            Schedule::Linear => lr * (1.0 - progress).max(0.0),
+            Schedule::Cosine => {
+                lr * (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0)
+            }
+        }
+    }
+}
+
+/// One progress event, written as one JSON object per line.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Started {
+        total_steps: usize,
+        examples: usize,
+        trainable_params: usize,
+        truncated: usize,
+    },
+    Step {
+        step: usize,
+        epoch: f64,
+        loss: f64,
+        learning_rate: f64,
+        grad_norm: f64,
+        tokens_per_s: f64,
+        eta_s: f64,
+    },
+    Eval {
+        step: usize,
+        loss: f64,
+        perplexity: f64,
+    },
+    Finished {
+        step: usize,
+        reason: String,
+        best_eval_loss: Option<f64>,
+    },
+}
+
+/// A cheap deterministic shuffle (SplitMix64 keys), the same everywhere.
+fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut keyed: Vec<(u64, usize)> = (0..n)
+        .map(|i| {
+            let mut x = seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64;
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (x ^ (x >> 31), i)
+        })
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Sum of squared gradients of every parameter that has one.
+struct SquaredNorm<'a> {
+    grads: &'a GradientsParams,
+    sum: f64,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            self.sum += g.powi_scalar(2).sum().into_scalar().elem::<f64>();
+        }
+    }
+}
+
+/// Multiplies every gradient by `factor`.
+struct Scale<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            self.grads.register(param.id, g.mul_scalar(self.factor));
+        }
+    }
+}
+
+/// Mean loss over a split, without gradients.
+pub fn evaluate<B: AutodiffBackend>(
+    model: &Model<B>,
+    data: &Prepared,
+    batch_size: usize,
+    pad_id: u32,
+    device: &B::Device,
+) -> f64 {
+    let inner = model.valid();
+    let (mut total, mut weight) = (0.0, 0.0);
+    for chunk in data.sequences.chunks(batch_size.max(1)) {
+        let refs: Vec<&Sequence> = chunk.iter().collect();
+        let batch = Batch::<B::InnerBackend>::new(&refs, pad_id, device);
+        let targets: f64 = batch
+            .loss
+            .clone()
+            .narrow(1, 1, batch.loss.dims()[1] - 1)
+            .sum()
+            .into_scalar()
+            .elem();
+        let logits = inner.forward_masked(batch.ids.clone(), Some(batch.attention.clone()));
+        let loss: f64 = causal_lm_loss(logits, batch.ids, batch.loss)
+            .into_scalar()
+            .elem();
+        total += loss * targets;
+        weight += targets;
+    }
+    if weight > 0.0 {
+        total / weight
+    } else {
+        f64::NAN
+    }
+}
+
+/// Trains `model` on `train`; `emit` receives every event.
+pub fn train<B: AutodiffBackend>(
+    mut model: Model<B>,
+    train: &Prepared,
+    valid: Option<&Prepared>,
+    cfg: &TrainConfig,
+    pad_id: u32,
+    device: &B::Device,
+    emit: &mut dyn FnMut(&Event),
+) -> Result<Model<B>, TrainError> {
+    cfg.validate()?;
+    let n = train.sequences.len();
+    if n == 0 {
+        return Err(TrainError::NoData);
+    }
+    let batch = cfg.per_device_train_batch_size;
+    let accum = cfg.gradient_accumulation_steps;
+    let micro_per_epoch = n.div_ceil(batch);
+    let steps_per_epoch = micro_per_epoch.div_ceil(accum);
+    let total = steps_per_epoch * cfg.num_train_epochs;
+    emit(&Event::Started {
+        total_steps: total,
+        examples: n,
+        trainable_params: model.trainable_params(),
+        truncated: train.truncated,
+    });
+    let mut optim = AdamWConfig::new()
+        .with_beta_1(cfg.adam_beta1 as f32)
+        .with_beta_2(cfg.adam_beta2 as f32)
+        .with_epsilon(cfg.adam_epsilon as f32)
+        .with_weight_decay(cfg.weight_decay as f32)
+        .init::<B, Model<B>>();
+    let began = std::time::Instant::now();
+    let (mut step, mut tokens) = (0usize, 0usize);
+    let (mut best, mut since_best): (Option<f64>, usize) = (None, 0);
+    let mut reason = String::from("completed");
+    'epochs: for epoch in 0..cfg.num_train_epochs {
+        let order = shuffled(n, cfg.seed, epoch);
+        let micro: Vec<&[usize]> = order.chunks(batch).collect();
+        for group in micro.chunks(accum) {
+            let mut acc = GradientsAccumulator::<Model<B>>::new();
+            let mut loss_sum = 0.0;
+            for indices in group {
+                let seqs: Vec<&Sequence> = indices.iter().map(|i| &train.sequences[*i]).collect();
+                let b = Batch::<B>::new(&seqs, pad_id, device);
+                tokens += b.tokens;
+                let logits = model.forward_masked(b.ids.clone(), Some(b.attention.clone()));
+                let loss = causal_lm_loss(logits, b.ids, b.loss).div_scalar(group.len() as f64);
+                loss_sum += loss.clone().into_scalar().elem::<f64>();
+                acc.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+            }
+            let mut grads = acc.grads();
+            let mut norm = SquaredNorm {
+                grads: &grads,
+                sum: 0.0,
+            };
+            model.visit(&mut norm);
+            let grad_norm = norm.sum.sqrt();
+            if cfg.max_grad_norm > 0.0 && grad_norm > cfg.max_grad_norm {
+                let mut scale = Scale {
+                    grads: &mut grads,
+                    factor: cfg.max_grad_norm / (grad_norm + 1e-6),
+                };
+                model.visit(&mut scale);
+            }
+            let lr = cfg.lr_at(step, total);
+            model = optim.step(lr, model, grads);
+            step += 1;
+            if step % cfg.logging_steps.max(1) == 0 || step == total {
+                let secs = began.elapsed().as_secs_f64().max(1e-9);
+                emit(&Event::Step {
+                    step,
+                    epoch: epoch as f64
+                        + (step - epoch * steps_per_epoch) as f64 / steps_per_epoch as f64,
+                    loss: loss_sum,
+                    learning_rate: lr,
+                    grad_norm,
+                    tokens_per_s: tokens as f64 / secs,
+                    eta_s: secs / step as f64 * (total - step) as f64,
+                });
+            }
+            if let Some(v) = valid.filter(|v| !v.sequences.is_empty()) {
+                if step % cfg.eval_steps.max(1) == 0 || step == total {
+                    let loss = evaluate(&model, v, batch, pad_id, device);
+                    emit(&Event::Eval {
+                        step,
+                        loss,
+                        perplexity: loss.exp(),
+                    });
+                    if best.is_none_or(|b| loss < b) {
+                        best = Some(loss);
+                        since_best = 0;
+                    } else {
+                        since_best += 1;
+                        if cfg.early_stopping_patience.is_some_and(|p| since_best >= p) {
+                            reason = format!("early stopping: no better validation loss in {since_best} evaluations");
+                            break 'epochs;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    emit(&Event::Finished {
+        step,
+        reason,
+        best_eval_loss: best,
+    });
+    Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_match_transformers() {
+        // get_cosine/linear_schedule_with_warmup(warmup 3, total 10), lr 2e-4.
+        let cosine = [
+            0.0,
+            6.666666666666667e-05,
+            0.00013333333333333334,
+            0.0002,
+            0.0001900968867902419,
+            0.00016234898018587337,
+            0.00012225209339563145,
+            7.774790660436858e-05,
+            3.7651019814126654e-05,
+            9.903113209758096e-06,
+        ];
+        let linear = [
+            0.0,
+            6.666666666666667e-05,
+            0.00013333333333333334,
+            0.0002,
+            0.00017142857142857143,
+            0.00014285714285714287,
+            0.00011428571428571428,
+            8.571428571428571e-05,
+            5.714285714285714e-05,
+            2.857142857142857e-05,
+        ];
+        let mut c = TrainConfig {
+            warmup_steps: 3,
+            ..TrainConfig::default()
+        };
+        for (i, want) in cosine.iter().enumerate() {
+            assert!((c.lr_at(i, 10) - want).abs() < 1e-15, "cosine step {i}");
+        }
+        c.lr_scheduler_type = Schedule::Linear;
+        for (i, want) in linear.iter().enumerate() {
+            assert!((c.lr_at(i, 10) - want).abs() < 1e-15, "linear step {i}");
+        }
+    }
+
+    #[test]
+    fn configs_use_hugging_face_names_and_refuse_typos() {
+        let c = TrainConfig::parse(
+            "num_train_epochs = 2\nper_device_train_batch_size = 4\nlearning_rate = 1e-4\ntarget_modules = [\"q_proj\", \"down_proj\"]\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!((c.num_train_epochs, c.per_device_train_batch_size), (2, 4));
+        assert_eq!(c.lora().unwrap().targets, vec![Target::Q, Target::Down]);
+        let json = TrainConfig::parse(r#"{"method": "full", "warmup_steps": 5}"#, true).unwrap();
+        assert_eq!((json.method, json.warmup_steps), (Method::Full, 5));
+        let typo = TrainConfig::parse("learning_rat = 1e-4\n", false).unwrap_err();
+        assert!(typo.to_string().contains("learning_rat"), "{typo}");
+        let bad = TrainConfig::parse("target_modules = [\"attn\"]\n", false).unwrap_err();
+        assert!(bad.to_string().contains("attn"));
+        assert!(TrainConfig::parse("per_device_train_batch_size = 0\n", false).is_err());
+    }
+
+    #[test]
+    fn shuffles_are_seeded_permutations() {
+        let a = shuffled(50, 7, 0);
+        assert_eq!(a, shuffled(50, 7, 0));
+        assert_ne!(a, shuffled(50, 7, 1));
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+}
