@@ -183,6 +183,23 @@ fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 impl<B: Backend> Layer<B> {
+    /// The projection a LoRA target names.
+    pub fn linear(&self, t: Target) -> &Linear<B> {
+        match t {
+            Target::Q => &self.q_proj,
+            Target::K => &self.k_proj,
+            Target::V => &self.v_proj,
+            Target::O => &self.o_proj,
+            Target::Gate => &self.gate_proj,
+            Target::Up => &self.up_proj,
+            Target::Down => &self.down_proj,
+        }
+    }
+
+    pub fn linear_mut(&mut self, t: Target) -> &mut Linear<B> {
+        self.target(t)
+    }
+
     fn target(&mut self, t: Target) -> &mut Linear<B> {
         match t {
             Target::Q => &mut self.q_proj,
@@ -434,4 +451,24 @@ pub fn causal_lm_loss<B: Backend>(
     let mask = mask.narrow(1, 1, s - 1);
     let count = mask.clone().sum().clamp_min(1.0);
     (picked * mask).sum().neg() / count
+}
+
+/// Replaces every adapter's `A` and `B` with fixed non-zero values (a sine
+/// and a cosine of the element's index, times 0.05): deterministic test
+/// adapters whose effect is visible, the same on every machine.
+pub fn fixed_adapter_values<B: Backend>(mut model: Model<B>, device: &B::Device) -> Model<B> {
+    let fill = |dims: [usize; 2], f: fn(f32) -> f32| -> Tensor<B, 2> {
+        let n = dims[0] * dims[1];
+        let v: Vec<f32> = (0..n).map(|k| 0.05 * f(k as f32 * 0.37 + 0.1)).collect();
+        Tensor::from_data(TensorData::new(v, dims), device)
+    };
+    for layer in &mut model.layers {
+        for t in Target::ALL {
+            if let Some(l) = &mut layer.linear_mut(t).lora {
+                l.a = Param::from_tensor(fill(l.a.dims(), f32::sin));
+                l.b = Param::from_tensor(fill(l.b.dims(), f32::cos));
+            }
+        }
+    }
+    model
 }

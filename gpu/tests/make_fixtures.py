@@ -134,6 +134,27 @@ def peft_counts():
     print(f"PEFT counts: {[o['trainable'] for o in out]}")
 
 
+def peft_adapter_logits():
+    """PEFT loads the adapter `hone-gpu` exported
+    (`cargo run -p hone-gpu --example make_adapter_fixture` first) and
+    records base + adapter logits on the llama fixture's input ids."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    folder = OUT / "peft-adapter"
+    if not (folder / "adapter_model.safetensors").exists():
+        print("no exported adapter yet: run the make_adapter_fixture example first")
+        return
+    base = AutoModelForCausalLM.from_pretrained(OUT / "llama", dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, folder).eval()
+    ids = load_file(OUT / "llama" / "reference.safetensors")["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits.float().contiguous()
+    save_file({"logits": logits}, folder / "peft_logits.safetensors")
+    print(f"PEFT adapter logits {tuple(logits.shape)}")
+
+
 if __name__ == "__main__":
     main()
     peft_counts()
+    peft_adapter_logits()

@@ -1,0 +1,153 @@
+//! Export in PEFT's format: `adapter_config.json` and
+//! `adapter_model.safetensors` with PEFT's tensor names
+//! (`base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight`, …),
+//! which PEFT's `PeftModel.from_pretrained` loads. Files are written under a
+//! temporary name, synced and renamed, so a crash never leaves half a file.
+//! `load_adapter` reads such a folder back into a model.
+
+use crate::model::{Lora, LoraConfig, Model, Target};
+use crate::safetensors::{Weights, WeightsError};
+use burn::module::Param;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use std::io::Write;
+use std::path::Path;
+
+/// PEFT's name for a projection's adapter matrix (`"A"` or `"B"`).
+fn peft_name(layer: usize, t: Target, which: &str) -> String {
+    let group = match t {
+        Target::Q | Target::K | Target::V | Target::O => "self_attn",
+        Target::Gate | Target::Up | Target::Down => "mlp",
+    };
+    format!(
+        "base_model.model.model.layers.{layer}.{group}.{}.lora_{which}.weight",
+        t.name()
+    )
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        // The rename itself is durable once the directory is synced.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// A safetensors file of f32 tensors, names sorted.
+pub fn safetensors_bytes(mut tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Vec<u8> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+    let mut offset = 0usize;
+    for (name, shape, values) in &tensors {
+        let end = offset + values.len() * 4;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut head = serde_json::Value::Object(header).to_string().into_bytes();
+    // Data aligned to 8 bytes, as the reference implementation writes it.
+    while !head.len().is_multiple_of(8) {
+        head.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + head.len() + offset);
+    out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    out.extend_from_slice(&head);
+    for (_, _, values) in &tensors {
+        for v in values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Writes the model's adapters as a PEFT adapter folder.
+pub fn save_peft_adapter<B: Backend>(
+    model: &Model<B>,
+    lora: &LoraConfig,
+    base_model: &str,
+    dir: &Path,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut tensors = Vec::new();
+    for (i, layer) in model.layers.iter().enumerate() {
+        for t in &lora.targets {
+            let Some(l) = &layer.linear(*t).lora else {
+                continue;
+            };
+            for (which, p) in [("A", &l.a), ("B", &l.b)] {
+                let v = p.val();
+                let shape = v.dims().to_vec();
+                let values: Vec<f32> = v.into_data().iter::<f32>().collect();
+                tensors.push((peft_name(i, *t, which), shape, values));
+            }
+        }
+    }
+    write_atomic(
+        &dir.join("adapter_model.safetensors"),
+        &safetensors_bytes(tensors),
+    )?;
+    let config = serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model,
+        "r": lora.r,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "target_modules": lora.targets.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        "use_rslora": lora.rslora,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "inference_mode": true,
+        "init_lora_weights": true,
+        "modules_to_save": null,
+    });
+    let text = serde_json::to_string_pretty(&config).unwrap_or_default();
+    write_atomic(&dir.join("adapter_config.json"), text.as_bytes())
+}
+
+/// Attaches the adapters of a PEFT folder written by
+/// [`save_peft_adapter`] (or by PEFT) to `model`.
+pub fn load_adapter<B: Backend>(
+    mut model: Model<B>,
+    lora: &LoraConfig,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<Model<B>, WeightsError> {
+    let w = Weights::open_file(&dir.join("adapter_model.safetensors"))?;
+    let scale = if lora.rslora {
+        lora.alpha / (lora.r as f64).sqrt()
+    } else {
+        lora.alpha / lora.r as f64
+    };
+    for (i, layer) in model.layers.iter_mut().enumerate() {
+        for t in &lora.targets {
+            let read = |which: &str| -> Result<Param<Tensor<B, 2>>, WeightsError> {
+                let (v, shape) = w.read(&peft_name(i, *t, which))?;
+                Ok(Param::from_tensor(Tensor::from_data(
+                    TensorData::new(v, [shape[0], shape[1]]),
+                    device,
+                )))
+            };
+            layer.linear_mut(*t).lora = Some(Lora {
+                a: read("A")?,
+                b: read("B")?,
+                scale,
+                dropout: lora.dropout,
+            });
+        }
+    }
+    Ok(model)
+}

@@ -1,0 +1,88 @@
+//! PEFT export: the committed adapter (written by the `make_adapter_fixture`
+//! example) is what `save_peft_adapter` writes, PEFT 0.21 loaded it and
+//! computed the same logits as this engine, and it loads back.
+#![allow(clippy::unwrap_used)]
+
+use burn::backend::Flex;
+use burn::tensor::{Int, Tensor, TensorData};
+use hone_gpu::export::{load_adapter, save_peft_adapter};
+use hone_gpu::model::{fixed_adapter_values, LoraConfig, Model, Target};
+use hone_gpu::safetensors::Weights;
+use hone_gpu::ModelConfig;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn base() -> Model<Flex> {
+    let dir = root().join("llama");
+    let config =
+        ModelConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    Model::load(&config, &Weights::open(&dir).unwrap(), &Default::default()).unwrap()
+}
+
+fn lora() -> LoraConfig {
+    LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: vec![Target::Q, Target::V, Target::Down],
+        rslora: false,
+    }
+}
+
+fn logits(model: &Model<Flex>) -> Vec<f32> {
+    let r = Weights::open_file(&root().join("llama/reference.safetensors")).unwrap();
+    let (ids, shape) = r.read_i64("input_ids").unwrap();
+    let ids: Tensor<Flex, 2, Int> = Tensor::from_data(
+        TensorData::new(ids, [shape[0], shape[1]]),
+        &Default::default(),
+    );
+    model.forward(ids).into_data().to_vec().unwrap()
+}
+
+#[test]
+fn peft_loads_the_adapter_with_the_same_logits() {
+    let device = Default::default();
+    let model = fixed_adapter_values(base().with_lora(&lora(), &device), &device);
+    let ours = logits(&model);
+    let (peft, _) = Weights::open_file(&root().join("peft-adapter/peft_logits.safetensors"))
+        .unwrap()
+        .read("logits")
+        .unwrap();
+    let plain = logits(&base());
+    let diff = ours
+        .iter()
+        .zip(&peft)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let effect = plain
+        .iter()
+        .zip(&peft)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        effect > 1e-3,
+        "the adapter must change the logits ({effect})"
+    );
+    assert!(diff <= 1e-4, "max |Δ| against PEFT = {diff}");
+
+    // What we write now is byte for byte what PEFT was given.
+    let out = tempfile::tempdir().unwrap();
+    save_peft_adapter(&model, &lora(), "../llama", out.path()).unwrap();
+    for f in ["adapter_model.safetensors", "adapter_config.json"] {
+        assert_eq!(
+            std::fs::read(out.path().join(f)).unwrap(),
+            std::fs::read(root().join("peft-adapter").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert!(!out.path().join("adapter_model.tmp").exists());
+
+    // And it loads back onto the base model.
+    let loaded = load_adapter(base(), &lora(), out.path(), &device).unwrap();
+    assert_eq!(logits(&loaded), ours);
+    let missing = load_adapter(base(), &lora(), &root().join("llama"), &device);
+    assert!(missing.is_err());
+}
