@@ -1,5 +1,6 @@
 //! Writes `gpu/tests/fixtures/peft-adapter/`: a LoRA adapter on the `llama`
-//! fixture with fixed, non-zero values, in PEFT's format. Run once, then
+//! fixture with fixed, non-zero values, in PEFT's format, and
+//! `fixtures/merged/`: the same adapter folded into the base. Run once, then
 //! `python3 gpu/tests/make_fixtures.py` has PEFT load it and records its
 //! logits; `tests/export.rs` checks both.
 //!
@@ -33,5 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &device,
     );
     save_peft_adapter(&model, &lora, "../llama", &root.join("peft-adapter"))?;
+    let merged = hone_gpu::export::merge_adapters(model);
+    hone_gpu::export::save_merged(&merged, &dir, &root.join("merged"))?;
     Ok(())
 }

@@ -151,3 +151,93 @@ pub fn load_adapter<B: Backend>(
     }
     Ok(model)
 }
+
+/// Folds every adapter into its base weight (`W + scale·B·A`) and drops
+/// the adapters: a plain model with the adapted behaviour.
+pub fn merge_adapters<B: Backend>(mut model: Model<B>) -> Model<B> {
+    for layer in &mut model.layers {
+        for t in Target::ALL {
+            let linear = layer.linear_mut(t);
+            if let Some(l) = linear.lora.take() {
+                let delta = l.b.val().matmul(l.a.val()).mul_scalar(l.scale);
+                let merged = linear.weight.val().add(delta);
+                linear.weight = Param::from_tensor(merged);
+            }
+        }
+    }
+    model
+}
+
+/// Writes `model` (merge adapters first) as a Hugging Face model folder:
+/// `model.safetensors` (f32, Hugging Face names) and, copied from the base
+/// folder, `config.json`, `generation_config.json` and the tokenizer files
+/// with the chat template.
+pub fn save_merged<B: Backend>(
+    model: &Model<B>,
+    base_dir: &Path,
+    dir: &Path,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut tensors = Vec::new();
+    let mut push = |name: String, t: Tensor<B, 2>| {
+        let shape = t.dims().to_vec();
+        tensors.push((name, shape, t.into_data().iter::<f32>().collect()));
+    };
+    push("model.embed_tokens.weight".into(), model.embed_tokens.val());
+    push(
+        "model.norm.weight".into(),
+        model.norm.weight.val().unsqueeze_dim(0),
+    );
+    if let Some(head) = &model.lm_head {
+        push("lm_head.weight".into(), head.weight.val());
+    }
+    for (i, layer) in model.layers.iter().enumerate() {
+        let p = format!("model.layers.{i}");
+        push(
+            format!("{p}.input_layernorm.weight"),
+            layer.input_layernorm.weight.val().unsqueeze_dim(0),
+        );
+        push(
+            format!("{p}.post_attention_layernorm.weight"),
+            layer.post_attention_layernorm.weight.val().unsqueeze_dim(0),
+        );
+        for t in Target::ALL {
+            let group = match t {
+                Target::Q | Target::K | Target::V | Target::O => "self_attn",
+                _ => "mlp",
+            };
+            let linear = layer.linear(t);
+            push(
+                format!("{p}.{group}.{}.weight", t.name()),
+                linear.weight.val(),
+            );
+            if let Some(bias) = &linear.bias {
+                push(
+                    format!("{p}.{group}.{}.bias", t.name()),
+                    bias.val().unsqueeze_dim(0),
+                );
+            }
+        }
+    }
+    // 1-D tensors were pushed as [1, n]: give them their real shape.
+    for (name, shape, _) in &mut tensors {
+        if name.ends_with("norm.weight") || name.ends_with(".bias") {
+            *shape = vec![shape[1]];
+        }
+    }
+    write_atomic(&dir.join("model.safetensors"), &safetensors_bytes(tensors))?;
+    for f in [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "chat_template.jinja",
+    ] {
+        let from = base_dir.join(f);
+        if from.exists() {
+            write_atomic(&dir.join(f), &std::fs::read(&from)?)?;
+        }
+    }
+    Ok(())
+}

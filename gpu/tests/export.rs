@@ -86,3 +86,48 @@ fn peft_loads_the_adapter_with_the_same_logits() {
     let missing = load_adapter(base(), &lora(), &root().join("llama"), &device);
     assert!(missing.is_err());
 }
+
+#[test]
+fn merged_models_load_in_transformers_with_the_adapted_logits() {
+    let device = Default::default();
+    let adapted = fixed_adapter_values(base().with_lora(&lora(), &device), &device);
+    let with_adapter = logits(&adapted);
+    let merged = hone_gpu::export::merge_adapters(adapted);
+    assert!(merged.layers.iter().all(|l| l.q_proj.lora.is_none()));
+    let folded = logits(&merged);
+    let diff = folded
+        .iter()
+        .zip(&with_adapter)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff <= 1e-5, "merging changed the output by {diff}");
+
+    let out = tempfile::tempdir().unwrap();
+    hone_gpu::export::save_merged(&merged, &root().join("llama"), out.path()).unwrap();
+    // Byte for byte the folder transformers loaded (fixtures/merged) …
+    for f in ["model.safetensors", "config.json"] {
+        assert_eq!(
+            std::fs::read(out.path().join(f)).unwrap(),
+            std::fs::read(root().join("merged").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // … whose logits there match ours.
+    let (theirs, _) = Weights::open_file(&root().join("merged/transformers_logits.safetensors"))
+        .unwrap()
+        .read("logits")
+        .unwrap();
+    let diff = folded
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff <= 1e-4, "max |Δ| against transformers = {diff}");
+    // And it reads back as a plain model.
+    let config =
+        ModelConfig::from_json(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
+            .unwrap();
+    let reloaded: Model<Flex> =
+        Model::load(&config, &Weights::open(out.path()).unwrap(), &device).unwrap();
+    assert_eq!(logits(&reloaded), folded);
+}

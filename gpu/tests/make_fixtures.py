@@ -152,6 +152,13 @@ def peft_adapter_logits():
         logits = model(input_ids=ids).logits.float().contiguous()
     save_file({"logits": logits}, folder / "peft_logits.safetensors")
     print(f"PEFT adapter logits {tuple(logits.shape)}")
+    merged = OUT / "merged"
+    if (merged / "model.safetensors").exists():
+        m = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+        with torch.no_grad():
+            ml = m(input_ids=ids).logits.float().contiguous()
+        save_file({"logits": ml}, merged / "transformers_logits.safetensors")
+        print(f"merged: max |transformers(merged) - PEFT(base + adapter)| = {(ml - logits).abs().max().item():.3g}")
 
 
 if __name__ == "__main__":
