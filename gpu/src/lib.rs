@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod export;
+pub mod generate;
 pub mod model;
 pub mod safetensors;
 pub mod train;

@@ -9,7 +9,7 @@ use crate::safetensors::{Weights, WeightsError};
 use burn::module::{Module, Param};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 
 /// `y = x·Wᵀ (+ b)` with `W` as `[out, in]`, plus a LoRA adapter when
 /// one is attached.
@@ -174,6 +174,32 @@ pub struct Model<B: Backend> {
     pub inv_freq: Vec<f32>,
 }
 
+/// Keys and values of the positions seen so far, per layer (after the
+/// rotary embedding, before the heads are repeated).
+#[derive(Debug)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    len: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(layers: usize) -> KvCache<B> {
+        KvCache {
+            layers: (0..layers).map(|_| None).collect(),
+            len: 0,
+        }
+    }
+
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// `cat(-x₂, x₁)` over the last dimension.
 fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let d = x.dims()[3];
@@ -255,12 +281,13 @@ impl<B: Backend> Model<B> {
         }
     }
 
-    /// Cos and sin tables `[seq, head_dim]` for positions `0..seq`.
-    fn rotary(&self, seq: usize, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    /// Cos and sin tables `[seq, head_dim]` for positions
+    /// `start..start + seq`.
+    fn rotary(&self, start: usize, seq: usize, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(seq * half * 2);
         let mut sin = Vec::with_capacity(seq * half * 2);
-        for p in 0..seq {
+        for p in start..start + seq {
             // As transformers: angles in f32, then duplicated halves.
             let angles: Vec<f32> = self.inv_freq.iter().map(|f| p as f32 * f).collect();
             for _ in 0..2 {
@@ -288,7 +315,24 @@ impl<B: Backend> Model<B> {
         ids: Tensor<B, 2, Int>,
         attention: Option<Tensor<B, 2>>,
     ) -> Tensor<B, 3> {
+        self.run(ids, attention, None)
+    }
+
+    /// Logits for `ids` following what `cache` holds (positions continue
+    /// from it); the new keys and values are added to the cache. For
+    /// generation: the prompt once, then one token at a time.
+    pub fn forward_cached(&self, ids: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
+        self.run(ids, None, Some(cache))
+    }
+
+    fn run(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        attention: Option<Tensor<B, 2>>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
         let [b, s] = ids.dims();
+        let past = cache.as_ref().map_or(0, |c| c.len);
         let device = ids.device();
         let hidden = self.embed_tokens.dims()[1];
         let mut x = self
@@ -296,25 +340,38 @@ impl<B: Backend> Model<B> {
             .val()
             .select(0, ids.reshape([b * s]))
             .reshape([b, s, hidden]);
-        let (cos, sin) = self.rotary(s, &device);
-        // Burn's `tril_mask` is true *outside* the lower triangle: the
-        // future. Masked scores get f32::MIN, as transformers does.
-        let future: Tensor<B, 2, Bool> = Tensor::tril_mask([s, s], 0, &device);
-        let mut mask = Tensor::<B, 2>::zeros([s, s], &device)
-            .mask_fill(future, f32::MIN)
-            .reshape([1, 1, s, s]);
+        let (cos, sin) = self.rotary(past, s, &device);
+        // Query i (position past + i) sees keys 0..=past + i; the future
+        // gets f32::MIN, as in transformers.
+        let keys = past + s;
+        let causal: Vec<f32> = (0..s)
+            .flat_map(|i| (0..keys).map(move |j| if j > past + i { f32::MIN } else { 0.0 }))
+            .collect();
+        let mut mask: Tensor<B, 4> =
+            Tensor::from_data(TensorData::new(causal, [1, 1, s, keys]), &device);
         if let Some(attention) = attention {
             let padding = attention.neg().add_scalar(1.0).mul_scalar(f32::MIN);
             mask = mask + padding.reshape([b, 1, 1, s]);
         }
-        for layer in &self.layers {
+        for (i, layer) in self.layers.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             x = x.clone()
-                + self.attention(layer, layer.input_layernorm.forward(x), &cos, &sin, &mask);
+                + self.attention(
+                    layer,
+                    layer.input_layernorm.forward(x),
+                    &cos,
+                    &sin,
+                    &mask,
+                    slot,
+                );
             let h = layer.post_attention_layernorm.forward(x.clone());
             let mlp = layer
                 .down_proj
                 .forward(silu(layer.gate_proj.forward(h.clone())) * layer.up_proj.forward(h));
             x = x + mlp;
+        }
+        if let Some(c) = cache {
+            c.len += s;
         }
         let x = self.norm.forward(x);
         match &self.lm_head {
@@ -335,6 +392,7 @@ impl<B: Backend> Model<B> {
         cos: &Tensor<B, 4>,
         sin: &Tensor<B, 4>,
         mask: &Tensor<B, 4>,
+        cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
@@ -343,13 +401,22 @@ impl<B: Backend> Model<B> {
         let k = split(layer.k_proj.forward(x.clone()), kvh);
         let v = split(layer.v_proj.forward(x), kvh);
         let q = q.clone() * cos.clone() + rotate_half(q) * sin.clone();
-        let k = k.clone() * cos.clone() + rotate_half(k) * sin.clone();
+        let mut k = k.clone() * cos.clone() + rotate_half(k) * sin.clone();
+        let mut v = v;
+        if let Some(slot) = cache {
+            if let Some((past_k, past_v)) = slot.take() {
+                k = Tensor::cat(vec![past_k, k], 2);
+                v = Tensor::cat(vec![past_v, v], 2);
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let t = k.dims()[2];
         // Each key/value head serves `h / kvh` query heads, in order.
         let groups = h / kvh;
-        let repeat = |t: Tensor<B, 4>| {
-            t.unsqueeze_dim::<5>(2)
+        let repeat = |x: Tensor<B, 4>| {
+            x.unsqueeze_dim::<5>(2)
                 .repeat_dim(2, groups)
-                .reshape([b, h, s, d])
+                .reshape([b, h, t, d])
         };
         let (k, v) = (repeat(k), repeat(v));
         let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt() + mask.clone();

@@ -161,7 +161,23 @@ def peft_adapter_logits():
         print(f"merged: max |transformers(merged) - PEFT(base + adapter)| = {(ml - logits).abs().max().item():.3g}")
 
 
+def greedy_generation():
+    """transformers' greedy `generate` on the llama fixture: 12 new tokens
+    after the first reference prompt, no early stop."""
+    from safetensors.torch import load_file
+
+    model = AutoModelForCausalLM.from_pretrained(OUT / "llama", dtype=torch.float32).eval()
+    ids = load_file(OUT / "llama" / "reference.safetensors")["input_ids"][:1]
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=12, min_new_tokens=12, do_sample=False,
+                             pad_token_id=0)
+    new = out[0, ids.shape[1]:].tolist()
+    (OUT / "llama" / "greedy.json").write_text(json.dumps({"prompt": ids[0].tolist(), "new": new}) + "\n")
+    print(f"greedy: {new}")
+
+
 if __name__ == "__main__":
     main()
     peft_counts()
     peft_adapter_logits()
+    greedy_generation()
