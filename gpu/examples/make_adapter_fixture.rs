@@ -28,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             hone_gpu::model::Target::Down,
         ],
         rslora: false,
+        seed: 0,
     };
     let model: Model<Flex> = fixed_adapter_values(
         Model::load(&config, &weights, &device)?.with_lora(&lora, &device),

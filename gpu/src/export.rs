@@ -136,10 +136,10 @@ pub fn load_adapter<B: Backend>(
         for t in &lora.targets {
             let read = |which: &str| -> Result<Param<Tensor<B, 2>>, WeightsError> {
                 let (v, shape) = w.read(&peft_name(i, *t, which))?;
-                Ok(Param::from_tensor(Tensor::from_data(
-                    TensorData::new(v, [shape[0], shape[1]]),
-                    device,
-                )))
+                Ok(crate::model::stable_param(
+                    &format!("{}.lora_{which}", crate::model::adapter_name(i, *t)),
+                    Tensor::from_data(TensorData::new(v, [shape[0], shape[1]]), device),
+                ))
             };
             layer.linear_mut(*t).lora = Some(Lora {
                 a: read("A")?,

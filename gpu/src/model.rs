@@ -60,17 +60,26 @@ impl<B: Backend> Linear<B> {
     /// Attaches a fresh adapter as PEFT initialises one: `A` uniform in
     /// ±1/√in (Kaiming with a = √5), `B` zero — so the model's output is
     /// unchanged until training moves `B`.
-    fn attach(&mut self, c: &LoraConfig, device: &B::Device) {
+    fn attach(&mut self, c: &LoraConfig, name: &str, device: &B::Device) {
         let [out, inp] = self.weight.dims();
         let bound = 1.0 / (inp as f64).sqrt();
-        let a = Tensor::random(
-            [c.r, inp],
-            burn::tensor::Distribution::Uniform(-bound, bound),
-            device,
-        );
+        // SplitMix64 keyed by the seed and the adapter's name: independent
+        // of the backend's global generator (and of other threads).
+        let mut state = c.seed ^ fnv1a(name);
+        let values: Vec<f32> = (0..c.r * inp)
+            .map(|_| {
+                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                let unit = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64;
+                ((unit * 2.0 - 1.0) * bound) as f32
+            })
+            .collect();
+        let a = Tensor::from_data(TensorData::new(values, [c.r, inp]), device);
         self.lora = Some(Lora {
-            a: Param::from_tensor(a),
-            b: Param::from_tensor(Tensor::zeros([out, c.r], device)),
+            a: stable_param(&format!("{name}.lora_A"), a),
+            b: stable_param(&format!("{name}.lora_B"), Tensor::zeros([out, c.r], device)),
             scale: if c.rslora {
                 c.alpha / (c.r as f64).sqrt()
             } else {
@@ -131,6 +140,9 @@ pub struct LoraConfig {
     pub targets: Vec<Target>,
     /// Scale by `alpha / √r` instead of `alpha / r`.
     pub rslora: bool,
+    /// Seeds the adapters' initial `A` (with each adapter's name), so the
+    /// same settings always start from the same adapters.
+    pub seed: u64,
 }
 
 #[derive(Module, Debug)]
@@ -172,6 +184,30 @@ pub struct Model<B: Backend> {
     pub head_dim: usize,
     /// Rotary inverse frequencies, `head_dim / 2`.
     pub inv_freq: Vec<f32>,
+}
+
+/// A trainable parameter whose id is derived from its name, so a model
+/// built again (after a crash) has the same ids and a saved optimizer
+/// state fits it.
+pub fn stable_param<B: Backend, const D: usize>(
+    name: &str,
+    value: Tensor<B, D>,
+) -> Param<Tensor<B, D>> {
+    Param::initialized(
+        burn::module::ParamId::from(fnv1a(name)),
+        value.require_grad(),
+    )
+}
+
+fn fnv1a(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The name an adapter's matrices are keyed by (`layers.3.q_proj`).
+pub fn adapter_name(layer: usize, t: Target) -> String {
+    format!("layers.{layer}.{}", t.name())
 }
 
 /// Keys and values of the positions seen so far, per layer (after the
@@ -256,9 +292,9 @@ impl<B: Backend> Model<B> {
     /// projections of every layer; only the adapters train.
     pub fn with_lora(self, c: &LoraConfig, device: &B::Device) -> Model<B> {
         let mut m = self.no_grad();
-        for layer in &mut m.layers {
+        for (i, layer) in m.layers.iter_mut().enumerate() {
             for t in &c.targets {
-                layer.target(*t).attach(c, device);
+                layer.target(*t).attach(c, &adapter_name(i, *t), device);
             }
         }
         m
@@ -437,17 +473,20 @@ impl<B: Backend> Model<B> {
             let [rows, cols] = shape[..] else {
                 return Err(WeightsError::Missing(format!("{name} (2-D)")));
             };
-            Ok(Param::from_tensor(Tensor::from_data(
-                TensorData::new(v, [rows, cols]),
-                device,
-            )))
+            Ok(stable_param(
+                name,
+                Tensor::from_data(TensorData::new(v, [rows, cols]), device),
+            ))
         };
         let tensor1 = |name: &str| -> Result<Param<Tensor<B, 1>>, WeightsError> {
             let (v, shape) = weights.read(name)?;
-            Ok(Param::from_tensor(Tensor::from_data(
-                TensorData::new(v, [shape.iter().product::<usize>()]),
-                device,
-            )))
+            Ok(stable_param(
+                name,
+                Tensor::from_data(
+                    TensorData::new(v, [shape.iter().product::<usize>()]),
+                    device,
+                ),
+            ))
         };
         let linear = |prefix: &str, bias: bool| -> Result<Linear<B>, WeightsError> {
             Ok(Linear {

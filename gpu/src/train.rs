@@ -11,6 +11,20 @@ use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer}
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What a checkpoint records besides weights and optimizer state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Optimizer steps done.
+    pub step: usize,
+    pub tokens: usize,
+    pub best_eval_loss: Option<f64>,
+    pub since_best: usize,
+    /// FNV-1a of `optimizer.bin`: a damaged file is refused, not decoded.
+    pub optimizer_fnv: u64,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,6 +62,8 @@ pub struct TrainConfig {
     pub logging_steps: usize,
     pub eval_steps: usize,
     pub save_steps: usize,
+    /// Checkpoints kept besides the best one.
+    pub save_total_limit: usize,
     pub seed: u64,
     pub max_seq_length: usize,
     /// Loss on every token instead of only the assistant's.
@@ -79,6 +95,7 @@ impl Default for TrainConfig {
             logging_steps: 10,
             eval_steps: 100,
             save_steps: 100,
+            save_total_limit: 2,
             seed: 42,
             max_seq_length: 1024,
             train_on_all_tokens: false,
@@ -100,6 +117,8 @@ pub enum TrainError {
     Config(String),
     #[error("the training split has no usable examples")]
     NoData,
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 impl TrainConfig {
@@ -164,6 +183,7 @@ impl TrainConfig {
             dropout: self.lora_dropout,
             targets,
             rslora: self.use_rslora,
+            seed: self.seed,
         })
     }
 
@@ -209,6 +229,14 @@ pub enum Event {
         step: usize,
         loss: f64,
         perplexity: f64,
+    },
+    Checkpoint {
+        step: usize,
+        path: String,
+    },
+    Resumed {
+        step: usize,
+        path: String,
     },
     Finished {
         step: usize,
@@ -294,14 +322,39 @@ pub fn evaluate<B: AutodiffBackend>(
     }
 }
 
-/// Trains `model` on `train`; `emit` receives every event.
+/// Trains `model` on `train` without checkpoints; `emit` receives every
+/// event.
 pub fn train<B: AutodiffBackend>(
+    model: Model<B>,
+    train: &Prepared,
+    valid: Option<&Prepared>,
+    cfg: &TrainConfig,
+    pad_id: u32,
+    device: &B::Device,
+    emit: &mut dyn FnMut(&Event),
+) -> Result<Model<B>, TrainError> {
+    train_in(model, train, valid, cfg, pad_id, device, None, emit)
+}
+
+/// Where a run keeps its checkpoints, and how it is asked to stop.
+pub struct Run<'a> {
+    pub dir: &'a Path,
+    /// Set (e.g. by a SIGTERM handler or a cancel request): the current
+    /// step finishes, a checkpoint is written, training returns.
+    pub cancel: &'a AtomicBool,
+}
+
+/// As [`train`], checkpointing into `run.dir` every `save_steps` and at
+/// the end, and resuming from the latest complete checkpoint there.
+#[allow(clippy::too_many_arguments)]
+pub fn train_in<B: AutodiffBackend>(
     mut model: Model<B>,
     train: &Prepared,
     valid: Option<&Prepared>,
     cfg: &TrainConfig,
     pad_id: u32,
     device: &B::Device,
+    run: Option<&Run<'_>>,
     emit: &mut dyn FnMut(&Event),
 ) -> Result<Model<B>, TrainError> {
     cfg.validate()?;
@@ -327,13 +380,34 @@ pub fn train<B: AutodiffBackend>(
         .with_weight_decay(cfg.weight_decay as f32)
         .init::<B, Model<B>>();
     let began = std::time::Instant::now();
-    let (mut step, mut tokens) = (0usize, 0usize);
-    let (mut best, mut since_best): (Option<f64>, usize) = (None, 0);
+    let mut state = State::default();
+    if let Some(r) = run {
+        if let Some((path, saved)) = checkpoint::latest(r.dir) {
+            let (m, o) = checkpoint::load(model, optim, cfg, &path, &saved, device)
+                .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+            model = m;
+            optim = o;
+            state = saved;
+            emit(&Event::Resumed {
+                step: state.step,
+                path: path.display().to_string(),
+            });
+        }
+    }
     let mut reason = String::from("completed");
-    'epochs: for epoch in 0..cfg.num_train_epochs {
+    let (mut step, mut tokens) = (state.step, state.tokens);
+    let (mut best, mut since_best) = (state.best_eval_loss, state.since_best);
+    let groups_per_epoch = steps_per_epoch;
+    // Where the saved run stopped: the next step's epoch and group.
+    let (first_epoch, first_group) = (step / groups_per_epoch, step % groups_per_epoch);
+    'epochs: for epoch in first_epoch..cfg.num_train_epochs {
         let order = shuffled(n, cfg.seed, epoch);
         let micro: Vec<&[usize]> = order.chunks(batch).collect();
-        for group in micro.chunks(accum) {
+        let skip = if epoch == first_epoch { first_group } else { 0 };
+        for group in micro.chunks(accum).skip(skip) {
+            // Randomness (LoRA dropout) is a function of the step, so a
+            // resumed run draws what the uninterrupted one would have.
+            B::seed(device, cfg.seed.wrapping_add(step as u64));
             let mut acc = GradientsAccumulator::<Model<B>>::new();
             let mut loss_sum = 0.0;
             for indices in group {
@@ -395,6 +469,28 @@ pub fn train<B: AutodiffBackend>(
                     }
                 }
             }
+            let cancelled = run.is_some_and(|r| r.cancel.load(Ordering::SeqCst));
+            if let Some(r) = run {
+                if step % cfg.save_steps.max(1) == 0 || step == total || cancelled {
+                    let state = State {
+                        step,
+                        tokens,
+                        best_eval_loss: best,
+                        since_best,
+                        optimizer_fnv: 0,
+                    };
+                    let path = checkpoint::save(&model, &optim, cfg, &state, r.dir)
+                        .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+                    emit(&Event::Checkpoint {
+                        step,
+                        path: path.display().to_string(),
+                    });
+                }
+            }
+            if cancelled {
+                reason = "cancelled".into();
+                break 'epochs;
+            }
         }
     }
     emit(&Event::Finished {
@@ -403,6 +499,170 @@ pub fn train<B: AutodiffBackend>(
         best_eval_loss: best,
     });
     Ok(model)
+}
+
+mod checkpoint {
+    //! `checkpoint-NNNNNNNN/` folders: the adapter in PEFT's format (LoRA)
+    //! or the whole model as a Burn record (full fine-tuning), the
+    //! optimizer state, and `trainer_state.json`. Each is written into a
+    //! temporary folder, synced, and renamed into place, so a crash leaves
+    //! either the whole checkpoint or none; the last `save_total_limit` and
+    //! the best are kept.
+
+    use super::*;
+    use crate::export::{load_adapter, save_peft_adapter, write_atomic};
+    use burn::module::Module;
+    use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+    use std::path::PathBuf;
+
+    fn fnv(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
+
+    fn name(step: usize) -> String {
+        format!("checkpoint-{step:08}")
+    }
+
+    /// The newest complete checkpoint and its state.
+    pub fn latest(dir: &Path) -> Option<(PathBuf, State)> {
+        let mut found: Vec<(usize, PathBuf, State)> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let path = e.path();
+                let step = e
+                    .file_name()
+                    .to_str()?
+                    .strip_prefix("checkpoint-")?
+                    .parse()
+                    .ok()?;
+                let text = std::fs::read_to_string(path.join("trainer_state.json")).ok()?;
+                let state: State = serde_json::from_str(&text).ok()?;
+                Some((step, path, state))
+            })
+            .collect();
+        found.sort_by_key(|f| f.0);
+        found.pop().map(|(_, p, s)| (p, s))
+    }
+
+    pub fn save<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+        model: &Model<B>,
+        optim: &O,
+        cfg: &TrainConfig,
+        state: &State,
+        dir: &Path,
+    ) -> std::io::Result<PathBuf> {
+        let io = |e: burn::record::RecorderError| std::io::Error::other(e.to_string());
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{}.tmp", name(state.step)));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+        match cfg.method {
+            Method::Lora => {
+                let lora = cfg
+                    .lora()
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                save_peft_adapter(model, &lora, "", &tmp)?;
+            }
+            Method::Full => {
+                let bytes = recorder
+                    .record(model.clone().into_record(), ())
+                    .map_err(io)?;
+                write_atomic(&tmp.join("model.bin"), &bytes)?;
+            }
+        }
+        let bytes = Recorder::<B>::record(&recorder, optim.to_record(), ()).map_err(io)?;
+        write_atomic(&tmp.join("optimizer.bin"), &bytes)?;
+        let state = State {
+            optimizer_fnv: fnv(&bytes),
+            ..state.clone()
+        };
+        let text = serde_json::to_string_pretty(&state).unwrap_or_default();
+        write_atomic(&tmp.join("trainer_state.json"), text.as_bytes())?;
+        let path = dir.join(name(state.step));
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        prune(dir, cfg.save_total_limit);
+        Ok(path)
+    }
+
+    /// Keeps the newest `keep` checkpoints and the one with the best
+    /// validation loss.
+    fn prune(dir: &Path, keep: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut all: Vec<(usize, PathBuf, Option<f64>)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let step = e
+                    .file_name()
+                    .to_str()?
+                    .strip_prefix("checkpoint-")?
+                    .parse()
+                    .ok()?;
+                let state: Option<State> =
+                    std::fs::read_to_string(e.path().join("trainer_state.json"))
+                        .ok()
+                        .and_then(|t| serde_json::from_str(&t).ok());
+                Some((step, e.path(), state.and_then(|s| s.best_eval_loss)))
+            })
+            .collect();
+        all.sort_by_key(|a| a.0);
+        // The checkpoint saved when the best loss was first reached.
+        let best_step = all
+            .iter()
+            .filter_map(|(step, _, b)| b.map(|b| (*step, b)))
+            .fold(None::<(usize, f64)>, |acc, (s, b)| match acc {
+                Some((_, best)) if best <= b => acc,
+                _ => Some((s, b)),
+            })
+            .map(|(s, _)| s);
+        let cut = all.len().saturating_sub(keep.max(1));
+        for (step, path, _) in all.into_iter().take(cut) {
+            if Some(step) != best_step {
+                let _ = std::fs::remove_dir_all(path);
+            }
+        }
+    }
+
+    pub fn load<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+        model: Model<B>,
+        optim: O,
+        cfg: &TrainConfig,
+        path: &Path,
+        state: &State,
+        device: &B::Device,
+    ) -> Result<(Model<B>, O), String> {
+        let bytes = std::fs::read(path.join("optimizer.bin")).map_err(|e| e.to_string())?;
+        if fnv(&bytes) != state.optimizer_fnv {
+            return Err("optimizer.bin is damaged (checksum mismatch)".into());
+        }
+        let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+        let model = match cfg.method {
+            Method::Lora => {
+                let lora = cfg.lora().map_err(|e| e.to_string())?;
+                load_adapter(model.no_grad(), &lora, path, device).map_err(|e| e.to_string())?
+            }
+            Method::Full => {
+                let m = std::fs::read(path.join("model.bin")).map_err(|e| e.to_string())?;
+                let record = recorder.load(m, device).map_err(|e| e.to_string())?;
+                model.load_record(record)
+            }
+        };
+        let record = Recorder::<B>::load(&recorder, bytes, device).map_err(|e| e.to_string())?;
+        Ok((model, optim.load_record(record)))
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ fn lora() -> LoraConfig {
         dropout: 0.0,
         targets: vec![Target::Q, Target::V, Target::Down],
         rslora: false,
+        seed: 0,
     }
 }
 

@@ -38,6 +38,7 @@ fn lora(r: usize, targets: &[Target]) -> LoraConfig {
         dropout: 0.0,
         targets: targets.to_vec(),
         rslora: false,
+        seed: 0,
     }
 }
 

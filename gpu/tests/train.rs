@@ -189,3 +189,166 @@ fn an_empty_split_is_refused() {
     );
     assert!(err.is_err());
 }
+
+fn step_losses(events: &[Event]) -> Vec<(usize, f64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step { step, loss, .. } => Some((*step, *loss)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_cancelled_run_resumes_with_the_same_losses() {
+    use hone_gpu::train::{train_in, Run};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let device = Default::default();
+    // Dropout off: its masks come from the backend's process-wide
+    // generator (reseeded per step), which tests running in parallel
+    // threads of one process would share.
+    let cfg = TrainConfig {
+        save_steps: 2,
+        ..config()
+    };
+    let (train_split, valid) = (data(12), data(4));
+    let never = AtomicBool::new(false);
+
+    // Straight through: 6 steps.
+    let straight_dir = tempfile::tempdir().unwrap();
+    let mut straight = Vec::new();
+    let run = Run {
+        dir: straight_dir.path(),
+        cancel: &never,
+    };
+    train_in(
+        model(&device, &cfg),
+        &train_split,
+        Some(&valid),
+        &cfg,
+        493,
+        &device,
+        Some(&run),
+        &mut |e| straight.push(e.clone()),
+    )
+    .unwrap();
+    let want = step_losses(&straight);
+    assert_eq!(want.len(), 6);
+
+    // Cancelled after step 3 (as on SIGTERM): a checkpoint, then out.
+    let dir = tempfile::tempdir().unwrap();
+    let cancel = AtomicBool::new(false);
+    let mut first = Vec::new();
+    let run = Run {
+        dir: dir.path(),
+        cancel: &cancel,
+    };
+    train_in(
+        model(&device, &cfg),
+        &train_split,
+        Some(&valid),
+        &cfg,
+        493,
+        &device,
+        Some(&run),
+        &mut |e| {
+            if matches!(e, Event::Step { step: 3, .. }) {
+                cancel.store(true, Ordering::SeqCst);
+            }
+            first.push(e.clone())
+        },
+    )
+    .unwrap();
+    assert!(
+        matches!(first.last(), Some(Event::Finished { step: 3, reason, .. }) if reason == "cancelled")
+    );
+    assert!(dir
+        .path()
+        .join("checkpoint-00000003/optimizer.bin")
+        .exists());
+    assert!(dir
+        .path()
+        .join("checkpoint-00000003/adapter_model.safetensors")
+        .exists());
+
+    // A new process: fresh model, same folder — it resumes at step 3.
+    let never = AtomicBool::new(false);
+    let mut second = Vec::new();
+    let run = Run {
+        dir: dir.path(),
+        cancel: &never,
+    };
+    train_in(
+        model(&device, &cfg),
+        &train_split,
+        Some(&valid),
+        &cfg,
+        493,
+        &device,
+        Some(&run),
+        &mut |e| second.push(e.clone()),
+    )
+    .unwrap();
+    assert!(second
+        .iter()
+        .any(|e| matches!(e, Event::Resumed { step: 3, .. })));
+    let mut got = step_losses(&first);
+    got.extend(step_losses(&second));
+    assert_eq!(got.len(), 6);
+    for ((s1, a), (s2, b)) in got.iter().zip(&want) {
+        assert_eq!(s1, s2);
+        assert!(
+            (a - b).abs() < 1e-5,
+            "step {s1}: {a} resumed vs {b} straight"
+        );
+    }
+    // Old checkpoints are pruned to save_total_limit (2) plus the best.
+    let kept = std::fs::read_dir(dir.path()).unwrap().count();
+    assert!(kept <= 3, "{kept} checkpoints kept");
+}
+
+#[test]
+fn a_damaged_checkpoint_is_refused_with_its_path() {
+    use hone_gpu::train::{train_in, Run};
+    use std::sync::atomic::AtomicBool;
+    let device = Default::default();
+    let cfg = TrainConfig {
+        num_train_epochs: 1,
+        ..config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let never = AtomicBool::new(false);
+    let run = Run {
+        dir: dir.path(),
+        cancel: &never,
+    };
+    train_in(
+        model(&device, &cfg),
+        &data(8),
+        None,
+        &cfg,
+        493,
+        &device,
+        Some(&run),
+        &mut |_| {},
+    )
+    .unwrap();
+    let ckpt = dir.path().join("checkpoint-00000001");
+    std::fs::write(ckpt.join("optimizer.bin"), b"garbage").unwrap();
+    let err = train_in(
+        model(&device, &cfg),
+        &data(8),
+        None,
+        &cfg,
+        493,
+        &device,
+        Some(&run),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("checkpoint-00000001") && err.to_string().contains("damaged"),
+        "{err}"
+    );
+}
