@@ -1,0 +1,121 @@
+//! The built-in demo base model (`models/hone-demo`, made by the
+//! `make_demo_model` example): it loads with its tokenizer and chat
+//! template, answers as transformers does, and fine-tunes.
+#![allow(clippy::unwrap_used)]
+
+use burn::backend::{Autodiff, Flex};
+use hone_dataset::tokens::ChatTokenizer;
+use hone_dataset::{Example, Message};
+use hone_gpu::data::{prepare, DataOptions};
+use hone_gpu::generate::{generate, Sampling};
+use hone_gpu::model::Model;
+use hone_gpu::safetensors::Weights;
+use hone_gpu::train::{train, Event, TrainConfig};
+use hone_gpu::ModelConfig;
+use std::path::{Path, PathBuf};
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/hone-demo")
+}
+
+fn tokenizer() -> ChatTokenizer {
+    ChatTokenizer::from_files(
+        &std::fs::read(dir().join("tokenizer.json")).unwrap(),
+        Some(&std::fs::read(dir().join("tokenizer_config.json")).unwrap()),
+        None,
+    )
+    .unwrap()
+}
+
+fn load<B: burn::tensor::backend::Backend>() -> (ModelConfig, Model<B>) {
+    let config =
+        ModelConfig::from_json(&std::fs::read_to_string(dir().join("config.json")).unwrap())
+            .unwrap();
+    let model = Model::load(
+        &config,
+        &Weights::open(&dir()).unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
+    (config, model)
+}
+
+#[test]
+fn the_demo_model_answers_as_transformers_does() {
+    let (config, model) = load::<Flex>();
+    assert_eq!(config.max_position_embeddings, 2048);
+    assert_eq!(config.eos_token_ids, vec![494]);
+    let t = tokenizer();
+    let prompt = t
+        .render_prompt(&Example {
+            messages: vec![Message::new("user", "Hello")],
+            category: None,
+        })
+        .unwrap();
+    let ids = t.encode_text(&prompt).unwrap().get_ids().to_vec();
+    let s = Sampling {
+        max_new_tokens: 5,
+        stop_ids: config.eos_token_ids.clone(),
+        ..Sampling::default()
+    };
+    // transformers 5.24, greedy, same prompt (apply_chat_template).
+    assert_eq!(
+        generate(&model, &ids, &s, &Default::default()),
+        vec![10, 10, 10, 10, 10]
+    );
+}
+
+#[test]
+fn the_demo_model_fine_tunes_with_lora() {
+    type B = Autodiff<Flex>;
+    let cfg = TrainConfig {
+        num_train_epochs: 2,
+        per_device_train_batch_size: 2,
+        learning_rate: 1e-2,
+        logging_steps: 1,
+        lora_r: 4,
+        lora_alpha: 8.0,
+        ..TrainConfig::default()
+    };
+    let lines: String = ["Paris", "Rome", "Madrid", "Berlin"]
+        .iter()
+        .map(|city| {
+            format!(
+                "{}\n",
+                serde_json::json!({"messages": [
+                    {"role": "user", "content": "Name a capital city."},
+                    {"role": "assistant", "content": city},
+                ]})
+            )
+        })
+        .collect();
+    let data = prepare(
+        &lines,
+        &tokenizer(),
+        DataOptions {
+            max_len: 64,
+            all_tokens: false,
+        },
+    )
+    .unwrap();
+    let (_, model) = load::<B>();
+    let model = model.with_lora(&cfg.lora().unwrap(), &Default::default());
+    let mut losses = Vec::new();
+    train(
+        model,
+        &data,
+        None,
+        &cfg,
+        492,
+        &Default::default(),
+        &mut |e| {
+            if let Event::Step { loss, .. } = e {
+                losses.push(*loss);
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(losses.len(), 4);
+    assert!(losses.iter().all(|l| l.is_finite()));
+    assert!(losses[3] < losses[0], "{losses:?}");
+}
