@@ -153,6 +153,11 @@ impl ChatTokenizer {
             })
     }
 
+    /// Text of generated ids, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, String> {
+        self.tokenizer.decode(ids, true).map_err(|e| e.to_string())
+    }
+
     /// Token ids of a rendered conversation (the template already wrote the
     /// special tokens, so none are added).
     pub fn encode_text(&self, text: &str) -> Result<tokenizers::Encoding, String> {

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod evaluate;
 pub mod export;
 pub mod generate;
 pub mod model;

@@ -296,11 +296,21 @@ pub fn evaluate<B: AutodiffBackend>(
     pad_id: u32,
     device: &B::Device,
 ) -> f64 {
-    let inner = model.valid();
+    mean_loss(&model.valid(), data, batch_size, pad_id, device)
+}
+
+/// Mean loss per target token over a split, on any backend.
+pub fn mean_loss<B: burn::tensor::backend::Backend>(
+    model: &Model<B>,
+    data: &Prepared,
+    batch_size: usize,
+    pad_id: u32,
+    device: &B::Device,
+) -> f64 {
     let (mut total, mut weight) = (0.0, 0.0);
     for chunk in data.sequences.chunks(batch_size.max(1)) {
         let refs: Vec<&Sequence> = chunk.iter().collect();
-        let batch = Batch::<B::InnerBackend>::new(&refs, pad_id, device);
+        let batch = Batch::<B>::new(&refs, pad_id, device);
         let targets: f64 = batch
             .loss
             .clone()
@@ -308,7 +318,7 @@ pub fn evaluate<B: AutodiffBackend>(
             .sum()
             .into_scalar()
             .elem();
-        let logits = inner.forward_masked(batch.ids.clone(), Some(batch.attention.clone()));
+        let logits = model.forward_masked(batch.ids.clone(), Some(batch.attention.clone()));
         let loss: f64 = causal_lm_loss(logits, batch.ids, batch.loss)
             .into_scalar()
             .elem();

@@ -119,3 +119,65 @@ fn the_demo_model_fine_tunes_with_lora() {
     assert!(losses.iter().all(|l| l.is_finite()));
     assert!(losses[3] < losses[0], "{losses:?}");
 }
+
+#[test]
+fn evaluation_reports_scores_and_answers_of_both_models() {
+    let (config, model) = load::<Flex>();
+    let (_, base) = load::<Flex>();
+    let jsonl: String = [
+        ("Capital of France?", "Paris"),
+        ("Capital of Italy?", "Rome"),
+        ("2 + 2?", "4"),
+    ]
+    .iter()
+    .map(|(q, a)| {
+        format!(
+            "{}\n",
+            serde_json::json!({"messages": [
+                {"role": "system", "content": "Answer briefly."},
+                {"role": "user", "content": q},
+                {"role": "assistant", "content": a},
+            ]})
+        )
+    })
+    .collect();
+    let s = Sampling {
+        max_new_tokens: 4,
+        stop_ids: config.eos_token_ids.clone(),
+        ..Sampling::default()
+    };
+    let report = hone_gpu::evaluate::evaluate_split(
+        &model,
+        Some(&base),
+        &tokenizer(),
+        &jsonl,
+        256,
+        &s,
+        492,
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(report.examples.len(), 3);
+    assert!(report.loss.is_finite() && (report.perplexity - report.loss.exp()).abs() < 1e-9);
+    assert!((0.0..=1.0).contains(&report.exact_match) && (0.0..=1.0).contains(&report.token_f1));
+    let first = &report.examples[0];
+    assert_eq!((first.line, first.reference.as_str()), (1, "Paris"));
+    assert!(
+        first.prompt.ends_with("<|im_start|>assistant\n")
+            && first.prompt.contains("Capital of France?")
+    );
+    assert!(
+        !first.prompt.contains("Paris"),
+        "the answer must not be in the prompt"
+    );
+    // The same weights answer the same way.
+    assert_eq!(
+        first.base_answer.as_deref(),
+        Some(first.fine_tuned_answer.as_str())
+    );
+    assert_eq!(report.base_token_f1, Some(report.token_f1));
+    let json = serde_json::to_value(&report).unwrap();
+    for key in ["loss", "perplexity", "exact_match", "token_f1", "examples"] {
+        assert!(json.get(key).is_some(), "{key}");
+    }
+}
