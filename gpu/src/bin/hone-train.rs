@@ -1,0 +1,264 @@
+//! `hone-train`: the training engine's command line — the thin IO edge
+//! around `hone-gpu`. Events go to standard output, one JSON object per
+//! line; errors to standard error with exit status 1. SIGTERM (or SIGINT)
+//! finishes the current step, writes a checkpoint and exits 0; running the
+//! same command again resumes from it.
+//!
+//!   hone-train train --model models/hone-demo --train train.jsonl \
+//!       [--validation validation.jsonl] [--config train.toml] --out runs/1
+//!   hone-train evaluate --model DIR [--adapter DIR] --test test.jsonl [--base]
+//!   hone-train export --model DIR --adapter DIR --merged OUT
+
+use anyhow::{bail, Context};
+use burn::backend::{Autodiff, Flex};
+use clap::{Parser, Subcommand};
+use hone_dataset::tokens::ChatTokenizer;
+use hone_gpu::data::{prepare, DataOptions};
+use hone_gpu::model::Model;
+use hone_gpu::safetensors::Weights;
+use hone_gpu::train::{train_in, Method, Run, TrainConfig};
+use hone_gpu::ModelConfig;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "hone-train", about = "Hone's training engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fine-tune a model folder on a split file; resumes from --out.
+    Train {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        train: PathBuf,
+        #[arg(long)]
+        validation: Option<PathBuf>,
+        /// Settings (TOML, or JSON by extension) with Hugging Face names.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Score a model (with an adapter) on a test split; prints the report.
+    Evaluate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        #[arg(long)]
+        test: PathBuf,
+        /// Also answer with the base model, for comparison.
+        #[arg(long)]
+        base: bool,
+        #[arg(long, default_value_t = 128)]
+        max_new_tokens: usize,
+    },
+    /// Fold an adapter into the base and write a Hugging Face folder.
+    Export {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        adapter: PathBuf,
+        #[arg(long)]
+        merged: PathBuf,
+    },
+}
+
+type B = Autodiff<Flex>;
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn tokenizer(dir: &Path) -> anyhow::Result<ChatTokenizer> {
+    let bytes = std::fs::read(dir.join("tokenizer.json"))
+        .with_context(|| format!("{} has no tokenizer.json", dir.display()))?;
+    let config = std::fs::read(dir.join("tokenizer_config.json")).ok();
+    let template = std::fs::read_to_string(dir.join("chat_template.jinja")).ok();
+    Ok(ChatTokenizer::from_files(
+        &bytes,
+        config.as_deref(),
+        template.as_deref(),
+    )?)
+}
+
+fn load<Bk: burn::tensor::backend::Backend>(
+    dir: &Path,
+) -> anyhow::Result<(ModelConfig, Model<Bk>)> {
+    let config = ModelConfig::from_json(&read(&dir.join("config.json"))?)?;
+    let model = Model::load(&config, &Weights::open(dir)?, &Default::default())?;
+    Ok((config, model))
+}
+
+/// The id batches are padded with: the config's pad token, else EOS, else 0.
+fn pad_id(dir: &Path, config: &ModelConfig) -> u32 {
+    let v: serde_json::Value = read(&dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    v.get("pad_token_id")
+        .and_then(serde_json::Value::as_u64)
+        .map(|n| n as u32)
+        .or(config.eos_token_ids.first().copied())
+        .unwrap_or(0)
+}
+
+fn lora_of(adapter: &Path) -> anyhow::Result<hone_gpu::model::LoraConfig> {
+    let v: serde_json::Value = serde_json::from_str(&read(&adapter.join("adapter_config.json"))?)?;
+    let targets = v["target_modules"]
+        .as_array()
+        .context("adapter_config.json: no target_modules")?
+        .iter()
+        .filter_map(|t| t.as_str().and_then(hone_gpu::model::Target::from_name))
+        .collect();
+    Ok(hone_gpu::model::LoraConfig {
+        r: v["r"].as_u64().context("adapter_config.json: no r")? as usize,
+        alpha: v["lora_alpha"]
+            .as_f64()
+            .context("adapter_config.json: no lora_alpha")?,
+        dropout: 0.0,
+        targets,
+        rslora: v["use_rslora"].as_bool().unwrap_or(false),
+        seed: 0,
+    })
+}
+
+#[allow(clippy::print_stdout)]
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli.command) {
+        eprintln!("hone-train: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Train {
+            model,
+            train,
+            validation,
+            config,
+            out,
+        } => {
+            let cfg = match &config {
+                Some(p) => {
+                    TrainConfig::parse(&read(p)?, p.extension().is_some_and(|e| e == "json"))?
+                }
+                None => TrainConfig::default(),
+            };
+            let device = Default::default();
+            let (mc, base) = load::<B>(&model)?;
+            let tok = tokenizer(&model)?;
+            let opts = DataOptions {
+                max_len: cfg.max_seq_length,
+                all_tokens: cfg.train_on_all_tokens,
+            };
+            let train_data = prepare(&read(&train)?, &tok, opts)?;
+            let valid = match &validation {
+                Some(v) => Some(prepare(&read(v)?, &tok, opts)?),
+                None => None,
+            };
+            let net = match cfg.method {
+                Method::Lora => base.with_lora(&cfg.lora()?, &device),
+                Method::Full => base,
+            };
+            let cancel = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(signal, cancel.clone())?;
+            }
+            let run = Run {
+                dir: &out,
+                cancel: &cancel,
+            };
+            let stdout = std::io::stdout();
+            let trained = train_in(
+                net,
+                &train_data,
+                valid.as_ref(),
+                &cfg,
+                pad_id(&model, &mc),
+                &device,
+                Some(&run),
+                &mut |e| {
+                    let mut lock = stdout.lock();
+                    let _ = writeln!(lock, "{}", serde_json::to_string(e).unwrap_or_default());
+                    let _ = lock.flush();
+                },
+            )?;
+            if cfg.method == Method::Lora {
+                hone_gpu::export::save_peft_adapter(
+                    &trained,
+                    &cfg.lora()?,
+                    &model.display().to_string(),
+                    &out.join("adapter"),
+                )?;
+            }
+            Ok(())
+        }
+        Command::Evaluate {
+            model,
+            adapter,
+            test,
+            base,
+            max_new_tokens,
+        } => {
+            let device = Default::default();
+            let (mc, plain) = load::<Flex>(&model)?;
+            let tuned = match &adapter {
+                Some(a) => hone_gpu::export::load_adapter(plain, &lora_of(a)?, a, &device)?,
+                None => plain,
+            };
+            let base_model = if base {
+                Some(load::<Flex>(&model)?.1)
+            } else {
+                None
+            };
+            let sampling = hone_gpu::generate::Sampling {
+                max_new_tokens,
+                stop_ids: mc.eos_token_ids.clone(),
+                ..Default::default()
+            };
+            let report = hone_gpu::evaluate::evaluate_split(
+                &tuned,
+                base_model.as_ref(),
+                &tokenizer(&model)?,
+                &read(&test)?,
+                mc.max_position_embeddings,
+                &sampling,
+                pad_id(&model, &mc),
+                &device,
+            )
+            .map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Export {
+            model,
+            adapter,
+            merged,
+        } => {
+            if merged.exists() && merged.read_dir()?.next().is_some() {
+                bail!("{} is not empty; choose a new folder", merged.display());
+            }
+            let device = Default::default();
+            let (_, plain) = load::<Flex>(&model)?;
+            let adapted =
+                hone_gpu::export::load_adapter(plain, &lora_of(&adapter)?, &adapter, &device)?;
+            hone_gpu::export::save_merged(
+                &hone_gpu::export::merge_adapters(adapted),
+                &model,
+                &merged,
+            )?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `hone-train` as the scheduler will run it: JSON events on stdout, a
+//! SIGTERM that checkpoints and exits 0, a rerun that resumes, evaluation
+//! and export, and clear errors.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hone-train"))
+}
+
+fn demo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/hone-demo")
+}
+
+fn split(dir: &Path) -> PathBuf {
+    let lines: String = (0..8)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({"messages": [
+                    {"role": "user", "content": format!("Say {i}.")},
+                    {"role": "assistant", "content": format!("{i}")},
+                ]})
+            )
+        })
+        .collect();
+    let path = dir.join("train.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+fn events(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn sigterm_checkpoints_and_a_rerun_resumes_then_evaluate_and_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = split(tmp.path());
+    let config = tmp.path().join("train.toml");
+    std::fs::write(
+        &config,
+        "num_train_epochs = 300\nper_device_train_batch_size = 4\nlogging_steps = 1\nsave_steps = 1000\nlora_r = 4\nlearning_rate = 1e-2\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("run");
+    let model = demo();
+    let args = [
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--train",
+        train.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let mut child = bin().args(args).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Wait for real progress, then ask it to stop as a scheduler would.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let step = line.contains("\"event\":\"step\"");
+        seen.push(line);
+        if step {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    seen.extend(lines.map(Result::unwrap));
+    assert!(child.wait().unwrap().success(), "SIGTERM must exit 0");
+    let first = events(&seen.join("\n"));
+    let last = first.last().unwrap();
+    assert_eq!(last["event"], "finished");
+    assert_eq!(last["reason"], "cancelled", "{last}");
+    let stopped_at = last["step"].as_u64().unwrap();
+    assert!(
+        stopped_at < 600,
+        "it stopped early ({stopped_at} of 600 steps)"
+    );
+    assert!(first.iter().any(|e| e["event"] == "checkpoint"));
+
+    // The same command again resumes and completes.
+    let rerun = bin().args(args).output().unwrap();
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let second = events(&String::from_utf8_lossy(&rerun.stdout));
+    let resumed = second.iter().find(|e| e["event"] == "resumed").unwrap();
+    assert_eq!(resumed["step"].as_u64().unwrap(), stopped_at);
+    let done = second.last().unwrap();
+    assert_eq!(
+        (done["event"].as_str(), done["reason"].as_str()),
+        (Some("finished"), Some("completed"))
+    );
+    assert_eq!(done["step"], 600);
+    let adapter = out.join("adapter");
+    assert!(adapter.join("adapter_model.safetensors").exists());
+
+    // Evaluate with the adapter, against the base model.
+    let report = bin()
+        .args([
+            "evaluate",
+            "--model",
+            demo().to_str().unwrap(),
+            "--adapter",
+            adapter.to_str().unwrap(),
+        ])
+        .args([
+            "--test",
+            train.to_str().unwrap(),
+            "--base",
+            "--max-new-tokens",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["examples"].as_array().unwrap().len(), 8);
+    assert!(report["base_token_f1"].is_number() && report["loss"].is_number());
+
+    // Export a merged model.
+    let merged = tmp.path().join("merged");
+    let export = bin()
+        .args([
+            "export",
+            "--model",
+            demo().to_str().unwrap(),
+            "--adapter",
+            adapter.to_str().unwrap(),
+        ])
+        .args(["--merged", merged.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert!(merged.join(f).exists(), "{f}");
+    }
+}
+
+#[test]
+fn bad_input_is_named_and_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = split(tmp.path());
+    let missing = bin()
+        .args([
+            "train",
+            "--model",
+            "/nonexistent",
+            "--train",
+            train.to_str().unwrap(),
+            "--out",
+        ])
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent"));
+    let config = tmp.path().join("bad.toml");
+    std::fs::write(&config, "learning_rat = 1\n").unwrap();
+    let typo = bin()
+        .args([
+            "train",
+            "--model",
+            demo().to_str().unwrap(),
+            "--train",
+            train.to_str().unwrap(),
+        ])
+        .args(["--config", config.to_str().unwrap(), "--out"])
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("learning_rat"));
+    let junk = tmp.path().join("junk.jsonl");
+    std::fs::write(&junk, "not json\n").unwrap();
+    let bad_data = bin()
+        .args([
+            "train",
+            "--model",
+            demo().to_str().unwrap(),
+            "--train",
+            junk.to_str().unwrap(),
+            "--out",
+        ])
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    assert_eq!(bad_data.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_data.stderr).contains("line 1"));
+}
