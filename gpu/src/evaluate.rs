@@ -6,7 +6,7 @@
 //! The report is JSON for the review step.
 
 use crate::data::{prepare, DataOptions};
-use crate::generate::{generate, Sampling};
+use crate::generate::{generate_text, Sampling};
 use crate::model::Model;
 use crate::train::mean_loss;
 use burn::tensor::backend::Backend;
@@ -97,6 +97,7 @@ pub fn evaluate_split<B: Backend>(
     jsonl: &str,
     max_len: usize,
     sampling: &Sampling,
+    stop_strings: &[String],
     pad_id: u32,
     device: &B::Device,
 ) -> Result<Report, String> {
@@ -125,7 +126,7 @@ pub fn evaluate_split<B: Backend>(
         let prompt = tokenizer.render_prompt(&ex)?;
         let ids = tokenizer.encode_text(&prompt)?.get_ids().to_vec();
         let answer = |m: &Model<B>| -> Result<String, String> {
-            tokenizer.decode(&generate(m, &ids, sampling, device))
+            generate_text(m, tokenizer, &ids, sampling, stop_strings, device)
         };
         let fine_tuned_answer = answer(model)?;
         let base_answer = base.map(answer).transpose()?;

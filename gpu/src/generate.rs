@@ -97,11 +97,68 @@ pub fn generate<B: Backend>(
     s: &Sampling,
     device: &B::Device,
 ) -> Vec<u32> {
+    let mut out = Vec::new();
+    run(model, prompt, s, device, &mut |token| {
+        out.push(token);
+        true
+    });
+    out
+}
+
+/// Generates text after `prompt`, stopping at a stop token or as soon as
+/// the text contains one of `stop_strings` (cut before it).
+pub fn generate_text<B: Backend>(
+    model: &Model<B>,
+    tokenizer: &hone_dataset::tokens::ChatTokenizer,
+    prompt: &[u32],
+    s: &Sampling,
+    stop_strings: &[String],
+    device: &B::Device,
+) -> Result<String, String> {
+    let mut tokens = Vec::new();
+    let mut text = String::new();
+    let mut failed = None;
+    run(model, prompt, s, device, &mut |token| {
+        tokens.push(token);
+        match tokenizer.decode(&tokens) {
+            Ok(t) => text = t,
+            Err(e) => {
+                failed = Some(e);
+                return false;
+            }
+        }
+        match stop_strings
+            .iter()
+            .filter_map(|stop| text.find(stop.as_str()))
+            .min()
+        {
+            Some(cut) => {
+                text.truncate(cut);
+                false
+            }
+            None => true,
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(text),
+    }
+}
+
+/// The generation loop: `next(token)` receives each new token and says
+/// whether to go on.
+fn run<B: Backend>(
+    model: &Model<B>,
+    prompt: &[u32],
+    s: &Sampling,
+    device: &B::Device,
+    next: &mut dyn FnMut(u32) -> bool,
+) {
     let mut cache = KvCache::new(model.layers.len());
     let mut rng = Rng(s.seed);
-    let mut out = Vec::new();
+    let mut produced = 0;
     let mut input: Vec<i64> = prompt.iter().map(|t| i64::from(*t)).collect();
-    while out.len() < s.max_new_tokens && !input.is_empty() {
+    while produced < s.max_new_tokens && !input.is_empty() {
         let n = input.len();
         let ids: Tensor<B, 2, Int> = Tensor::from_data(TensorData::new(input, [1, n]), device);
         let logits = model.forward_cached(ids, &mut cache);
@@ -113,13 +170,12 @@ pub fn generate<B: Backend>(
             .iter::<f32>()
             .collect();
         let token = choose(&last, s, &mut rng);
-        out.push(token);
-        if s.stop_ids.contains(&token) {
+        produced += 1;
+        if !next(token) || s.stop_ids.contains(&token) {
             break;
         }
         input = vec![i64::from(token)];
     }
-    out
 }
 
 #[cfg(test)]

@@ -216,4 +216,12 @@ fn bad_input_is_named_and_exits_1() {
         .unwrap();
     assert_eq!(bad_data.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad_data.stderr).contains("line 1"));
+    let last = String::from_utf8_lossy(&bad_data.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_owned();
+    let event: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(event["event"], "failed");
+    assert!(event["reason"].as_str().unwrap().contains("line 1"));
 }

@@ -153,6 +153,7 @@ fn evaluation_reports_scores_and_answers_of_both_models() {
         &jsonl,
         256,
         &s,
+        &[],
         492,
         &Default::default(),
     )
@@ -180,4 +181,46 @@ fn evaluation_reports_scores_and_answers_of_both_models() {
     for key in ["loss", "perplexity", "exact_match", "token_f1", "examples"] {
         assert!(json.get(key).is_some(), "{key}");
     }
+}
+
+#[test]
+fn a_stop_string_cuts_the_answer() {
+    let (_, model) = load::<Flex>();
+    let t = tokenizer();
+    let prompt = t
+        .render_prompt(&Example {
+            messages: vec![Message::new("user", "Hello")],
+            category: None,
+        })
+        .unwrap();
+    let ids = t.encode_text(&prompt).unwrap().get_ids().to_vec();
+    let s = Sampling {
+        max_new_tokens: 5,
+        ..Sampling::default()
+    };
+    // Greedy gives five newlines (token 10); stopping at a blank line
+    // ends after the second, with nothing before it.
+    let full =
+        hone_gpu::generate::generate_text(&model, &t, &ids, &s, &[], &Default::default()).unwrap();
+    assert_eq!(full, "\n\n\n\n\n");
+    let cut = hone_gpu::generate::generate_text(
+        &model,
+        &t,
+        &ids,
+        &s,
+        &["\n\n".into()],
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(cut, "");
+    let none = hone_gpu::generate::generate_text(
+        &model,
+        &t,
+        &ids,
+        &s,
+        &["zzz".into()],
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(none, full);
 }

@@ -59,6 +59,9 @@ enum Command {
         base: bool,
         #[arg(long, default_value_t = 128)]
         max_new_tokens: usize,
+        /// End answers at this text too (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
     },
     /// Fold an adapter into the base and write a Hugging Face folder.
     Export {
@@ -133,8 +136,16 @@ fn lora_of(adapter: &Path) -> anyhow::Result<hone_gpu::model::LoraConfig> {
 #[allow(clippy::print_stdout)]
 fn main() {
     let cli = Cli::parse();
+    let training = matches!(cli.command, Command::Train { .. });
     if let Err(e) = run(cli.command) {
         eprintln!("hone-train: {e:#}");
+        if training {
+            // The event stream ends with why, for whoever follows it.
+            println!(
+                "{}",
+                serde_json::json!({"event": "failed", "reason": format!("{e:#}")})
+            );
+        }
         std::process::exit(1);
     }
 }
@@ -210,6 +221,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             test,
             base,
             max_new_tokens,
+            stop,
         } => {
             let device = Default::default();
             let (mc, plain) = load::<Flex>(&model)?;
@@ -234,6 +246,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 &read(&test)?,
                 mc.max_position_embeddings,
                 &sampling,
+                &stop,
                 pad_id(&model, &mc),
                 &device,
             )
