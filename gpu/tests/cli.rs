@@ -184,6 +184,10 @@ fn bad_input_is_named_and_exits_1() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent"));
+    // One clear line says where it computes (no GPU support in this build,
+    // or no driver here: the CPU).
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(stderr.matches("on the CPU").count(), 1, "{stderr}");
     let config = tmp.path().join("bad.toml");
     std::fs::write(&config, "learning_rat = 1\n").unwrap();
     let typo = bin()

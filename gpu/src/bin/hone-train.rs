@@ -26,6 +26,8 @@ use std::sync::Arc;
 #[derive(Parser)]
 #[command(name = "hone-train", about = "Hone's training engine")]
 struct Cli {
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    device: DeviceChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,7 +76,14 @@ enum Command {
     },
 }
 
-type B = Autodiff<Flex>;
+/// `--device`: where to compute.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DeviceChoice {
+    /// An NVIDIA GPU when this binary has CUDA support and a driver is
+    /// present, else the CPU.
+    Auto,
+    Cpu,
+}
 
 fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
@@ -94,9 +103,10 @@ fn tokenizer(dir: &Path) -> anyhow::Result<ChatTokenizer> {
 
 fn load<Bk: burn::tensor::backend::Backend>(
     dir: &Path,
+    device: &Bk::Device,
 ) -> anyhow::Result<(ModelConfig, Model<Bk>)> {
     let config = ModelConfig::from_json(&read(&dir.join("config.json"))?)?;
-    let model = Model::load(&config, &Weights::open(dir)?, &Default::default())?;
+    let model = Model::load(&config, &Weights::open(dir)?, device)?;
     Ok((config, model))
 }
 
@@ -135,9 +145,27 @@ fn lora_of(adapter: &Path) -> anyhow::Result<hone_gpu::model::LoraConfig> {
 
 #[allow(clippy::print_stdout)]
 fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HONE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let cli = Cli::parse();
     let training = matches!(cli.command, Command::Train { .. });
-    if let Err(e) = run(cli.command) {
+    let compute = hone_gpu::device::choose(matches!(cli.device, DeviceChoice::Auto));
+    if compute != hone_gpu::device::Compute::Cpu {
+        tracing::info!("computing on {compute}");
+    }
+    let result = match compute {
+        #[cfg(feature = "cuda")]
+        hone_gpu::device::Compute::Cuda(i) => {
+            run::<burn::backend::Cuda>(cli.command, burn::backend::cuda::CudaDevice::new(i))
+        }
+        _ => run::<Flex>(cli.command, Default::default()),
+    };
+    if let Err(e) = result {
         eprintln!("hone-train: {e:#}");
         if training {
             // The event stream ends with why, for whoever follows it.
@@ -151,7 +179,10 @@ fn main() {
 }
 
 #[allow(clippy::print_stdout)]
-fn run(command: Command) -> anyhow::Result<()> {
+fn run<E: burn::tensor::backend::Backend>(
+    command: Command,
+    device: E::Device,
+) -> anyhow::Result<()> {
     match command {
         Command::Train {
             model,
@@ -166,8 +197,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 }
                 None => TrainConfig::default(),
             };
-            let device = Default::default();
-            let (mc, base) = load::<B>(&model)?;
+            let (mc, base) = load::<Autodiff<E>>(&model, &device)?;
             let tok = tokenizer(&model)?;
             let opts = DataOptions {
                 max_len: cfg.max_seq_length,
@@ -223,14 +253,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             max_new_tokens,
             stop,
         } => {
-            let device = Default::default();
-            let (mc, plain) = load::<Flex>(&model)?;
+            let (mc, plain) = load::<E>(&model, &device)?;
             let tuned = match &adapter {
                 Some(a) => hone_gpu::export::load_adapter(plain, &lora_of(a)?, a, &device)?,
                 None => plain,
             };
             let base_model = if base {
-                Some(load::<Flex>(&model)?.1)
+                Some(load::<E>(&model, &device)?.1)
             } else {
                 None
             };
@@ -262,8 +291,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             if merged.exists() && merged.read_dir()?.next().is_some() {
                 bail!("{} is not empty; choose a new folder", merged.display());
             }
-            let device = Default::default();
-            let (_, plain) = load::<Flex>(&model)?;
+            let (_, plain) = load::<E>(&model, &device)?;
             let adapted =
                 hone_gpu::export::load_adapter(plain, &lora_of(&adapter)?, &adapter, &device)?;
             hone_gpu::export::save_merged(
