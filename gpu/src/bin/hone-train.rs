@@ -147,6 +147,7 @@ fn lora_of(adapter: &Path) -> anyhow::Result<hone_gpu::model::LoraConfig> {
 fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HONE_LOG")
                 .unwrap_or_else(|_| "info".into()),
