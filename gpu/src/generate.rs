@@ -32,16 +32,16 @@ impl Default for Sampling {
     }
 }
 
-/// SplitMix64, uniform in [0, 1).
-struct Rng(u64);
+/// SplitMix64 (the dataset crate's mixer): a seeded stream with no global
+/// state, the same on every machine.
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> f64 {
+    /// Uniform in [0, 1).
+    pub(crate) fn next(&mut self) -> f64 {
+        let z = hone_dataset::similar::mix(self.0);
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        (z >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

@@ -65,16 +65,9 @@ impl<B: Backend> Linear<B> {
         let bound = 1.0 / (inp as f64).sqrt();
         // SplitMix64 keyed by the seed and the adapter's name: independent
         // of the backend's global generator (and of other threads).
-        let mut state = c.seed ^ fnv1a(name);
+        let mut rng = crate::generate::Rng(c.seed ^ fnv1a(name));
         let values: Vec<f32> = (0..c.r * inp)
-            .map(|_| {
-                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                let unit = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64;
-                ((unit * 2.0 - 1.0) * bound) as f32
-            })
+            .map(|_| ((rng.next() * 2.0 - 1.0) * bound) as f32)
             .collect();
         let a = Tensor::from_data(TensorData::new(values, [c.r, inp]), device);
         self.lora = Some(Lora {
@@ -200,9 +193,7 @@ pub fn stable_param<B: Backend, const D: usize>(
 }
 
 fn fnv1a(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    hone_dataset::similar::fnv1a(name.as_bytes())
 }
 
 /// The name an adapter's matrices are keyed by (`layers.3.q_proj`).

@@ -249,11 +249,8 @@ pub enum Event {
 fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut keyed: Vec<(u64, usize)> = (0..n)
         .map(|i| {
-            let mut x = seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64;
-            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            (x ^ (x >> 31), i)
+            let x = seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64;
+            (hone_dataset::similar::mix(x), i)
         })
         .collect();
     keyed.sort_unstable();
@@ -525,11 +522,7 @@ mod checkpoint {
     use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
     use std::path::PathBuf;
 
-    fn fnv(bytes: &[u8]) -> u64 {
-        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
-    }
+    use hone_dataset::similar::fnv1a as fnv;
 
     fn name(step: usize) -> String {
         format!("checkpoint-{step:08}")
