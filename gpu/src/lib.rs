@@ -12,6 +12,8 @@ pub mod evaluate;
 pub mod export;
 pub mod generate;
 pub mod model;
+pub mod nf4;
+mod nf4_tables;
 pub mod safetensors;
 pub mod train;
 

@@ -140,6 +140,18 @@ impl Weights {
         Ok((values, e.shape.clone()))
     }
 
+    /// A `U8` tensor's bytes with its shape.
+    pub fn read_u8(&self, name: &str) -> Result<(Vec<u8>, Vec<usize>), WeightsError> {
+        let (e, bytes) = self.raw(name)?;
+        if e.dtype != "U8" {
+            return Err(WeightsError::Dtype {
+                name: name.into(),
+                dtype: e.dtype.clone(),
+            });
+        }
+        Ok((bytes, e.shape.clone()))
+    }
+
     /// Integer tensors (e.g. reference input ids) as i64.
     pub fn read_i64(&self, name: &str) -> Result<(Vec<i64>, Vec<usize>), WeightsError> {
         let (e, bytes) = self.raw(name)?;
