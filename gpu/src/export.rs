@@ -15,12 +15,9 @@ use std::path::Path;
 
 /// PEFT's name for a projection's adapter matrix (`"A"` or `"B"`).
 fn peft_name(layer: usize, t: Target, which: &str) -> String {
-    let group = match t {
-        Target::Q | Target::K | Target::V | Target::O => "self_attn",
-        Target::Gate | Target::Up | Target::Down => "mlp",
-    };
     format!(
-        "base_model.model.model.layers.{layer}.{group}.{}.lora_{which}.weight",
+        "base_model.model.model.layers.{layer}.{}.{}.lora_{which}.weight",
+        t.group(),
         t.name()
     )
 }
@@ -202,10 +199,7 @@ pub fn save_merged<B: Backend>(
             layer.post_attention_layernorm.weight.val().unsqueeze_dim(0),
         );
         for t in Target::ALL {
-            let group = match t {
-                Target::Q | Target::K | Target::V | Target::O => "self_attn",
-                _ => "mlp",
-            };
+            let group = t.group();
             let linear = layer.linear(t);
             push(
                 format!("{p}.{group}.{}.weight", t.name()),
