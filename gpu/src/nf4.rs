@@ -3,10 +3,11 @@
 //! nearest of 16 NormalFloat4 values (bitsandbytes' bucketize over the
 //! midpoints), two 4-bit codes per byte (first in the high nibble); with
 //! double quantization the block maxima are stored as 8-bit codes of the
-//! signed dynamic map (blocks of 256, minus their mean) with f32 scales.
+//! signed dynamic map (blocks of 256, minus their mean) with f32 scales,
+//! rounded as bitsandbytes' CPU kernel rounds them (measured thresholds).
 //! The tables are bitsandbytes' own (`nf4_tables.rs`).
 
-use crate::nf4_tables::{DYNAMIC_BITS, NF4_BITS};
+use crate::nf4_tables::{DYNAMIC_BITS, DYNAMIC_THRESHOLD_BITS, NF4_BITS};
 
 /// A quantized tensor (flattened; the caller keeps the shape).
 #[derive(Clone, Debug, PartialEq)]
@@ -38,22 +39,20 @@ pub fn dynamic_code() -> [f32; 256] {
     DYNAMIC_BITS.map(f32::from_bits)
 }
 
+pub fn dynamic_thresholds() -> [f32; 255] {
+    DYNAMIC_THRESHOLD_BITS.map(f32::from_bits)
+}
+
 /// Index of the bucket `v` falls in: how many bounds are below it
 /// (`torch.bucketize`, right = false).
 fn bucket(v: f32, bounds: &[f32]) -> usize {
     bounds.iter().take_while(|b| **b < v).count()
 }
 
-/// Nearest code (first on ties) — bitsandbytes' 8-bit blockwise rounding.
-fn nearest(v: f32, code: &[f32]) -> u8 {
-    let mut best = (0usize, f32::INFINITY);
-    for (i, c) in code.iter().enumerate() {
-        let d = (v - c).abs();
-        if d < best.1 {
-            best = (i, d);
-        }
-    }
-    best.0 as u8
+/// bitsandbytes' 8-bit code for `v` in [-1, 1]: how many of its
+/// thresholds are at or below `v` (see `DYNAMIC_THRESHOLD_BITS`).
+fn dynamic_index(v: f32, thresholds: &[f32; 255]) -> u8 {
+    thresholds.partition_point(|t| *t <= v) as u8
 }
 
 /// The f32 mean as torch's vectorised sum computes it on a CPU: eight
@@ -109,13 +108,13 @@ pub fn quantize(x: &[f32], block: usize, double: bool) -> Nf4 {
     let packed = q.chunks_exact(2).map(|p| (p[0] << 4) | p[1]).collect();
     let absmax = if double {
         let offset = mean_like_torch(&absmax);
-        let dynamic = dynamic_code();
+        let thresholds = dynamic_thresholds();
         let mut codes = Vec::with_capacity(absmax.len());
         let mut scales = Vec::new();
         for chunk in absmax.chunks(256) {
             let centred: Vec<f32> = chunk.iter().map(|v| v - offset).collect();
             let s = centred.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-38);
-            codes.extend(centred.iter().map(|v| nearest(v / s, &dynamic)));
+            codes.extend(centred.iter().map(|v| dynamic_index(v / s, &thresholds)));
             scales.push(s);
         }
         Absmax::Double {
