@@ -8,8 +8,8 @@
 use crate::data::{prepare, DataOptions};
 use crate::generate::{generate_text, Sampling};
 use crate::model::Model;
+use crate::qlora::QuantBackend;
 use crate::train::mean_loss;
-use burn::tensor::backend::Backend;
 use hone_dataset::tokens::ChatTokenizer;
 use hone_dataset::Example;
 use serde::Serialize;
@@ -90,7 +90,7 @@ pub fn exact_match(answer: &str, reference: &str) -> bool {
 
 /// Evaluates `model` (and `base`, if given) on a split file's text.
 #[allow(clippy::too_many_arguments)]
-pub fn evaluate_split<B: Backend>(
+pub fn evaluate_split<B: QuantBackend>(
     model: &Model<B>,
     base: Option<&Model<B>>,
     tokenizer: &ChatTokenizer,

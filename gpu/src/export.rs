@@ -6,9 +6,9 @@
 //! `load_adapter` reads such a folder back into a model.
 
 use crate::model::{Lora, LoraConfig, Model, Target};
+use crate::qlora::QuantBackend;
 use crate::safetensors::{Weights, WeightsError};
 use burn::module::Param;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use std::io::Write;
 use std::path::Path;
@@ -71,7 +71,7 @@ pub fn safetensors_bytes(mut tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Ve
 }
 
 /// Writes the model's adapters as a PEFT adapter folder.
-pub fn save_peft_adapter<B: Backend>(
+pub fn save_peft_adapter<B: QuantBackend>(
     model: &Model<B>,
     lora: &LoraConfig,
     base_model: &str,
@@ -117,7 +117,7 @@ pub fn save_peft_adapter<B: Backend>(
 
 /// Attaches the adapters of a PEFT folder written by
 /// [`save_peft_adapter`] (or by PEFT) to `model`.
-pub fn load_adapter<B: Backend>(
+pub fn load_adapter<B: QuantBackend>(
     mut model: Model<B>,
     lora: &LoraConfig,
     dir: &Path,
@@ -150,15 +150,17 @@ pub fn load_adapter<B: Backend>(
 }
 
 /// Folds every adapter into its base weight (`W + scale·B·A`) and drops
-/// the adapters: a plain model with the adapted behaviour.
-pub fn merge_adapters<B: Backend>(mut model: Model<B>) -> Model<B> {
+/// the adapters: a plain model with the adapted behaviour. An NF4 base
+/// (QLoRA) is dequantized to f32 first, so the result is a dense model.
+pub fn merge_adapters<B: QuantBackend>(mut model: Model<B>) -> Model<B> {
     for layer in &mut model.layers {
         for t in Target::ALL {
             let linear = layer.linear_mut(t);
             if let Some(l) = linear.lora.take() {
                 let delta = l.b.val().matmul(l.a.val()).mul_scalar(l.scale);
-                let merged = linear.weight.val().add(delta);
-                linear.weight = Param::from_tensor(merged);
+                let merged = linear.dense_weight().add(delta);
+                linear.weight = Some(Param::from_tensor(merged));
+                linear.nf4 = None;
             }
         }
     }
@@ -169,7 +171,7 @@ pub fn merge_adapters<B: Backend>(mut model: Model<B>) -> Model<B> {
 /// `model.safetensors` (f32, Hugging Face names) and, copied from the base
 /// folder, `config.json`, `generation_config.json` and the tokenizer files
 /// with the chat template.
-pub fn save_merged<B: Backend>(
+pub fn save_merged<B: QuantBackend>(
     model: &Model<B>,
     base_dir: &Path,
     dir: &Path,
@@ -186,7 +188,7 @@ pub fn save_merged<B: Backend>(
         model.norm.weight.val().unsqueeze_dim(0),
     );
     if let Some(head) = &model.lm_head {
-        push("lm_head.weight".into(), head.weight.val());
+        push("lm_head.weight".into(), head.dense_weight());
     }
     for (i, layer) in model.layers.iter().enumerate() {
         let p = format!("model.layers.{i}");
@@ -203,7 +205,7 @@ pub fn save_merged<B: Backend>(
             let linear = layer.linear(t);
             push(
                 format!("{p}.{group}.{}.weight", t.name()),
-                linear.weight.val(),
+                linear.dense_weight(),
             );
             if let Some(bias) = &linear.bias {
                 push(

@@ -4,7 +4,7 @@
 //! output, as transformers keeps the EOS) or after `max_new_tokens`.
 
 use crate::model::{KvCache, Model};
-use burn::tensor::backend::Backend;
+use crate::qlora::QuantBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -91,7 +91,7 @@ fn choose(logits: &[f32], s: &Sampling, rng: &mut Rng) -> u32 {
 }
 
 /// Generates after `prompt`; returns the new tokens only.
-pub fn generate<B: Backend>(
+pub fn generate<B: QuantBackend>(
     model: &Model<B>,
     prompt: &[u32],
     s: &Sampling,
@@ -107,7 +107,7 @@ pub fn generate<B: Backend>(
 
 /// Generates text after `prompt`, stopping at a stop token or as soon as
 /// the text contains one of `stop_strings` (cut before it).
-pub fn generate_text<B: Backend>(
+pub fn generate_text<B: QuantBackend>(
     model: &Model<B>,
     tokenizer: &hone_dataset::tokens::ChatTokenizer,
     prompt: &[u32],
@@ -147,7 +147,7 @@ pub fn generate_text<B: Backend>(
 
 /// The generation loop: `next(token)` receives each new token and says
 /// whether to go on.
-fn run<B: Backend>(
+fn run<B: QuantBackend>(
     model: &Model<B>,
     prompt: &[u32],
     s: &Sampling,

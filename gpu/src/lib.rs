@@ -14,6 +14,7 @@ pub mod generate;
 pub mod model;
 pub mod nf4;
 mod nf4_tables;
+pub mod qlora;
 pub mod safetensors;
 pub mod train;
 

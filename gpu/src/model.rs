@@ -5,6 +5,7 @@
 //! layout (`[out, in]`) and names.
 
 use crate::config::{inverse_frequencies, ModelConfig};
+use crate::qlora::{Nf4Weight, QuantBackend, QuantConfig};
 use crate::safetensors::{Weights, WeightsError};
 use burn::module::{Module, Param};
 use burn::tensor::activation::{silu, softmax};
@@ -12,10 +13,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 /// `y = x·Wᵀ (+ b)` with `W` as `[out, in]`, plus a LoRA adapter when
-/// one is attached.
+/// one is attached. `W` is dense (`weight`) or, for QLoRA, frozen NF4
+/// (`nf4`) — exactly one of the two.
 #[derive(Module, Debug)]
 pub struct Linear<B: Backend> {
-    pub weight: Param<Tensor<B, 2>>,
+    pub weight: Option<Param<Tensor<B, 2>>>,
+    pub nf4: Option<Nf4Weight<B>>,
     pub bias: Option<Param<Tensor<B, 1>>>,
     pub lora: Option<Lora<B>>,
 }
@@ -35,11 +38,44 @@ pub struct Lora<B: Backend> {
 }
 
 impl<B: Backend> Linear<B> {
+    pub fn dense(weight: Param<Tensor<B, 2>>, bias: Option<Param<Tensor<B, 1>>>) -> Linear<B> {
+        Linear {
+            weight: Some(weight),
+            nf4: None,
+            bias,
+            lora: None,
+        }
+    }
+
+    /// `[out, in]`.
+    pub fn dims(&self) -> [usize; 2] {
+        match (&self.weight, &self.nf4) {
+            (Some(w), _) => w.dims(),
+            (None, Some(q)) => [q.out, q.inp],
+            (None, None) => [0, 0],
+        }
+    }
+
+    /// The weight as a dense `[out, in]` tensor (dequantized when NF4).
+    pub fn dense_weight(&self) -> Tensor<B, 2> {
+        match (&self.weight, &self.nf4) {
+            (Some(w), _) => w.val(),
+            (None, Some(q)) => q.dequantize(),
+            (None, None) => unreachable!("a linear layer has a dense or an NF4 weight"),
+        }
+    }
+}
+
+impl<B: QuantBackend> Linear<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, s, d] = x.dims();
-        let out = self.weight.dims()[0];
+        let out = self.dims()[0];
         let x = x.reshape([b * s, d]);
-        let mut y = x.clone().matmul(self.weight.val().transpose());
+        let mut y = match (&self.weight, &self.nf4) {
+            (Some(w), _) => x.clone().matmul(w.val().transpose()),
+            (None, Some(q)) => B::nf4_matmul(x.clone(), q),
+            (None, None) => unreachable!("a linear layer has a dense or an NF4 weight"),
+        };
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze_dim(0);
         }
@@ -56,12 +92,14 @@ impl<B: Backend> Linear<B> {
         }
         y.reshape([b, s, out])
     }
+}
 
+impl<B: Backend> Linear<B> {
     /// Attaches a fresh adapter as PEFT initialises one: `A` uniform in
     /// ±1/√in (Kaiming with a = √5), `B` zero — so the model's output is
     /// unchanged until training moves `B`.
     fn attach(&mut self, c: &LoraConfig, name: &str, device: &B::Device) {
-        let [out, inp] = self.weight.dims();
+        let [out, inp] = self.dims();
         let bound = 1.0 / (inp as f64).sqrt();
         // SplitMix64 keyed by the seed and the adapter's name: independent
         // of the backend's global generator (and of other threads).
@@ -286,7 +324,7 @@ impl<B: Backend> Layer<B> {
     }
 }
 
-impl<B: Backend> Model<B> {
+impl<B: QuantBackend> Model<B> {
     /// Freezes every base weight and attaches LoRA adapters to the target
     /// projections of every layer; only the adapters train.
     pub fn with_lora(self, c: &LoraConfig, device: &B::Device) -> Model<B> {
@@ -467,6 +505,19 @@ impl<B: Backend> Model<B> {
         weights: &Weights,
         device: &B::Device,
     ) -> Result<Model<B>, WeightsError> {
+        Model::load_quantized(config, weights, None, device)
+    }
+
+    /// As [`Model::load`]; with `quant`, the decoder's projections are
+    /// quantized to NF4 one tensor at a time as they are read (QLoRA), so
+    /// the whole model is never held unquantized. Embeddings, norms, biases
+    /// and the output head stay dense, as in bitsandbytes.
+    pub fn load_quantized(
+        config: &ModelConfig,
+        weights: &Weights,
+        quant: Option<QuantConfig>,
+        device: &B::Device,
+    ) -> Result<Model<B>, WeightsError> {
         let tensor2 = |name: &str| -> Result<Param<Tensor<B, 2>>, WeightsError> {
             let (v, shape) = weights.read(name)?;
             let [rows, cols] = shape[..] else {
@@ -488,14 +539,33 @@ impl<B: Backend> Model<B> {
             ))
         };
         let linear = |prefix: &str, bias: bool| -> Result<Linear<B>, WeightsError> {
+            let bias = if bias {
+                Some(tensor1(&format!("{prefix}.bias"))?)
+            } else {
+                None
+            };
+            Ok(Linear::dense(tensor2(&format!("{prefix}.weight"))?, bias))
+        };
+        let projection = |prefix: &str, bias: bool| -> Result<Linear<B>, WeightsError> {
+            let Some(q) = quant else {
+                return linear(prefix, bias);
+            };
+            let name = format!("{prefix}.weight");
+            let (v, shape) = weights.read(&name)?;
+            let [rows, cols] = shape[..] else {
+                return Err(WeightsError::Missing(format!("{name} (2-D)")));
+            };
+            let nf4 = Nf4Weight::quantize(&v, rows, cols, q, device);
+            drop(v);
             Ok(Linear {
-                lora: None,
-                weight: tensor2(&format!("{prefix}.weight"))?,
+                weight: None,
+                nf4: Some(nf4),
                 bias: if bias {
                     Some(tensor1(&format!("{prefix}.bias"))?)
                 } else {
                     None
                 },
+                lora: None,
             })
         };
         let norm = |name: &str| -> Result<RmsNorm<B>, WeightsError> {
@@ -510,14 +580,14 @@ impl<B: Backend> Model<B> {
             let qkv_bias = config.attention_bias;
             layers.push(Layer {
                 input_layernorm: norm(&format!("{p}.input_layernorm.weight"))?,
-                q_proj: linear(&format!("{p}.self_attn.q_proj"), qkv_bias)?,
-                k_proj: linear(&format!("{p}.self_attn.k_proj"), qkv_bias)?,
-                v_proj: linear(&format!("{p}.self_attn.v_proj"), qkv_bias)?,
-                o_proj: linear(&format!("{p}.self_attn.o_proj"), false)?,
+                q_proj: projection(&format!("{p}.self_attn.q_proj"), qkv_bias)?,
+                k_proj: projection(&format!("{p}.self_attn.k_proj"), qkv_bias)?,
+                v_proj: projection(&format!("{p}.self_attn.v_proj"), qkv_bias)?,
+                o_proj: projection(&format!("{p}.self_attn.o_proj"), false)?,
                 post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
-                gate_proj: linear(&format!("{p}.mlp.gate_proj"), false)?,
-                up_proj: linear(&format!("{p}.mlp.up_proj"), false)?,
-                down_proj: linear(&format!("{p}.mlp.down_proj"), false)?,
+                gate_proj: projection(&format!("{p}.mlp.gate_proj"), false)?,
+                up_proj: projection(&format!("{p}.mlp.up_proj"), false)?,
+                down_proj: projection(&format!("{p}.mlp.down_proj"), false)?,
             });
         }
         let lm_head = if config.tie_word_embeddings && !weights.contains("lm_head.weight") {

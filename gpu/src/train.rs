@@ -6,6 +6,7 @@
 
 use crate::data::{Batch, Prepared, Sequence};
 use crate::model::{causal_lm_loss, LoraConfig, Model, Target};
+use crate::qlora::{QuantBackend, TrainBackend};
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
@@ -31,6 +32,15 @@ pub struct State {
 pub enum Method {
     Full,
     Lora,
+    /// LoRA over a frozen NF4 base.
+    Qlora,
+}
+
+impl Method {
+    /// Whether only adapters train (LoRA and QLoRA).
+    pub fn adapters(self) -> bool {
+        matches!(self, Method::Lora | Method::Qlora)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -75,6 +85,10 @@ pub struct TrainConfig {
     pub lora_dropout: f64,
     pub target_modules: Vec<String>,
     pub use_rslora: bool,
+    /// QLoRA: quantize the block maxima too (bitsandbytes' name).
+    pub bnb_4bit_use_double_quant: bool,
+    /// QLoRA: values per NF4 block.
+    pub bnb_4bit_block_size: usize,
 }
 
 impl Default for TrainConfig {
@@ -107,6 +121,8 @@ impl Default for TrainConfig {
                 .map(String::from)
                 .to_vec(),
             use_rslora: false,
+            bnb_4bit_use_double_quant: true,
+            bnb_4bit_block_size: 64,
         }
     }
 }
@@ -152,13 +168,24 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.lora_dropout) {
             return bad("lora_dropout must be in [0, 1)");
         }
-        if self.method == Method::Lora {
+        if self.method == Method::Qlora && !(1..=4096).contains(&self.bnb_4bit_block_size) {
+            return bad("bnb_4bit_block_size must be between 1 and 4096");
+        }
+        if self.method.adapters() {
             if self.lora_r == 0 {
                 return bad("lora_r must be at least 1");
             }
             self.lora()?;
         }
         Ok(())
+    }
+
+    /// How the base is quantized: `Some` for QLoRA.
+    pub fn quant(&self) -> Option<crate::qlora::QuantConfig> {
+        (self.method == Method::Qlora).then_some(crate::qlora::QuantConfig {
+            block: self.bnb_4bit_block_size,
+            double: self.bnb_4bit_use_double_quant,
+        })
     }
 
     /// The LoRA settings, target names checked.
@@ -286,7 +313,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
 }
 
 /// Mean loss over a split, without gradients.
-pub fn evaluate<B: AutodiffBackend>(
+pub fn evaluate<B: TrainBackend>(
     model: &Model<B>,
     data: &Prepared,
     batch_size: usize,
@@ -297,7 +324,7 @@ pub fn evaluate<B: AutodiffBackend>(
 }
 
 /// Mean loss per target token over a split, on any backend.
-pub fn mean_loss<B: burn::tensor::backend::Backend>(
+pub fn mean_loss<B: QuantBackend>(
     model: &Model<B>,
     data: &Prepared,
     batch_size: usize,
@@ -331,7 +358,7 @@ pub fn mean_loss<B: burn::tensor::backend::Backend>(
 
 /// Trains `model` on `train` without checkpoints; `emit` receives every
 /// event.
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: TrainBackend>(
     model: Model<B>,
     train: &Prepared,
     valid: Option<&Prepared>,
@@ -354,7 +381,7 @@ pub struct Run<'a> {
 /// As [`train`], checkpointing into `run.dir` every `save_steps` and at
 /// the end, and resuming from the latest complete checkpoint there.
 #[allow(clippy::too_many_arguments)]
-pub fn train_in<B: AutodiffBackend>(
+pub fn train_in<B: TrainBackend>(
     mut model: Model<B>,
     train: &Prepared,
     valid: Option<&Prepared>,
@@ -550,7 +577,7 @@ mod checkpoint {
         found.pop().map(|(_, p, s)| (p, s))
     }
 
-    pub fn save<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+    pub fn save<B: TrainBackend, O: Optimizer<Model<B>, B>>(
         model: &Model<B>,
         optim: &O,
         cfg: &TrainConfig,
@@ -566,7 +593,7 @@ mod checkpoint {
         std::fs::create_dir_all(&tmp)?;
         let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
         match cfg.method {
-            Method::Lora => {
+            Method::Lora | Method::Qlora => {
                 let lora = cfg
                     .lora()
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -639,7 +666,7 @@ mod checkpoint {
         }
     }
 
-    pub fn load<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+    pub fn load<B: TrainBackend, O: Optimizer<Model<B>, B>>(
         model: Model<B>,
         optim: O,
         cfg: &TrainConfig,
@@ -653,7 +680,7 @@ mod checkpoint {
         }
         let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
         let model = match cfg.method {
-            Method::Lora => {
+            Method::Lora | Method::Qlora => {
                 let lora = cfg.lora().map_err(|e| e.to_string())?;
                 load_adapter(model.no_grad(), &lora, path, device).map_err(|e| e.to_string())?
             }

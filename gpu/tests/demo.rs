@@ -27,7 +27,7 @@ fn tokenizer() -> ChatTokenizer {
     .unwrap()
 }
 
-fn load<B: burn::tensor::backend::Backend>() -> (ModelConfig, Model<B>) {
+fn load<B: hone_gpu::qlora::QuantBackend>() -> (ModelConfig, Model<B>) {
     let config =
         ModelConfig::from_json(&std::fs::read_to_string(dir().join("config.json")).unwrap())
             .unwrap();

@@ -18,14 +18,14 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn load<B: Backend>(name: &str, device: &B::Device) -> Model<B> {
+fn load<B: hone_gpu::qlora::QuantBackend>(name: &str, device: &B::Device) -> Model<B> {
     let dir = fixture(name);
     let config =
         ModelConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     Model::load(&config, &Weights::open(&dir).unwrap(), device).unwrap()
 }
 
-fn ids<B: Backend>(name: &str, device: &B::Device) -> Tensor<B, 2, Int> {
+fn ids<B: hone_gpu::qlora::QuantBackend>(name: &str, device: &B::Device) -> Tensor<B, 2, Int> {
     let r = Weights::open_file(&fixture(name).join("reference.safetensors")).unwrap();
     let (ids, shape) = r.read_i64("input_ids").unwrap();
     Tensor::from_data(TensorData::new(ids, [shape[0], shape[1]]), device)
@@ -94,8 +94,7 @@ fn training_moves_only_the_adapters_and_lowers_the_loss() {
         load::<B>("llama", &device).with_lora(&lora(4, &Target::ALL), &device);
     let base_q: Vec<f32> = model.layers[0]
         .q_proj
-        .weight
-        .val()
+        .dense_weight()
         .into_data()
         .to_vec()
         .unwrap();
@@ -117,8 +116,7 @@ fn training_moves_only_the_adapters_and_lowers_the_loss() {
     assert!(losses[24] < 0.97 * losses[0], "{losses:?}");
     let after_q: Vec<f32> = model.layers[0]
         .q_proj
-        .weight
-        .val()
+        .dense_weight()
         .into_data()
         .to_vec()
         .unwrap();

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use hone_dataset::tokens::ChatTokenizer;
 use hone_gpu::data::{prepare, DataOptions};
 use hone_gpu::model::Model;
+use hone_gpu::qlora::{QuantBackend, QuantConfig};
 use hone_gpu::safetensors::Weights;
 use hone_gpu::train::{train_in, Method, Run, TrainConfig};
 use hone_gpu::ModelConfig;
@@ -101,12 +102,13 @@ fn tokenizer(dir: &Path) -> anyhow::Result<ChatTokenizer> {
     )?)
 }
 
-fn load<Bk: burn::tensor::backend::Backend>(
+fn load<Bk: QuantBackend>(
     dir: &Path,
+    quant: Option<QuantConfig>,
     device: &Bk::Device,
 ) -> anyhow::Result<(ModelConfig, Model<Bk>)> {
     let config = ModelConfig::from_json(&read(&dir.join("config.json"))?)?;
-    let model = Model::load(&config, &Weights::open(dir)?, device)?;
+    let model = Model::load_quantized(&config, &Weights::open(dir)?, quant, device)?;
     Ok((config, model))
 }
 
@@ -180,10 +182,7 @@ fn main() {
 }
 
 #[allow(clippy::print_stdout)]
-fn run<E: burn::tensor::backend::Backend>(
-    command: Command,
-    device: E::Device,
-) -> anyhow::Result<()> {
+fn run<E: QuantBackend>(command: Command, device: E::Device) -> anyhow::Result<()> {
     match command {
         Command::Train {
             model,
@@ -198,7 +197,7 @@ fn run<E: burn::tensor::backend::Backend>(
                 }
                 None => TrainConfig::default(),
             };
-            let (mc, base) = load::<Autodiff<E>>(&model, &device)?;
+            let (mc, base) = load::<Autodiff<E>>(&model, cfg.quant(), &device)?;
             let tok = tokenizer(&model)?;
             let opts = DataOptions {
                 max_len: cfg.max_seq_length,
@@ -210,7 +209,7 @@ fn run<E: burn::tensor::backend::Backend>(
                 None => None,
             };
             let net = match cfg.method {
-                Method::Lora => base.with_lora(&cfg.lora()?, &device),
+                Method::Lora | Method::Qlora => base.with_lora(&cfg.lora()?, &device),
                 Method::Full => base,
             };
             let cancel = Arc::new(AtomicBool::new(false));
@@ -236,7 +235,7 @@ fn run<E: burn::tensor::backend::Backend>(
                     let _ = lock.flush();
                 },
             )?;
-            if cfg.method == Method::Lora {
+            if cfg.method.adapters() {
                 hone_gpu::export::save_peft_adapter(
                     &trained,
                     &cfg.lora()?,
@@ -254,13 +253,13 @@ fn run<E: burn::tensor::backend::Backend>(
             max_new_tokens,
             stop,
         } => {
-            let (mc, plain) = load::<E>(&model, &device)?;
+            let (mc, plain) = load::<E>(&model, None, &device)?;
             let tuned = match &adapter {
                 Some(a) => hone_gpu::export::load_adapter(plain, &lora_of(a)?, a, &device)?,
                 None => plain,
             };
             let base_model = if base {
-                Some(load::<E>(&model, &device)?.1)
+                Some(load::<E>(&model, None, &device)?.1)
             } else {
                 None
             };
@@ -292,7 +291,7 @@ fn run<E: burn::tensor::backend::Backend>(
             if merged.exists() && merged.read_dir()?.next().is_some() {
                 bail!("{} is not empty; choose a new folder", merged.display());
             }
-            let (_, plain) = load::<E>(&model, &device)?;
+            let (_, plain) = load::<E>(&model, None, &device)?;
             let adapted =
                 hone_gpu::export::load_adapter(plain, &lora_of(&adapter)?, &adapter, &device)?;
             hone_gpu::export::save_merged(

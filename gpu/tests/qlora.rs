@@ -1,0 +1,238 @@
+//! QLoRA on the fixture checkpoints: the projections load as NF4 (and
+//! nothing else does), the on-the-fly dequantization's own backward gives
+//! the same gradients as autodiff through the dequantized dense weights,
+//! training moves only the adapters, and merging yields a dense model with
+//! the same logits.
+#![allow(clippy::unwrap_used)]
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::Param;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::{Int, Tensor, TensorData};
+use hone_gpu::export::{merge_adapters, save_merged, save_peft_adapter};
+use hone_gpu::model::{causal_lm_loss, fixed_adapter_values, LoraConfig, Model, Target};
+use hone_gpu::qlora::{QuantBackend, QuantConfig};
+use hone_gpu::safetensors::Weights;
+use hone_gpu::ModelConfig;
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn config(dir: &Path) -> ModelConfig {
+    ModelConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+}
+
+fn load<B: QuantBackend>(name: &str, quant: Option<QuantConfig>, device: &B::Device) -> Model<B> {
+    let dir = fixture(name);
+    Model::load_quantized(&config(&dir), &Weights::open(&dir).unwrap(), quant, device).unwrap()
+}
+
+/// The same model with every NF4 projection replaced by its dequantized
+/// dense weight.
+fn densified<B: QuantBackend>(mut model: Model<B>) -> Model<B> {
+    for layer in &mut model.layers {
+        for t in Target::ALL {
+            let l = layer.linear_mut(t);
+            if l.nf4.is_some() {
+                l.weight = Some(Param::from_tensor(l.dense_weight()));
+                l.nf4 = None;
+            }
+        }
+    }
+    model
+}
+
+fn ids<B: QuantBackend>(name: &str, device: &B::Device) -> Tensor<B, 2, Int> {
+    let r = Weights::open_file(&fixture(name).join("reference.safetensors")).unwrap();
+    let (ids, shape) = r.read_i64("input_ids").unwrap();
+    Tensor::from_data(TensorData::new(ids, [shape[0], shape[1]]), device)
+}
+
+fn lora() -> LoraConfig {
+    LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: Target::ALL.to_vec(),
+        rslora: false,
+        seed: 3,
+    }
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+fn values<B: QuantBackend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().to_vec().unwrap()
+}
+
+#[test]
+fn projections_load_as_nf4_and_the_rest_stays_dense() {
+    let device = Default::default();
+    let model: Model<Flex> = load("llama", Some(QuantConfig::default()), &device);
+    let (mut quantized, mut stored) = (0usize, 0usize);
+    for layer in &model.layers {
+        for t in Target::ALL {
+            let l = layer.linear(t);
+            let q = l.nf4.as_ref().expect("an NF4 projection");
+            assert!(l.weight.is_none(), "{t:?} kept a dense copy");
+            quantized += q.out * q.inp;
+            stored += q.stored_bytes();
+        }
+    }
+    let per = stored as f64 / quantized as f64;
+    assert!(per <= 0.56, "{per} bytes per base parameter");
+    // The tied head reads the embedding, which stays dense.
+    assert!(model.lm_head.is_none());
+    // Quantization error on a random Llama: logits close to the dense
+    // model's, not equal.
+    let dense: Model<Flex> = load("llama", None, &device);
+    let ids = ids::<Flex>("llama", &device);
+    let d = max_diff(
+        &values(model.forward(ids.clone())),
+        &values(dense.forward(ids)),
+    );
+    assert!(d > 0.0 && d < 0.5, "NF4 vs f32 logits: max |Δ| {d}");
+}
+
+#[test]
+fn gradients_through_nf4_equal_autodiff_through_the_dequantized_weights() {
+    type B = Autodiff<Flex>;
+    let device = Default::default();
+    // Block 48: 64×64 and 64×128 weights end in a partial block.
+    let quant = QuantConfig {
+        block: 48,
+        double: true,
+    };
+    let q = fixed_adapter_values(
+        load::<B>("qwen2", Some(quant), &device).with_lora(&lora(), &device),
+        &device,
+    );
+    let d = fixed_adapter_values(
+        densified(load::<B>("qwen2", Some(quant), &device)).with_lora(&lora(), &device),
+        &device,
+    );
+    let batch = ids::<B>("qwen2", &device);
+    let mask = Tensor::<B, 2>::ones(batch.dims(), &device);
+    let loss_q = causal_lm_loss(q.forward(batch.clone()), batch.clone(), mask.clone());
+    let loss_d = causal_lm_loss(d.forward(batch.clone()), batch, mask);
+    let (lq, ld) = (loss_q.clone().into_scalar(), loss_d.clone().into_scalar());
+    assert!((lq - ld).abs() <= 1e-5, "loss {lq} vs {ld}");
+    let gq = GradientsParams::from_grads(loss_q.backward(), &q);
+    let gd = GradientsParams::from_grads(loss_d.backward(), &d);
+    let mut compared = 0;
+    for (lq, ld) in q.layers.iter().zip(&d.layers) {
+        for t in Target::ALL {
+            let (aq, ad) = (
+                lq.linear(t).lora.as_ref().unwrap(),
+                ld.linear(t).lora.as_ref().unwrap(),
+            );
+            for (pq, pd) in [(&aq.a, &ad.a), (&aq.b, &ad.b)] {
+                let a = values(gq.get::<Flex, 2>(pq.id).expect("an adapter gradient"));
+                let b = values(gd.get::<Flex, 2>(pd.id).unwrap());
+                let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+                assert!(scale > 0.0, "{t:?}: zero gradient");
+                let diff = max_diff(&a, &b);
+                assert!(
+                    diff <= 1e-4 * scale,
+                    "{t:?}: max |Δ| {diff} (scale {scale})"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 2 * 7 * 2);
+}
+
+#[test]
+fn training_moves_only_the_adapters_and_lowers_the_loss() {
+    type B = Autodiff<Flex>;
+    let device = Default::default();
+    let mut model: Model<B> =
+        load::<B>("llama", Some(QuantConfig::default()), &device).with_lora(&lora(), &device);
+    let codes = |m: &Model<B>| -> Vec<i32> {
+        m.layers[1]
+            .down_proj
+            .nf4
+            .as_ref()
+            .unwrap()
+            .codes
+            .clone()
+            .into_data()
+            .to_vec()
+            .unwrap()
+    };
+    let before = codes(&model);
+    let batch = ids::<B>("llama", &device);
+    let mask = Tensor::<B, 2>::ones(batch.dims(), &device);
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(0.0)
+        .init::<B, Model<B>>();
+    let mut losses = Vec::new();
+    for _ in 0..25 {
+        let loss = causal_lm_loss(model.forward(batch.clone()), batch.clone(), mask.clone());
+        losses.push(loss.clone().into_scalar());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(3e-2, model, grads);
+    }
+    assert!(losses[24] < 0.97 * losses[0], "{losses:?}");
+    assert_eq!(before, codes(&model), "the frozen NF4 base moved");
+    let b = values(model.layers[0].q_proj.lora.as_ref().unwrap().b.val());
+    assert!(b.iter().any(|v| *v != 0.0), "the adapter did not train");
+    // PEFT's count for r = 4 on all seven projections of this model.
+    assert_eq!(model.trainable_params(), 8192);
+}
+
+#[test]
+fn merging_dequantizes_and_keeps_the_logits_and_the_adapter_export_is_loras() {
+    let device = Default::default();
+    let tmp = tempfile::tempdir().unwrap();
+    let q: Model<Flex> = fixed_adapter_values(
+        load::<Flex>("llama", Some(QuantConfig::default()), &device).with_lora(&lora(), &device),
+        &device,
+    );
+    let ids = ids::<Flex>("llama", &device);
+    let adapted = values(q.forward(ids.clone()));
+
+    // The PEFT adapter is the same files as LoRA's on a dense base with
+    // the same adapters.
+    let dense = fixed_adapter_values(
+        densified(load::<Flex>("llama", Some(QuantConfig::default()), &device))
+            .with_lora(&lora(), &device),
+        &device,
+    );
+    save_peft_adapter(&q, &lora(), "base", &tmp.path().join("qlora")).unwrap();
+    save_peft_adapter(&dense, &lora(), "base", &tmp.path().join("lora")).unwrap();
+    for file in ["adapter_model.safetensors", "adapter_config.json"] {
+        assert_eq!(
+            std::fs::read(tmp.path().join("qlora").join(file)).unwrap(),
+            std::fs::read(tmp.path().join("lora").join(file)).unwrap(),
+            "{file}"
+        );
+    }
+
+    let merged = merge_adapters(q);
+    for layer in &merged.layers {
+        for t in Target::ALL {
+            let l = layer.linear(t);
+            assert!(l.nf4.is_none() && l.weight.is_some() && l.lora.is_none());
+        }
+    }
+    let d = max_diff(&adapted, &values(merged.forward(ids.clone())));
+    assert!(d <= 1e-5, "merged vs adapted: max |Δ| {d}");
+    let out = tmp.path().join("merged");
+    save_merged(&merged, &fixture("llama"), &out).unwrap();
+    let reloaded: Model<Flex> =
+        Model::load(&config(&out), &Weights::open(&out).unwrap(), &device).unwrap();
+    let d = max_diff(&adapted, &values(reloaded.forward(ids)));
+    assert!(d <= 1e-5, "saved merged vs adapted: max |Δ| {d}");
+}
