@@ -34,11 +34,11 @@ impl Default for Sampling {
 
 /// SplitMix64 (the dataset crate's mixer): a seeded stream with no global
 /// state, the same on every machine.
-pub(crate) struct Rng(pub(crate) u64);
+pub struct Rng(pub u64);
 
 impl Rng {
     /// Uniform in [0, 1).
-    pub(crate) fn next(&mut self) -> f64 {
+    pub fn uniform(&mut self) -> f64 {
         let z = hone_dataset::similar::mix(self.0);
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         (z >> 11) as f64 / (1u64 << 53) as f64
@@ -80,7 +80,7 @@ fn choose(logits: &[f32], s: &Sampling, rng: &mut Rng) -> u32 {
             break;
         }
     }
-    let mut r = rng.next() * mass;
+    let mut r = rng.uniform() * mass;
     for (i, p) in &kept {
         if r < *p {
             return *i as u32;

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod estimate;
 pub mod evaluate;
 pub mod export;
 pub mod generate;

@@ -105,7 +105,7 @@ impl<B: Backend> Linear<B> {
         // of the backend's global generator (and of other threads).
         let mut rng = crate::generate::Rng(c.seed ^ fnv1a(name));
         let values: Vec<f32> = (0..c.r * inp)
-            .map(|_| ((rng.next() * 2.0 - 1.0) * bound) as f32)
+            .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
             .collect();
         let a = Tensor::from_data(TensorData::new(values, [c.r, inp]), device);
         self.lora = Some(Lora {

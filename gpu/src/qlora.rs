@@ -269,7 +269,7 @@ mod tests {
 
     fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = crate::generate::Rng(seed);
-        (0..n).map(|_| (rng.next() as f32 - 0.5) * 0.2).collect()
+        (0..n).map(|_| (rng.uniform() as f32 - 0.5) * 0.2).collect()
     }
 
     #[test]

@@ -229,3 +229,95 @@ fn bad_input_is_named_and_exits_1() {
     assert_eq!(event["event"], "failed");
     assert!(event["reason"].as_str().unwrap().contains("line 1"));
 }
+
+#[test]
+fn qlora_trains_evaluates_on_nf4_exports_and_estimates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = split(tmp.path());
+    let config = tmp.path().join("qlora.toml");
+    std::fs::write(
+        &config,
+        "method = \"qlora\"\nnum_train_epochs = 2\nper_device_train_batch_size = 4\nlogging_steps = 1\nlora_r = 4\nlearning_rate = 1e-2\ntarget_modules = [\"q_proj\", \"down_proj\"]\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("run");
+    let run = bin()
+        .args(["train", "--model", demo().to_str().unwrap(), "--train"])
+        .arg(&train)
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let events = events(&String::from_utf8_lossy(&run.stdout));
+    let started = events.iter().find(|e| e["event"] == "started").unwrap();
+    // r = 4 on q_proj (64→64) and down_proj (192→64) of 2 layers.
+    assert_eq!(started["trainable_params"], 2 * (4 * 128 + 4 * 256));
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last["event"].as_str(), last["step"].as_u64()),
+        (Some("finished"), Some(4))
+    );
+    let adapter = out.join("adapter");
+    let peft: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(adapter.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(peft["peft_type"], "LORA");
+
+    let report = bin()
+        .args(["evaluate", "--nf4", "--model", demo().to_str().unwrap()])
+        .arg("--adapter")
+        .arg(&adapter)
+        .arg("--test")
+        .arg(&train)
+        .args(["--max-new-tokens", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert!(report["loss"].as_f64().unwrap().is_finite());
+
+    let merged = tmp.path().join("merged");
+    let export = bin()
+        .args(["export", "--nf4", "--model", demo().to_str().unwrap()])
+        .arg("--adapter")
+        .arg(&adapter)
+        .arg("--merged")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    assert!(merged.join("model.safetensors").exists());
+
+    let estimate = bin()
+        .args(["estimate", "--model", demo().to_str().unwrap()])
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        estimate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&estimate.stderr)
+    );
+    let e: serde_json::Value = serde_json::from_slice(&estimate.stdout).unwrap();
+    assert_eq!(e["method"], "qlora");
+    assert_eq!(e["trainable_parameters"], 2 * (4 * 128 + 4 * 256));
+    let per = e["nf4_bytes_per_parameter"].as_f64().unwrap();
+    assert!(per > 0.5 && per <= 0.56, "{per}");
+    assert!(e["total_bytes"].as_u64().unwrap() > e["base_bytes"].as_u64().unwrap());
+}

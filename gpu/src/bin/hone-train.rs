@@ -65,6 +65,18 @@ enum Command {
         /// End answers at this text too (repeatable).
         #[arg(long)]
         stop: Vec<String>,
+        /// Hold the base as NF4, as QLoRA trained it (double quantization,
+        /// blocks of 64).
+        #[arg(long)]
+        nf4: bool,
+    },
+    /// Memory a training run needs (JSON), from config.json and the
+    /// training settings; reads no weights.
+    Estimate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Fold an adapter into the base and write a Hugging Face folder.
     Export {
@@ -74,6 +86,10 @@ enum Command {
         adapter: PathBuf,
         #[arg(long)]
         merged: PathBuf,
+        /// Merge into the NF4-quantized base the adapter was trained on
+        /// (QLoRA), dequantized to f32, instead of the original weights.
+        #[arg(long)]
+        nf4: bool,
     },
 }
 
@@ -110,6 +126,14 @@ fn load<Bk: QuantBackend>(
     let config = ModelConfig::from_json(&read(&dir.join("config.json"))?)?;
     let model = Model::load_quantized(&config, &Weights::open(dir)?, quant, device)?;
     Ok((config, model))
+}
+
+/// Settings from a TOML or JSON file (by extension), else the defaults.
+fn train_config(path: Option<&Path>) -> anyhow::Result<TrainConfig> {
+    Ok(match path {
+        Some(p) => TrainConfig::parse(&read(p)?, p.extension().is_some_and(|e| e == "json"))?,
+        None => TrainConfig::default(),
+    })
 }
 
 /// The id batches are padded with: the config's pad token, else EOS, else 0.
@@ -191,12 +215,7 @@ fn run<E: QuantBackend>(command: Command, device: E::Device) -> anyhow::Result<(
             config,
             out,
         } => {
-            let cfg = match &config {
-                Some(p) => {
-                    TrainConfig::parse(&read(p)?, p.extension().is_some_and(|e| e == "json"))?
-                }
-                None => TrainConfig::default(),
-            };
+            let cfg = train_config(config.as_deref())?;
             let (mc, base) = load::<Autodiff<E>>(&model, cfg.quant(), &device)?;
             let tok = tokenizer(&model)?;
             let opts = DataOptions {
@@ -252,14 +271,16 @@ fn run<E: QuantBackend>(command: Command, device: E::Device) -> anyhow::Result<(
             base,
             max_new_tokens,
             stop,
+            nf4,
         } => {
-            let (mc, plain) = load::<E>(&model, None, &device)?;
+            let quant = nf4.then(QuantConfig::default);
+            let (mc, plain) = load::<E>(&model, quant, &device)?;
             let tuned = match &adapter {
                 Some(a) => hone_gpu::export::load_adapter(plain, &lora_of(a)?, a, &device)?,
                 None => plain,
             };
             let base_model = if base {
-                Some(load::<E>(&model, None, &device)?.1)
+                Some(load::<E>(&model, quant, &device)?.1)
             } else {
                 None
             };
@@ -283,15 +304,23 @@ fn run<E: QuantBackend>(command: Command, device: E::Device) -> anyhow::Result<(
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
+        Command::Estimate { model, config } => {
+            let cfg = train_config(config.as_deref())?;
+            let mc = ModelConfig::from_json(&read(&model.join("config.json"))?)?;
+            let e = hone_gpu::estimate::estimate(&mc, &cfg)?;
+            println!("{}", serde_json::to_string_pretty(&e)?);
+            Ok(())
+        }
         Command::Export {
             model,
             adapter,
             merged,
+            nf4,
         } => {
             if merged.exists() && merged.read_dir()?.next().is_some() {
                 bail!("{} is not empty; choose a new folder", merged.display());
             }
-            let (_, plain) = load::<E>(&model, None, &device)?;
+            let (_, plain) = load::<E>(&model, nf4.then(QuantConfig::default), &device)?;
             let adapted =
                 hone_gpu::export::load_adapter(plain, &lora_of(&adapter)?, &adapter, &device)?;
             hone_gpu::export::save_merged(
