@@ -16,8 +16,9 @@ use crate::config::ModelConfig;
 use crate::train::{Method, TrainConfig, TrainError};
 use serde::Serialize;
 
-/// The process before any model: binary, tokenizer, allocator arenas.
-pub const RUNTIME_BYTES: u64 = 48 << 20;
+/// The process before any model: binary, tokenizer, allocator arenas
+/// (`hone-train` on the 131 k-parameter demo model peaks at 13 MB).
+pub const RUNTIME_BYTES: u64 = 16 << 20;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Estimate {
@@ -133,10 +134,10 @@ pub fn estimate(model: &ModelConfig, train: &TrainConfig) -> Result<Estimate, Tr
     let adapters = if lora_r > 0 { 2 * 7 * lora_r } else { 0 };
     let per_token = layers * (attention + mlp + adapters) + 3 * v + 4 * h;
     let activation_bytes = 4 * tokens * per_token;
-    // A dequantized projection: its i32 codes and f32 values, twice over
-    // while the product is formed.
+    // The largest projection dequantized (f32), the copy of its codes and
+    // what the allocator keeps around them: ~12 bytes per value measured.
     let largest = shapes.iter().map(|(o, n)| o * n).max().unwrap_or(0);
-    let workspace_bytes = RUNTIME_BYTES + if quant.is_some() { 16 * largest } else { 0 };
+    let workspace_bytes = RUNTIME_BYTES + if quant.is_some() { 12 * largest } else { 0 };
     let total_bytes = base_bytes + trainable_bytes + activation_bytes + workspace_bytes;
     Ok(Estimate {
         method: train.method,

@@ -55,18 +55,18 @@ impl<B: Backend> Linear<B> {
             (None, None) => [0, 0],
         }
     }
+}
 
+impl<B: QuantBackend> Linear<B> {
     /// The weight as a dense `[out, in]` tensor (dequantized when NF4).
     pub fn dense_weight(&self) -> Tensor<B, 2> {
         match (&self.weight, &self.nf4) {
             (Some(w), _) => w.val(),
-            (None, Some(q)) => q.dequantize(),
+            (None, Some(q)) => B::nf4_dequantize(q),
             (None, None) => unreachable!("a linear layer has a dense or an NF4 weight"),
         }
     }
-}
 
-impl<B: QuantBackend> Linear<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, s, d] = x.dims();
         let out = self.dims()[0];

@@ -186,7 +186,9 @@ impl<B: Backend> Nf4Weight<B> {
             .narrow(0, 0, blocks)
     }
 
-    /// The dense weight `[out, in]`.
+    /// The dense weight `[out, in]`, with Burn tensor ops on the weight's
+    /// device (the portable path; [`QuantBackend::nf4_dequantize`] may do
+    /// better).
     pub fn dequantize(&self) -> Tensor<B, 2> {
         let device = self.codes.device();
         let blocks = self.blocks();
@@ -202,16 +204,79 @@ impl<B: Backend> Nf4Weight<B> {
     }
 }
 
-/// Backends the engine runs on: `x · Wᵀ` for an NF4 weight. The default
-/// dequantizes with tensor ops and multiplies; the autodiff backend wraps
-/// it in one operation whose backward dequantizes again.
+/// The dense weight computed on the host in one pass over the codes:
+/// `table[code] · scale[block]`, no intermediate tensors.
+fn dequantize_on_host<B: Backend>(w: &Nf4Weight<B>) -> Vec<f32> {
+    let ints = |t: &Tensor<B, 1, Int>| -> Vec<i32> {
+        t.clone()
+            .into_data()
+            .convert::<i32>()
+            .to_vec()
+            .unwrap_or_default()
+    };
+    let floats = |t: &Tensor<B, 1>| -> Vec<f32> {
+        t.clone()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default()
+    };
+    let blocks = w.blocks();
+    let scales: Vec<f32> = match (&w.absmax, &w.absmax_codes, &w.absmax_scales) {
+        (Some(a), _, _) => floats(a),
+        (None, Some(codes), Some(second)) => {
+            let dynamic = dynamic_code();
+            let second = floats(second);
+            let offset = w.offset as f32;
+            ints(codes)
+                .iter()
+                .flat_map(|word| word.to_be_bytes())
+                .take(blocks)
+                .enumerate()
+                .map(|(i, c)| dynamic[c as usize] * second[i / 256] + offset)
+                .collect()
+        }
+        _ => unreachable!("an NF4 weight has f32 or double-quantized scales"),
+    };
+    let code = nf4_code();
+    let n = w.out * w.inp;
+    let mut out = Vec::with_capacity(n);
+    for (k, word) in ints(&w.codes).iter().enumerate() {
+        let word = *word as u32;
+        for j in 0..8 {
+            let i = k * 8 + j;
+            if i == n {
+                return out;
+            }
+            let q = (word >> (28 - 4 * j)) & 15;
+            out.push(code[q as usize] * scales[i / w.block]);
+        }
+    }
+    out
+}
+
+/// Backends the engine runs on: the dense weight of an NF4 one, and
+/// `x · Wᵀ` with it. The defaults use Burn tensor ops on the device; the
+/// CPU backend dequantizes in one pass on the host; the autodiff backend
+/// wraps the product in one operation whose backward dequantizes again.
 pub trait QuantBackend: Backend {
+    fn nf4_dequantize(w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
+        w.dequantize()
+    }
+
     fn nf4_matmul(x: Tensor<Self, 2>, w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
-        x.matmul(w.dequantize().transpose())
+        x.matmul(Self::nf4_dequantize(w).transpose())
     }
 }
 
-impl QuantBackend for burn::backend::Flex {}
+impl QuantBackend for burn::backend::Flex {
+    fn nf4_dequantize(w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
+        Tensor::from_data(
+            TensorData::new(dequantize_on_host(w), [w.out, w.inp]),
+            &w.codes.device(),
+        )
+    }
+}
 
 #[cfg(feature = "cuda")]
 impl QuantBackend for burn::backend::Cuda {}
@@ -231,7 +296,7 @@ impl<B: QuantBackend> Backward<B, 1> for Nf4MatmulBackward {
         let w = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |grad| {
             Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(grad))
-                .matmul(w.dequantize())
+                .matmul(B::nf4_dequantize(&w))
                 .into_primitive()
                 .tensor()
         });
@@ -239,6 +304,10 @@ impl<B: QuantBackend> Backward<B, 1> for Nf4MatmulBackward {
 }
 
 impl<B: QuantBackend, C: CheckpointStrategy> QuantBackend for Autodiff<B, C> {
+    fn nf4_dequantize(w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
+        Tensor::from_inner(B::nf4_dequantize(&w.valid()))
+    }
+
     fn nf4_matmul(x: Tensor<Self, 2>, w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
         let inner = w.valid();
         let x = x.into_primitive().tensor();
@@ -288,14 +357,23 @@ mod tests {
             let q = quantize(&x, block, double);
             let want = q.dequantize();
             let w = Nf4Weight::<B>::from_nf4(&q, out, inp, &device);
-            let got: Vec<f32> = w.dequantize().into_data().to_vec().unwrap_or_default();
-            assert_eq!(got.len(), want.len());
-            let diff = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(diff <= 1e-7, "{out}×{inp} block {block}: max |Δ| {diff}");
+            for (path, t) in [
+                ("tensor ops", w.dequantize()),
+                ("host", B::nf4_dequantize(&w)),
+            ] {
+                assert_eq!(t.dims(), [out, inp]);
+                let got: Vec<f32> = t.into_data().to_vec().unwrap_or_default();
+                assert_eq!(got.len(), want.len());
+                let diff = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    diff <= 1e-7,
+                    "{path}, {out}×{inp} block {block}: max |Δ| {diff}"
+                );
+            }
         }
     }
 
