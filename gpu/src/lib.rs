@@ -12,6 +12,8 @@ pub mod estimate;
 pub mod evaluate;
 pub mod export;
 pub mod generate;
+#[cfg(any(feature = "cuda", feature = "kernel-wgpu"))]
+pub mod kernel;
 pub mod model;
 pub mod nf4;
 mod nf4_tables;

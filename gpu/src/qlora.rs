@@ -278,8 +278,30 @@ impl QuantBackend for burn::backend::Flex {
     }
 }
 
+/// On CUDA the fused CubeCL kernel (`kernel.rs`) dequantizes in one pass
+/// on the device. (Compiled in CI; run only where a GPU is lent.)
 #[cfg(feature = "cuda")]
-impl QuantBackend for burn::backend::Cuda {}
+impl QuantBackend for burn::backend::Cuda {
+    fn nf4_dequantize(w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
+        use crate::kernel::{dequantize_on_device, DeviceScales};
+        let float = |t: &Tensor<Self, 1>| t.clone().into_primitive().tensor();
+        let scales = match (&w.absmax, &w.absmax_codes, &w.absmax_scales) {
+            (Some(a), _, _) => DeviceScales::F32(float(a)),
+            (None, Some(codes), Some(scales)) => DeviceScales::Double {
+                codes: codes.clone().into_primitive(),
+                scales: float(scales),
+                offset: w.offset as f32,
+            },
+            _ => unreachable!("an NF4 weight has f32 or double-quantized scales"),
+        };
+        Tensor::from_primitive(TensorPrimitive::Float(dequantize_on_device(
+            w.codes.clone().into_primitive(),
+            scales,
+            [w.out, w.inp],
+            w.block,
+        )))
+    }
+}
 
 /// An autodiff backend over a [`QuantBackend`]: what the trainer needs.
 pub trait TrainBackend: QuantBackend + AutodiffBackend<InnerBackend: QuantBackend> {}
