@@ -755,8 +755,11 @@ mod tests {
         let bad = TrainConfig::parse("target_modules = [\"attn\"]\n", false).unwrap_err();
         assert!(bad.to_string().contains("attn"));
         assert!(TrainConfig::parse("per_device_train_batch_size = 0\n", false).is_err());
-        let q = TrainConfig::parse("method = \"qlora\"\nbnb_4bit_use_double_quant = false\n", false)
-            .unwrap();
+        let q = TrainConfig::parse(
+            "method = \"qlora\"\nbnb_4bit_use_double_quant = false\n",
+            false,
+        )
+        .unwrap();
         assert_eq!(
             q.quant(),
             Some(crate::qlora::QuantConfig {
@@ -765,8 +768,8 @@ mod tests {
             })
         );
         assert_eq!(TrainConfig::default().quant(), None);
-        let zero = TrainConfig::parse("method = \"qlora\"\nbnb_4bit_block_size = 0\n", false)
-            .unwrap_err();
+        let zero =
+            TrainConfig::parse("method = \"qlora\"\nbnb_4bit_block_size = 0\n", false).unwrap_err();
         assert!(zero.to_string().contains("bnb_4bit_block_size"), "{zero}");
     }
 
