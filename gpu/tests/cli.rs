@@ -264,6 +264,29 @@ fn qlora_trains_evaluates_on_nf4_exports_and_estimates() {
         (last["event"].as_str(), last["step"].as_u64()),
         (Some("finished"), Some(4))
     );
+    // The same command again: the last checkpoint (adapter + optimizer over
+    // the NF4 base) loads and the run is already complete.
+    let again = bin()
+        .args(["train", "--model", demo().to_str().unwrap(), "--train"])
+        .arg(&train)
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let again = crate::events(&String::from_utf8_lossy(&again.stdout));
+    assert!(
+        again
+            .iter()
+            .any(|e| e["event"] == "resumed" && e["step"] == 4),
+        "{again:?}"
+    );
     let adapter = out.join("adapter");
     let peft: serde_json::Value =
         serde_json::from_slice(&std::fs::read(adapter.join("adapter_config.json")).unwrap())

@@ -236,3 +236,18 @@ fn merging_dequantizes_and_keeps_the_logits_and_the_adapter_export_is_loras() {
     let d = max_diff(&adapted, &values(reloaded.forward(ids)));
     assert!(d <= 1e-5, "saved merged vs adapted: max |Δ| {d}");
 }
+
+#[test]
+fn a_sharded_bf16_checkpoint_quantizes_as_it_is_read() {
+    let device = Default::default();
+    let name = "llama-bf16-sharded";
+    let q: Model<Flex> = load(name, Some(QuantConfig::default()), &device);
+    assert!(q
+        .layers
+        .iter()
+        .all(|l| Target::ALL.iter().all(|t| l.linear(*t).nf4.is_some())));
+    let dense: Model<Flex> = load(name, None, &device);
+    let ids = ids::<Flex>(name, &device);
+    let d = max_diff(&values(q.forward(ids.clone())), &values(dense.forward(ids)));
+    assert!(d > 0.0 && d < 0.5, "NF4 vs bf16 logits: max |Δ| {d}");
+}
