@@ -141,7 +141,6 @@ pub fn dequantize<R: Runtime>(client: &ComputeClient<R>, q: &Nf4) -> Vec<f32> {
 /// The kernel on a Burn CubeCL backend's own buffers (the CUDA backend):
 /// the weight's codes and scales as they sit on the device in, a dense
 /// `[out, in]` f32 tensor out — nothing crosses to the host.
-#[cfg(feature = "cuda")]
 pub fn dequantize_on_device<R: burn_cubecl::CubeRuntime>(
     codes: burn_cubecl::tensor::CubeTensor<R>,
     scales: DeviceScales<R>,
@@ -217,7 +216,6 @@ pub fn dequantize_on_device<R: burn_cubecl::CubeRuntime>(
 
 /// Block scales of a weight on a CubeCL device (built per call and moved
 /// into the kernel launch, so the variants' sizes do not matter).
-#[cfg(feature = "cuda")]
 #[allow(clippy::large_enum_variant)]
 pub enum DeviceScales<R: burn_cubecl::CubeRuntime> {
     F32(burn_cubecl::tensor::CubeTensor<R>),

@@ -278,10 +278,12 @@ impl QuantBackend for burn::backend::Flex {
     }
 }
 
-/// On CUDA the fused CubeCL kernel (`kernel.rs`) dequantizes in one pass
-/// on the device. (Compiled in CI; run only where a GPU is lent.)
-#[cfg(feature = "cuda")]
-impl QuantBackend for burn::backend::Cuda {
+/// On Burn's CubeCL backends in f32 — CUDA, and wgpu for the tests — the
+/// fused CubeCL kernel (`kernel.rs`) dequantizes in one pass on the device.
+#[cfg(any(feature = "cuda", feature = "kernel-wgpu"))]
+impl<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement> QuantBackend
+    for burn_cubecl::CubeBackend<R, f32, i32, BT>
+{
     fn nf4_dequantize(w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
         use crate::kernel::{dequantize_on_device, DeviceScales};
         let float = |t: &Tensor<Self, 1>| t.clone().into_primitive().tensor();

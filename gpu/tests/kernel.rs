@@ -47,3 +47,97 @@ fn the_kernel_equals_the_cpu_dequantizer() {
         );
     }
 }
+
+/// QLoRA on Burn's wgpu backend — the kernel on Burn's own buffers, the
+/// path the CUDA backend takes — gives the CPU engine's logits, loss and
+/// adapter gradients.
+#[test]
+fn qlora_on_burns_cubecl_backend_matches_the_cpu() {
+    use burn::backend::{Autodiff, Flex, Wgpu};
+    use burn::tensor::{Int, Tensor, TensorData};
+    use hone_gpu::model::{causal_lm_loss, fixed_adapter_values, LoraConfig, Model, Target};
+    use hone_gpu::qlora::{QuantBackend, QuantConfig, TrainBackend};
+    use hone_gpu::safetensors::Weights;
+    use hone_gpu::ModelConfig;
+    use std::path::Path;
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2");
+    let config =
+        ModelConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let lora = LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: Target::ALL.to_vec(),
+        rslora: false,
+        seed: 1,
+    };
+    // Block 48: every weight ends in a partial block.
+    let quant = QuantConfig {
+        block: 48,
+        double: true,
+    };
+    fn loss<B: QuantBackend>(
+        config: &ModelConfig,
+        dir: &Path,
+        lora: &LoraConfig,
+        quant: QuantConfig,
+    ) -> (Model<B>, Tensor<B, 1>) {
+        let device = Default::default();
+        let model: Model<B> = fixed_adapter_values(
+            Model::load_quantized(config, &Weights::open(dir).unwrap(), Some(quant), &device)
+                .unwrap()
+                .with_lora(lora, &device),
+            &device,
+        );
+        let r = Weights::open_file(&dir.join("reference.safetensors")).unwrap();
+        let (ids, shape) = r.read_i64("input_ids").unwrap();
+        let ids: Tensor<B, 2, Int> =
+            Tensor::from_data(TensorData::new(ids, [shape[0], shape[1]]), &device);
+        let mask = Tensor::<B, 2>::ones(ids.dims(), &device);
+        let loss = causal_lm_loss(model.forward(ids.clone()), ids, mask);
+        (model, loss)
+    }
+    fn scalar<B: QuantBackend>(t: Tensor<B, 1>) -> f32 {
+        t.into_data().convert::<f32>().to_vec::<f32>().unwrap()[0]
+    }
+    /// The loss and the gradient of each adapter's `B`, in layer and
+    /// target order.
+    fn run<B: TrainBackend>(
+        config: &ModelConfig,
+        dir: &Path,
+        lora: &LoraConfig,
+        quant: QuantConfig,
+    ) -> (f32, Vec<Vec<f32>>) {
+        let (model, loss) = loss::<B>(config, dir, lora, quant);
+        let value = scalar(loss.clone());
+        let grads = loss.backward();
+        let mut out = Vec::new();
+        for layer in &model.layers {
+            for t in Target::ALL {
+                let b = &layer.linear(t).lora.as_ref().unwrap().b;
+                let g = b.val().grad(&grads).unwrap();
+                out.push(g.into_data().convert::<f32>().to_vec().unwrap());
+            }
+        }
+        (value, out)
+    }
+    let (cpu, cpu_grads) = run::<Autodiff<Flex>>(&config, &dir, &lora, quant);
+    let (gpu, gpu_grads) = run::<Autodiff<Wgpu>>(&config, &dir, &lora, quant);
+    assert!((cpu - gpu).abs() <= 1e-4, "loss: CPU {cpu}, wgpu {gpu}");
+    assert_eq!(cpu_grads.len(), 2 * 7);
+    for (i, (a, b)) in cpu_grads.iter().zip(&gpu_grads).enumerate() {
+        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            scale > 0.0 && diff <= 1e-3 * scale,
+            "adapter {i}: |Δ| {diff}, scale {scale}"
+        );
+    }
+    let plain = scalar(loss::<Wgpu>(&config, &dir, &lora, quant).1);
+    assert!((plain - gpu).abs() <= 1e-5, "{plain} vs {gpu}");
+}
