@@ -10,7 +10,7 @@
 //! The only `unsafe` in the workspace (denied elsewhere): CubeCL's
 //! `ArrayArg::from_raw_parts` trusts the length given with a handle.
 
-use crate::nf4::{dynamic_code, nf4_code, Absmax, Nf4};
+use crate::nf4::{be_words, dynamic_code, nf4_code, Absmax, Nf4};
 use cubecl::prelude::*;
 
 /// Threads per cube.
@@ -54,18 +54,6 @@ fn dequantize_single(
     }
 }
 
-/// Big-endian 32-bit words of `bytes`, padded with `fill`.
-fn words(bytes: &[u8], fill: u8) -> Vec<u32> {
-    bytes
-        .chunks(4)
-        .map(|c| {
-            let mut w = [fill; 4];
-            w[..c.len()].copy_from_slice(c);
-            u32::from_be_bytes(w)
-        })
-        .collect()
-}
-
 /// Enough cubes of [`CUBE`] threads for `n` values, spread over two
 /// dimensions past CUDA's 65 535 per dimension.
 fn cube_count(n: usize) -> CubeCount {
@@ -78,7 +66,7 @@ fn cube_count(n: usize) -> CubeCount {
 /// host (for tests and export; training keeps them on the device).
 pub fn dequantize<R: Runtime>(client: &ComputeClient<R>, q: &Nf4) -> Vec<f32> {
     let n = q.len;
-    let codes = words(&q.packed, 0x77);
+    let codes = be_words(&q.packed, 0x77);
     let codes_h = client.create_from_slice(u32::as_bytes(&codes));
     let table = nf4_code();
     let table_h = client.create_from_slice(f32::as_bytes(&table));
@@ -90,7 +78,7 @@ pub fn dequantize<R: Runtime>(client: &ComputeClient<R>, q: &Nf4) -> Vec<f32> {
             scales,
             offset,
         } => {
-            let sc = words(scale_codes, 0);
+            let sc = be_words(scale_codes, 0);
             let sc_h = client.create_from_slice(u32::as_bytes(&sc));
             let s_h = client.create_from_slice(f32::as_bytes(scales));
             let dynamic = dynamic_code();

@@ -133,6 +133,19 @@ pub fn quantize(x: &[f32], block: usize, double: bool) -> Nf4 {
     }
 }
 
+/// Big-endian 32-bit words of `bytes` (the first byte in the top bits),
+/// the last padded with `fill`: how the device layouts hold packed codes.
+pub fn be_words(bytes: &[u8], fill: u8) -> Vec<u32> {
+    bytes
+        .chunks(4)
+        .map(|c| {
+            let mut w = [fill; 4];
+            w[..c.len()].copy_from_slice(c);
+            u32::from_be_bytes(w)
+        })
+        .collect()
+}
+
 impl Nf4 {
     /// The block scales as f32.
     pub fn scales(&self) -> Vec<f32> {

@@ -16,7 +16,7 @@
 //! keeps the quantized weight, not the dense one. Gradients reach the
 //! input (and through it the adapters of earlier layers), never the base.
 
-use crate::nf4::{dynamic_code, nf4_code, quantize, Absmax, Nf4};
+use crate::nf4::{be_words, dynamic_code, nf4_code, quantize, Absmax, Nf4};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -58,15 +58,11 @@ pub struct Nf4Weight<B: Backend> {
     pub block: usize,
 }
 
-/// Big-endian words of `bytes`, padded with `fill` to whole words.
+/// [`be_words`] as the i32 elements Burn's integer tensors hold.
 fn words(bytes: &[u8], fill: u8) -> Vec<i32> {
-    bytes
-        .chunks(4)
-        .map(|c| {
-            let mut w = [fill; 4];
-            w[..c.len()].copy_from_slice(c);
-            i32::from_be_bytes(w)
-        })
+    be_words(bytes, fill)
+        .into_iter()
+        .map(|w| i32::from_ne_bytes(w.to_ne_bytes()))
         .collect()
 }
 
