@@ -241,46 +241,36 @@ fn qlora_trains_evaluates_on_nf4_exports_and_estimates() {
     )
     .unwrap();
     let out = tmp.path().join("run");
-    let run = bin()
-        .args(["train", "--model", demo().to_str().unwrap(), "--train"])
-        .arg(&train)
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let events = events(&String::from_utf8_lossy(&run.stdout));
-    let started = events.iter().find(|e| e["event"] == "started").unwrap();
+    // Trains (or resumes) and returns the events.
+    let train_run = || -> Vec<serde_json::Value> {
+        let run = bin()
+            .args(["train", "--model", demo().to_str().unwrap(), "--train"])
+            .arg(&train)
+            .arg("--config")
+            .arg(&config)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        events(&String::from_utf8_lossy(&run.stdout))
+    };
+    let first = train_run();
+    let started = first.iter().find(|e| e["event"] == "started").unwrap();
     // r = 4 on q_proj (64→64) and down_proj (192→64) of 2 layers.
     assert_eq!(started["trainable_params"], 2 * (4 * 128 + 4 * 256));
-    let last = events.last().unwrap();
+    let last = first.last().unwrap();
     assert_eq!(
         (last["event"].as_str(), last["step"].as_u64()),
         (Some("finished"), Some(4))
     );
     // The same command again: the last checkpoint (adapter + optimizer over
     // the NF4 base) loads and the run is already complete.
-    let again = bin()
-        .args(["train", "--model", demo().to_str().unwrap(), "--train"])
-        .arg(&train)
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
-    let again = crate::events(&String::from_utf8_lossy(&again.stdout));
+    let again = train_run();
     assert!(
         again
             .iter()
