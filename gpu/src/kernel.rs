@@ -12,6 +12,7 @@
 
 use crate::nf4::{be_words, dynamic_code, nf4_code, Absmax, Nf4};
 use cubecl::prelude::*;
+use cubecl::server::Handle;
 
 /// Threads per cube.
 const CUBE: u32 = 256;
@@ -62,68 +63,100 @@ fn cube_count(n: usize) -> CubeCount {
     CubeCount::Static(x, cubes.div_ceil(x), 1)
 }
 
-/// Dequantizes `q` on the runtime's device; the values come back to the
-/// host (for tests and export; training keeps them on the device).
-pub fn dequantize<R: Runtime>(client: &ComputeClient<R>, q: &Nf4) -> Vec<f32> {
-    let n = q.len;
-    let codes = be_words(&q.packed, 0x77);
-    let codes_h = client.create_from_slice(u32::as_bytes(&codes));
-    let table = nf4_code();
-    let table_h = client.create_from_slice(f32::as_bytes(&table));
-    let out_h = client.empty(n.max(1) * core::mem::size_of::<f32>());
-    let dim = CubeDim::new_1d(CUBE);
-    match &q.absmax {
-        Absmax::Double {
+/// A device buffer of 32-bit elements and how many it holds.
+type Buffer = (Handle, usize);
+
+/// The block scales as device buffers.
+enum Scales {
+    F32(Buffer),
+    Double {
+        codes: Buffer,
+        scales: Buffer,
+        offset: f32,
+    },
+}
+
+/// Runs the kernel over `n` values; returns the buffer of `n` f32 values.
+/// Every length given must be its buffer's element count.
+fn launch<R: Runtime>(
+    client: &ComputeClient<R>,
+    codes: Buffer,
+    scales: Scales,
+    n: usize,
+    block: usize,
+) -> Handle {
+    let table = client.create_from_slice(f32::as_bytes(&nf4_code()));
+    let out = client.empty(n.max(1) * core::mem::size_of::<f32>());
+    let (count, dim) = (cube_count(n), CubeDim::new_1d(CUBE));
+    match scales {
+        Scales::Double {
             codes: scale_codes,
             scales,
             offset,
         } => {
-            let sc = be_words(scale_codes, 0);
-            let sc_h = client.create_from_slice(u32::as_bytes(&sc));
-            let s_h = client.create_from_slice(f32::as_bytes(scales));
-            let dynamic = dynamic_code();
-            let d_h = client.create_from_slice(f32::as_bytes(&dynamic));
-            // SAFETY: each handle was created just above from a slice of
-            // exactly the length given with it.
+            let dynamic = client.create_from_slice(f32::as_bytes(&dynamic_code()));
+            // SAFETY: each length is its buffer's element count (callers'
+            // contract) or the table's size.
             #[allow(unsafe_code)]
             unsafe {
                 dequantize_double::launch::<R>(
                     client,
-                    cube_count(n),
+                    count,
                     dim,
-                    ArrayArg::from_raw_parts(codes_h, codes.len()),
-                    ArrayArg::from_raw_parts(sc_h, sc.len()),
-                    ArrayArg::from_raw_parts(s_h, scales.len()),
-                    ArrayArg::from_raw_parts(table_h, 16),
-                    ArrayArg::from_raw_parts(d_h, 256),
-                    ArrayArg::from_raw_parts(out_h.clone(), n),
+                    ArrayArg::from_raw_parts(codes.0, codes.1),
+                    ArrayArg::from_raw_parts(scale_codes.0, scale_codes.1),
+                    ArrayArg::from_raw_parts(scales.0, scales.1),
+                    ArrayArg::from_raw_parts(table, 16),
+                    ArrayArg::from_raw_parts(dynamic, 256),
+                    ArrayArg::from_raw_parts(out.clone(), n),
                     n,
-                    q.block,
-                    *offset,
+                    block,
+                    offset,
                 )
             }
         }
-        Absmax::F32(absmax) => {
-            let a_h = client.create_from_slice(f32::as_bytes(absmax));
+        Scales::F32(absmax) => {
             // SAFETY: as above.
             #[allow(unsafe_code)]
             unsafe {
                 dequantize_single::launch::<R>(
                     client,
-                    cube_count(n),
+                    count,
                     dim,
-                    ArrayArg::from_raw_parts(codes_h, codes.len()),
-                    ArrayArg::from_raw_parts(a_h, absmax.len()),
-                    ArrayArg::from_raw_parts(table_h, 16),
-                    ArrayArg::from_raw_parts(out_h.clone(), n),
+                    ArrayArg::from_raw_parts(codes.0, codes.1),
+                    ArrayArg::from_raw_parts(absmax.0, absmax.1),
+                    ArrayArg::from_raw_parts(table, 16),
+                    ArrayArg::from_raw_parts(out.clone(), n),
                     n,
-                    q.block,
+                    block,
                 )
             }
         }
     }
-    let bytes = client.read_one_unchecked(out_h);
-    f32::from_bytes(&bytes)[..n].to_vec()
+    out
+}
+
+/// Dequantizes `q` on the runtime's device; the values come back to the
+/// host (for tests and export; training keeps them on the device).
+pub fn dequantize<R: Runtime>(client: &ComputeClient<R>, q: &Nf4) -> Vec<f32> {
+    let upload_u32 = |v: &[u32]| (client.create_from_slice(u32::as_bytes(v)), v.len());
+    let upload_f32 = |v: &[f32]| (client.create_from_slice(f32::as_bytes(v)), v.len());
+    let scales = match &q.absmax {
+        Absmax::Double {
+            codes,
+            scales,
+            offset,
+        } => Scales::Double {
+            codes: upload_u32(&be_words(codes, 0)),
+            scales: upload_f32(scales),
+            offset: *offset,
+        },
+        Absmax::F32(absmax) => Scales::F32(upload_f32(absmax)),
+    };
+    let codes = upload_u32(&be_words(&q.packed, 0x77));
+    let out = launch(client, codes, scales, q.len, q.block);
+    let bytes = client.read_one_unchecked(out);
+    f32::from_bytes(&bytes)[..q.len].to_vec()
 }
 
 /// The kernel on a Burn CubeCL backend's own buffers (the CUDA backend):
@@ -135,69 +168,31 @@ pub fn dequantize_on_device<R: burn_cubecl::CubeRuntime>(
     shape: [usize; 2],
     block: usize,
 ) -> burn_cubecl::tensor::CubeTensor<R> {
-    use burn_cubecl::kernel::into_contiguous;
-    let n = shape[0] * shape[1];
-    let codes = into_contiguous(codes);
-    let client = codes.client.clone();
-    let device = codes.device.clone();
-    let words = codes.meta.num_elements();
-    let table_h = client.create_from_slice(f32::as_bytes(&nf4_code()));
-    let out_h = client.empty(n.max(1) * core::mem::size_of::<f32>());
-    let dim = CubeDim::new_1d(CUBE);
-    match scales {
+    // Contiguous tensors of 32-bit elements: the element count is the
+    // buffer's length.
+    let buffer = |t: burn_cubecl::tensor::CubeTensor<R>| {
+        let t = burn_cubecl::kernel::into_contiguous(t);
+        (t.handle.clone(), t.meta.num_elements())
+    };
+    let scales = match scales {
         DeviceScales::Double {
-            codes: scale_codes,
+            codes,
             scales,
             offset,
-        } => {
-            let (sc, s) = (into_contiguous(scale_codes), into_contiguous(scales));
-            let (sc_len, s_len) = (sc.meta.num_elements(), s.meta.num_elements());
-            let d_h = client.create_from_slice(f32::as_bytes(&dynamic_code()));
-            // SAFETY: each length is its contiguous tensor's element count
-            // (32-bit elements throughout) or the table's size.
-            #[allow(unsafe_code)]
-            unsafe {
-                dequantize_double::launch::<R>(
-                    &client,
-                    cube_count(n),
-                    dim,
-                    ArrayArg::from_raw_parts(codes.handle.clone(), words),
-                    ArrayArg::from_raw_parts(sc.handle.clone(), sc_len),
-                    ArrayArg::from_raw_parts(s.handle.clone(), s_len),
-                    ArrayArg::from_raw_parts(table_h, 16),
-                    ArrayArg::from_raw_parts(d_h, 256),
-                    ArrayArg::from_raw_parts(out_h.clone(), n),
-                    n,
-                    block,
-                    offset,
-                )
-            }
-        }
-        DeviceScales::F32(absmax) => {
-            let a = into_contiguous(absmax);
-            let a_len = a.meta.num_elements();
-            // SAFETY: as above.
-            #[allow(unsafe_code)]
-            unsafe {
-                dequantize_single::launch::<R>(
-                    &client,
-                    cube_count(n),
-                    dim,
-                    ArrayArg::from_raw_parts(codes.handle.clone(), words),
-                    ArrayArg::from_raw_parts(a.handle.clone(), a_len),
-                    ArrayArg::from_raw_parts(table_h, 16),
-                    ArrayArg::from_raw_parts(out_h.clone(), n),
-                    n,
-                    block,
-                )
-            }
-        }
-    }
+        } => Scales::Double {
+            codes: buffer(codes),
+            scales: buffer(scales),
+            offset,
+        },
+        DeviceScales::F32(absmax) => Scales::F32(buffer(absmax)),
+    };
+    let (client, device) = (codes.client.clone(), codes.device.clone());
+    let out = launch(&client, buffer(codes), scales, shape[0] * shape[1], block);
     burn_cubecl::tensor::CubeTensor::new_contiguous(
         client,
         device,
         shape.into(),
-        out_h,
+        out,
         burn::tensor::DType::F32,
     )
 }
