@@ -2,7 +2,9 @@
 //! weights (f32, or NF4 for QLoRA), the trainable parameters with their
 //! gradients and AdamW's two moments, and the activations the autodiff
 //! graph keeps for one step of `per_device_train_batch_size` sequences of
-//! `max_seq_length` tokens. For the CPU engine (f32); it is what a
+//! `max_seq_length` tokens. Measured on the CPU engine (f32); with bf16
+//! products (`bf16`) a frozen base is held in bf16, two bytes a value
+//! (not yet checked against a GPU's measured peak). It is what a
 //! scheduler checks against a machine before queueing a job.
 //!
 //! The activation terms count the tensors this engine's graph holds per
@@ -51,7 +53,14 @@ fn nf4_bytes(values: u64, block: u64, double: bool) -> u64 {
     codes + scales
 }
 
-pub fn estimate(model: &ModelConfig, train: &TrainConfig) -> Result<Estimate, TrainError> {
+/// `bf16`: the run's matrix products are in bf16 (see
+/// [`TrainConfig::bf16_compute`]), so its frozen dense weights are held in
+/// bf16.
+pub fn estimate(
+    model: &ModelConfig,
+    train: &TrainConfig,
+    bf16: bool,
+) -> Result<Estimate, TrainError> {
     let h = model.hidden_size as u64;
     let i = model.intermediate_size as u64;
     let v = model.vocab_size as u64;
@@ -98,18 +107,26 @@ pub fn estimate(model: &ModelConfig, train: &TrainConfig) -> Result<Estimate, Tr
         (parameters, 0)
     };
     let quant = train.quant();
+    // Bytes per frozen dense value (norms and biases stay f32: few).
+    let frozen = if bf16 && train.method.adapters() {
+        2
+    } else {
+        4
+    };
+    let dense_bytes = frozen * embeddings + 4 * (norms + biases);
     let base_bytes = match quant {
         Some(q) => {
             let per: u64 = shapes
                 .iter()
                 .map(|(o, n)| nf4_bytes(o * n, q.block as u64, q.double))
                 .sum();
-            per * layers + 4 * dense
+            per * layers + dense_bytes
         }
+        None if train.method.adapters() => frozen * projections + dense_bytes,
         None => 4 * parameters,
     };
     let nf4_bytes_per_parameter =
-        quant.map(|_| (base_bytes - 4 * dense) as f64 / projections as f64);
+        quant.map(|_| (base_bytes - dense_bytes) as f64 / projections as f64);
     // Weights (counted in base for full fine-tuning), gradient, two
     // moments; accumulation keeps a second gradient.
     let copies = if train.gradient_accumulation_steps > 1 {
@@ -164,7 +181,8 @@ mod tests {
 
     #[test]
     fn parameters_match_the_demo_checkpoint_and_qlora_is_smaller() {
-        let lora = estimate(&demo(), &TrainConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let lora =
+            estimate(&demo(), &TrainConfig::default(), false).unwrap_or_else(|e| panic!("{e}"));
         // make_demo_model writes 131 392 parameters.
         assert_eq!(lora.parameters, 131_392);
         assert_eq!(lora.base_bytes, 4 * 131_392);
@@ -174,6 +192,7 @@ mod tests {
                 method: Method::Qlora,
                 ..TrainConfig::default()
             },
+            false,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(qlora.trainable_parameters, lora.trainable_parameters);
@@ -186,9 +205,17 @@ mod tests {
                 method: Method::Full,
                 ..TrainConfig::default()
             },
+            true,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(full.trainable_parameters, full.parameters);
         assert!(full.trainable_bytes > lora.trainable_bytes);
+        // Full fine-tuning keeps f32 master weights in bf16 too; a frozen
+        // LoRA base halves.
+        assert_eq!(full.base_bytes, 4 * 131_392);
+        let half =
+            estimate(&demo(), &TrainConfig::default(), true).unwrap_or_else(|e| panic!("{e}"));
+        // 2 bytes a value, but the (2·layers + 1)·hidden norm weights stay f32.
+        assert_eq!(half.base_bytes, 2 * 131_392 + 2 * (2 * 2 + 1) * 64);
     }
 }

@@ -18,13 +18,13 @@ use cubecl::server::Handle;
 const CUBE: u32 = 256;
 
 #[cube(launch)]
-fn dequantize_double(
+fn dequantize_double<F: Float>(
     codes: &Array<u32>,
     absmax_codes: &Array<u32>,
     absmax_scales: &Array<f32>,
     nf4: &Array<f32>,
     dynamic: &Array<f32>,
-    out: &mut Array<f32>,
+    out: &mut Array<F>,
     n: usize,
     block: usize,
     offset: f32,
@@ -35,23 +35,23 @@ fn dequantize_double(
         let b = i / block;
         let c = (absmax_codes[b / 4] >> u32::cast_from(24 - 8 * (b % 4))) & 255;
         let scale = dynamic[usize::cast_from(c)] * absmax_scales[b / 256] + offset;
-        out[i] = nf4[usize::cast_from(q)] * scale;
+        out[i] = F::cast_from(nf4[usize::cast_from(q)] * scale);
     }
 }
 
 #[cube(launch)]
-fn dequantize_single(
+fn dequantize_single<F: Float>(
     codes: &Array<u32>,
     absmax: &Array<f32>,
     nf4: &Array<f32>,
-    out: &mut Array<f32>,
+    out: &mut Array<F>,
     n: usize,
     block: usize,
 ) {
     let i = ABSOLUTE_POS;
     if i < n {
         let q = (codes[i / 8] >> u32::cast_from(28 - 4 * (i % 8))) & 15;
-        out[i] = nf4[usize::cast_from(q)] * absmax[i / block];
+        out[i] = F::cast_from(nf4[usize::cast_from(q)] * absmax[i / block]);
     }
 }
 
@@ -76,9 +76,10 @@ enum Scales {
     },
 }
 
-/// Runs the kernel over `n` values; returns the buffer of `n` f32 values.
-/// Every length given must be its buffer's element count.
-fn launch<R: Runtime>(
+/// Runs the kernel over `n` values; returns the buffer of `n` values of
+/// `F` (computed in f32, rounded once at the end). Every length given must
+/// be its buffer's element count.
+fn launch<R: Runtime, F: Float + CubeElement>(
     client: &ComputeClient<R>,
     codes: Buffer,
     scales: Scales,
@@ -86,7 +87,7 @@ fn launch<R: Runtime>(
     block: usize,
 ) -> Handle {
     let table = client.create_from_slice(f32::as_bytes(&nf4_code()));
-    let out = client.empty(n.max(1) * core::mem::size_of::<f32>());
+    let out = client.empty(n.max(1) * core::mem::size_of::<F>());
     let (count, dim) = (cube_count(n), CubeDim::new_1d(CUBE));
     match scales {
         Scales::Double {
@@ -99,7 +100,7 @@ fn launch<R: Runtime>(
             // contract) or the table's size.
             #[allow(unsafe_code)]
             unsafe {
-                dequantize_double::launch::<R>(
+                dequantize_double::launch::<F, R>(
                     client,
                     count,
                     dim,
@@ -119,7 +120,7 @@ fn launch<R: Runtime>(
             // SAFETY: as above.
             #[allow(unsafe_code)]
             unsafe {
-                dequantize_single::launch::<R>(
+                dequantize_single::launch::<F, R>(
                     client,
                     count,
                     dim,
@@ -136,9 +137,13 @@ fn launch<R: Runtime>(
     out
 }
 
-/// Dequantizes `q` on the runtime's device; the values come back to the
-/// host (for tests and export; training keeps them on the device).
-pub fn dequantize<R: Runtime>(client: &ComputeClient<R>, q: &Nf4) -> Vec<f32> {
+/// Dequantizes `q` on the runtime's device into values of `F` (f32, or
+/// bf16/f16 as the compute dtype); the values come back to the host (for
+/// tests and export; training keeps them on the device).
+pub fn dequantize<R: Runtime, F: Float + CubeElement>(
+    client: &ComputeClient<R>,
+    q: &Nf4,
+) -> Vec<F> {
     let upload_u32 = |v: &[u32]| (client.create_from_slice(u32::as_bytes(v)), v.len());
     let upload_f32 = |v: &[f32]| (client.create_from_slice(f32::as_bytes(v)), v.len());
     let scales = match &q.absmax {
@@ -154,20 +159,23 @@ pub fn dequantize<R: Runtime>(client: &ComputeClient<R>, q: &Nf4) -> Vec<f32> {
         Absmax::F32(absmax) => Scales::F32(upload_f32(absmax)),
     };
     let codes = upload_u32(&be_words(&q.packed, 0x77));
-    let out = launch(client, codes, scales, q.len, q.block);
+    let out = launch::<R, F>(client, codes, scales, q.len, q.block);
     let bytes = client.read_one_unchecked(out);
-    f32::from_bytes(&bytes)[..q.len].to_vec()
+    F::from_bytes(&bytes)[..q.len].to_vec()
 }
 
 /// The kernel on a Burn CubeCL backend's own buffers (the CUDA backend):
 /// the weight's codes and scales as they sit on the device in, a dense
-/// `[out, in]` f32 tensor out — nothing crosses to the host.
+/// `[out, in]` tensor of `dtype` out (f32, bf16 or f16; other dtypes get
+/// f32) — nothing crosses to the host.
 pub fn dequantize_on_device<R: burn_cubecl::CubeRuntime>(
     codes: burn_cubecl::tensor::CubeTensor<R>,
     scales: DeviceScales<R>,
     shape: [usize; 2],
     block: usize,
+    dtype: burn::tensor::FloatDType,
 ) -> burn_cubecl::tensor::CubeTensor<R> {
+    use burn::tensor::{bf16, f16, DType, FloatDType};
     // Contiguous tensors of 32-bit elements: the element count is the
     // buffer's length.
     let buffer = |t: burn_cubecl::tensor::CubeTensor<R>| {
@@ -187,14 +195,22 @@ pub fn dequantize_on_device<R: burn_cubecl::CubeRuntime>(
         DeviceScales::F32(absmax) => Scales::F32(buffer(absmax)),
     };
     let (client, device) = (codes.client.clone(), codes.device.clone());
-    let out = launch(&client, buffer(codes), scales, shape[0] * shape[1], block);
-    burn_cubecl::tensor::CubeTensor::new_contiguous(
-        client,
-        device,
-        shape.into(),
-        out,
-        burn::tensor::DType::F32,
-    )
+    let (codes, n) = (buffer(codes), shape[0] * shape[1]);
+    let (out, dtype) = match dtype {
+        FloatDType::BF16 => (
+            launch::<R, bf16>(&client, codes, scales, n, block),
+            DType::BF16,
+        ),
+        FloatDType::F16 => (
+            launch::<R, f16>(&client, codes, scales, n, block),
+            DType::F16,
+        ),
+        _ => (
+            launch::<R, f32>(&client, codes, scales, n, block),
+            DType::F32,
+        ),
+    };
+    burn_cubecl::tensor::CubeTensor::new_contiguous(client, device, shape.into(), out, dtype)
 }
 
 /// Block scales of a weight on a CubeCL device (built per call and moved

@@ -10,7 +10,7 @@ use crate::safetensors::{Weights, WeightsError};
 use burn::module::{Module, Param};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
 /// `y = x·Wᵀ (+ b)` with `W` as `[out, in]`, plus a LoRA adapter when
 /// one is attached. `W` is dense (`weight`) or, for QLoRA, frozen NF4
@@ -21,6 +21,24 @@ pub struct Linear<B: Backend> {
     pub nf4: Option<Nf4Weight<B>>,
     pub bias: Option<Param<Tensor<B, 1>>>,
     pub lora: Option<Lora<B>>,
+    /// `x·Wᵀ` in bf16 (see [`Model::with_bf16`]); bias and adapter in f32.
+    pub bf16: bool,
+}
+
+/// `a·b` in bf16 when `bf16` (both cast, the product cast back to f32),
+/// else in f32.
+pub fn product<B: Backend, const D: usize>(
+    a: Tensor<B, D>,
+    b: Tensor<B, D>,
+    bf16: bool,
+) -> Tensor<B, D> {
+    if bf16 {
+        a.cast(FloatDType::BF16)
+            .matmul(b.cast(FloatDType::BF16))
+            .cast(FloatDType::F32)
+    } else {
+        a.matmul(b)
+    }
 }
 
 /// A LoRA adapter, PEFT's layout: `A` is `[r, in]`, `B` is `[out, r]`.
@@ -44,6 +62,7 @@ impl<B: Backend> Linear<B> {
             nf4: None,
             bias,
             lora: None,
+            bf16: false,
         }
     }
 
@@ -58,11 +77,11 @@ impl<B: Backend> Linear<B> {
 }
 
 impl<B: QuantBackend> Linear<B> {
-    /// The weight as a dense `[out, in]` tensor (dequantized when NF4).
+    /// The weight as a dense f32 `[out, in]` tensor (dequantized when NF4).
     pub fn dense_weight(&self) -> Tensor<B, 2> {
         match (&self.weight, &self.nf4) {
-            (Some(w), _) => w.val(),
-            (None, Some(q)) => B::nf4_dequantize(q),
+            (Some(w), _) => w.val().cast(FloatDType::F32),
+            (None, Some(q)) => B::nf4_dequantize(q, FloatDType::F32),
             (None, None) => unreachable!("a linear layer has a dense or an NF4 weight"),
         }
     }
@@ -71,11 +90,7 @@ impl<B: QuantBackend> Linear<B> {
         let [b, s, d] = x.dims();
         let out = self.dims()[0];
         let x = x.reshape([b * s, d]);
-        let mut y = match (&self.weight, &self.nf4) {
-            (Some(w), _) => x.clone().matmul(w.val().transpose()),
-            (None, Some(q)) => B::nf4_matmul(x.clone(), q),
-            (None, None) => unreachable!("a linear layer has a dense or an NF4 weight"),
-        };
+        let mut y = self.base_product(x.clone());
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze_dim(0);
         }
@@ -91,6 +106,19 @@ impl<B: QuantBackend> Linear<B> {
                 .mul_scalar(l.scale);
         }
         y.reshape([b, s, out])
+    }
+
+    /// `x·Wᵀ` for `x` as `[tokens, in]`, in f32 or bf16 by `self.bf16`; the
+    /// result is f32 either way.
+    pub fn base_product(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        match (&self.weight, &self.nf4) {
+            (Some(w), _) => product(x, w.val().transpose(), self.bf16),
+            (None, Some(q)) if self.bf16 => {
+                B::nf4_matmul(x.cast(FloatDType::BF16), q).cast(FloatDType::F32)
+            }
+            (None, Some(q)) => B::nf4_matmul(x, q),
+            (None, None) => unreachable!("a linear layer has a dense or an NF4 weight"),
+        }
     }
 }
 
@@ -223,6 +251,9 @@ pub struct Model<B: Backend> {
     pub head_dim: usize,
     /// Rotary inverse frequencies, `head_dim / 2`.
     pub inv_freq: Vec<f32>,
+    /// Matrix products (projections, attention, head) in bf16; see
+    /// [`Model::with_bf16`].
+    pub bf16: bool,
 }
 
 /// A trainable parameter whose id is derived from its name, so a model
@@ -337,6 +368,47 @@ impl<B: QuantBackend> Model<B> {
         m
     }
 
+    /// Runs every matrix product in bf16 (`on`) — the projections, the
+    /// attention scores and values, the head — with f32 everywhere else:
+    /// embeddings, norms, softmax, residual sums, biases, LoRA adapters,
+    /// gradients of trainable weights and the optimiser's state (as
+    /// transformers' `bf16=True` with PEFT's f32 adapters). Frozen dense
+    /// weights (the base under LoRA) are stored in bf16, half their f32
+    /// memory; trainable ones (full fine-tuning) stay f32 and are cast per
+    /// product. NF4 weights dequantize straight to bf16.
+    pub fn with_bf16(mut self, on: bool) -> Model<B> {
+        // Trainable weights stay f32; frozen ones follow `on` (and go back
+        // to f32 when it is off, so no product mixes dtypes).
+        let store = |p: Param<Tensor<B, 2>>| {
+            if on && !p.is_require_grad() {
+                p.map(|t| t.cast(FloatDType::BF16))
+            } else if p.val().dtype() != burn::tensor::DType::F32 {
+                p.map(|t| t.cast(FloatDType::F32))
+            } else {
+                p
+            }
+        };
+        self.bf16 = on;
+        self.embed_tokens = store(self.embed_tokens);
+        let layers = std::mem::take(&mut self.layers);
+        self.layers = layers
+            .into_iter()
+            .map(|mut layer| {
+                for t in Target::ALL {
+                    let l = layer.target(t);
+                    l.bf16 = on;
+                    l.weight = l.weight.take().map(store);
+                }
+                layer
+            })
+            .collect();
+        if let Some(head) = &mut self.lm_head {
+            head.bf16 = on;
+            head.weight = head.weight.take().map(store);
+        }
+        self
+    }
+
     /// Parameters the optimiser updates: the adapters' when there are any
     /// (the base is frozen), else all of them (full fine-tuning).
     pub fn trainable_params(&self) -> usize {
@@ -412,6 +484,7 @@ impl<B: QuantBackend> Model<B> {
             .embed_tokens
             .val()
             .select(0, ids.reshape([b * s]))
+            .cast(FloatDType::F32)
             .reshape([b, s, hidden]);
         let (cos, sin) = self.rotary(past, s, &device);
         // Query i (position past + i) sees keys 0..=past + i; the future
@@ -451,9 +524,12 @@ impl<B: QuantBackend> Model<B> {
             Some(head) => head.forward(x),
             None => {
                 let vocab = self.embed_tokens.dims()[0];
-                x.reshape([b * s, hidden])
-                    .matmul(self.embed_tokens.val().transpose())
-                    .reshape([b, s, vocab])
+                product(
+                    x.reshape([b * s, hidden]),
+                    self.embed_tokens.val().transpose(),
+                    self.bf16,
+                )
+                .reshape([b, s, vocab])
             }
         }
     }
@@ -492,8 +568,8 @@ impl<B: QuantBackend> Model<B> {
                 .reshape([b, h, t, d])
         };
         let (k, v) = (repeat(k), repeat(v));
-        let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt() + mask.clone();
-        let out = softmax(scores, 3).matmul(v);
+        let scores = product(q, k.swap_dims(2, 3), self.bf16) / (d as f64).sqrt() + mask.clone();
+        let out = product(softmax(scores, 3), v, self.bf16);
         layer
             .o_proj
             .forward(out.swap_dims(1, 2).reshape([b, s, h * d]))
@@ -566,6 +642,7 @@ impl<B: QuantBackend> Model<B> {
                     None
                 },
                 lora: None,
+                bf16: false,
             })
         };
         let norm = |name: &str| -> Result<RmsNorm<B>, WeightsError> {
@@ -607,6 +684,7 @@ impl<B: QuantBackend> Model<B> {
                 .iter()
                 .map(|f| *f as f32)
                 .collect(),
+            bf16: false,
         })
     }
 }

@@ -24,7 +24,7 @@ use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData, TensorPrimitive};
 
 /// How the base is quantized (bitsandbytes' `BitsAndBytesConfig` with
 /// `bnb_4bit_quant_type="nf4"`).
@@ -252,35 +252,47 @@ fn dequantize_on_host<B: Backend>(w: &Nf4Weight<B>) -> Vec<f32> {
 }
 
 /// Backends the engine runs on: the dense weight of an NF4 one, and
-/// `x · Wᵀ` with it. The defaults use Burn tensor ops on the device; the
-/// CPU backend dequantizes in one pass on the host; the autodiff backend
-/// wraps the product in one operation whose backward dequantizes again.
+/// `x · Wᵀ` with it, in the compute dtype (f32, or bf16 on CUDA). The
+/// defaults use Burn tensor ops on the device; the CPU backend dequantizes
+/// in one pass on the host; the CubeCL backends run the fused kernel; the
+/// autodiff backend wraps the product in one operation whose backward
+/// dequantizes again.
 pub trait QuantBackend: Backend {
-    fn nf4_dequantize(w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
-        w.dequantize()
+    /// The dense `[out, in]` weight, of `dtype`.
+    fn nf4_dequantize(w: &Nf4Weight<Self>, dtype: FloatDType) -> Tensor<Self, 2> {
+        w.dequantize().cast(dtype)
     }
 
+    /// `x · Wᵀ` in `x`'s dtype (the caller casts `x` to the compute dtype).
     fn nf4_matmul(x: Tensor<Self, 2>, w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
-        x.matmul(Self::nf4_dequantize(w).transpose())
+        let dtype = float_dtype(&x);
+        x.matmul(Self::nf4_dequantize(w, dtype).transpose())
     }
+}
+
+/// A float tensor's dtype as a [`FloatDType`].
+pub fn float_dtype<B: Backend, const D: usize>(x: &Tensor<B, D>) -> FloatDType {
+    FloatDType::from(x.dtype())
 }
 
 impl QuantBackend for burn::backend::Flex {
-    fn nf4_dequantize(w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
-        Tensor::from_data(
+    fn nf4_dequantize(w: &Nf4Weight<Self>, dtype: FloatDType) -> Tensor<Self, 2> {
+        Tensor::<Self, 2>::from_data(
             TensorData::new(dequantize_on_host(w), [w.out, w.inp]),
             &w.codes.device(),
         )
+        .cast(dtype)
     }
 }
 
-/// On Burn's CubeCL backends in f32 — CUDA, and wgpu for the tests — the
-/// fused CubeCL kernel (`kernel.rs`) dequantizes in one pass on the device.
+/// On Burn's CubeCL backends — CUDA, and wgpu for the tests — the fused
+/// CubeCL kernel (`kernel.rs`) dequantizes in one pass on the device,
+/// writing the compute dtype directly.
 #[cfg(any(feature = "cuda", feature = "kernel-wgpu"))]
 impl<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement> QuantBackend
     for burn_cubecl::CubeBackend<R, f32, i32, BT>
 {
-    fn nf4_dequantize(w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
+    fn nf4_dequantize(w: &Nf4Weight<Self>, dtype: FloatDType) -> Tensor<Self, 2> {
         use crate::kernel::{dequantize_on_device, DeviceScales};
         let float = |t: &Tensor<Self, 1>| t.clone().into_primitive().tensor();
         let scales = match (&w.absmax, &w.absmax_codes, &w.absmax_scales) {
@@ -292,12 +304,16 @@ impl<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement> QuantBackend
             },
             _ => unreachable!("an NF4 weight has f32 or double-quantized scales"),
         };
-        Tensor::from_primitive(TensorPrimitive::Float(dequantize_on_device(
-            w.codes.clone().into_primitive(),
-            scales,
-            [w.out, w.inp],
-            w.block,
-        )))
+        let dense: Tensor<Self, 2> =
+            Tensor::from_primitive(TensorPrimitive::Float(dequantize_on_device(
+                w.codes.clone().into_primitive(),
+                scales,
+                [w.out, w.inp],
+                w.block,
+                dtype,
+            )));
+        // The kernel writes f32, bf16 or f16; anything else is cast.
+        dense.cast(dtype)
     }
 }
 
@@ -315,8 +331,9 @@ impl<B: QuantBackend> Backward<B, 1> for Nf4MatmulBackward {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let w = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(grad))
-                .matmul(B::nf4_dequantize(&w))
+            let grad = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(grad));
+            let dtype = float_dtype(&grad);
+            grad.matmul(B::nf4_dequantize(&w, dtype))
                 .into_primitive()
                 .tensor()
         });
@@ -324,8 +341,8 @@ impl<B: QuantBackend> Backward<B, 1> for Nf4MatmulBackward {
 }
 
 impl<B: QuantBackend, C: CheckpointStrategy> QuantBackend for Autodiff<B, C> {
-    fn nf4_dequantize(w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
-        Tensor::from_inner(B::nf4_dequantize(&w.valid()))
+    fn nf4_dequantize(w: &Nf4Weight<Self>, dtype: FloatDType) -> Tensor<Self, 2> {
+        Tensor::from_inner(B::nf4_dequantize(&w.valid(), dtype))
     }
 
     fn nf4_matmul(x: Tensor<Self, 2>, w: &Nf4Weight<Self>) -> Tensor<Self, 2> {
@@ -379,7 +396,7 @@ mod tests {
             let w = Nf4Weight::<B>::from_nf4(&q, out, inp, &device);
             for (path, t) in [
                 ("tensor ops", w.dequantize()),
-                ("host", B::nf4_dequantize(&w)),
+                ("host", B::nf4_dequantize(&w, FloatDType::F32)),
             ] {
                 assert_eq!(t.dims(), [out, inp]);
                 let got: Vec<f32> = t.into_data().to_vec().unwrap_or_default();

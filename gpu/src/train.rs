@@ -89,6 +89,13 @@ pub struct TrainConfig {
     pub bnb_4bit_use_double_quant: bool,
     /// QLoRA: values per NF4 block.
     pub bnb_4bit_block_size: usize,
+    /// Matrix products in bf16 (transformers' `bf16`); unset: bf16 on a
+    /// GPU, f32 on the CPU.
+    pub bf16: Option<bool>,
+    /// QLoRA's compute dtype as bitsandbytes names it (`"bfloat16"` or
+    /// `"float32"`); the same switch as `bf16`, which it must not
+    /// contradict.
+    pub bnb_4bit_compute_dtype: Option<String>,
 }
 
 impl Default for TrainConfig {
@@ -123,6 +130,8 @@ impl Default for TrainConfig {
             use_rslora: false,
             bnb_4bit_use_double_quant: true,
             bnb_4bit_block_size: 64,
+            bf16: None,
+            bnb_4bit_compute_dtype: None,
         }
     }
 }
@@ -171,6 +180,7 @@ impl TrainConfig {
         if self.method == Method::Qlora && !(1..=4096).contains(&self.bnb_4bit_block_size) {
             return bad("bnb_4bit_block_size must be between 1 and 4096");
         }
+        self.bf16_compute(false)?;
         if self.method.adapters() {
             if self.lora_r == 0 {
                 return bad("lora_r must be at least 1");
@@ -178,6 +188,30 @@ impl TrainConfig {
             self.lora()?;
         }
         Ok(())
+    }
+
+    /// Whether the matrix products run in bf16: `bf16` if set, else
+    /// `bnb_4bit_compute_dtype` if set, else on a GPU (`gpu`) only.
+    pub fn bf16_compute(&self, gpu: bool) -> Result<bool, TrainError> {
+        let named = match self.bnb_4bit_compute_dtype.as_deref() {
+            None => None,
+            Some("bfloat16" | "bf16") => Some(true),
+            Some("float32" | "fp32") => Some(false),
+            Some(other) => {
+                return Err(TrainError::Config(format!(
+                    "bnb_4bit_compute_dtype: {other:?} is not supported; use \"bfloat16\" or \"float32\""
+                )))
+            }
+        };
+        match (self.bf16, named) {
+            (Some(a), Some(b)) if a != b => Err(TrainError::Config(format!(
+                "bf16 = {a} contradicts bnb_4bit_compute_dtype = {:?}; set one of them",
+                self.bnb_4bit_compute_dtype.as_deref().unwrap_or_default()
+            ))),
+            (Some(a), _) => Ok(a),
+            (None, Some(b)) => Ok(b),
+            (None, None) => Ok(gpu),
+        }
     }
 
     /// How the base is quantized: `Some` for QLoRA.
@@ -242,6 +276,8 @@ pub enum Event {
         examples: usize,
         trainable_params: usize,
         truncated: usize,
+        /// `"bfloat16"` or `"float32"`: the dtype of the matrix products.
+        compute_dtype: &'static str,
     },
     Step {
         step: usize,
@@ -406,6 +442,7 @@ pub fn train_in<B: TrainBackend>(
         examples: n,
         trainable_params: model.trainable_params(),
         truncated: train.truncated,
+        compute_dtype: if model.bf16 { "bfloat16" } else { "float32" },
     });
     let mut optim = AdamWConfig::new()
         .with_beta_1(cfg.adam_beta1 as f32)
@@ -737,6 +774,25 @@ mod tests {
         for (i, want) in linear.iter().enumerate() {
             assert!((c.lr_at(i, 10) - want).abs() < 1e-15, "linear step {i}");
         }
+    }
+
+    #[test]
+    fn bf16_defaults_to_the_gpu_and_names_are_checked() {
+        let parse = |t: &str| TrainConfig::parse(t, false);
+        let default = TrainConfig::default();
+        assert_eq!(default.bf16_compute(true), Ok(true));
+        assert_eq!(default.bf16_compute(false), Ok(false));
+        let off = parse("bf16 = false\n").unwrap();
+        assert_eq!(off.bf16_compute(true), Ok(false));
+        let on = parse("method = \"qlora\"\nbnb_4bit_compute_dtype = \"bfloat16\"\n").unwrap();
+        assert_eq!(on.bf16_compute(false), Ok(true));
+        let f16 = parse("bnb_4bit_compute_dtype = \"float16\"\n").unwrap_err();
+        assert!(
+            f16.to_string().contains("\"float16\" is not supported"),
+            "{f16}"
+        );
+        let both = parse("bf16 = true\nbnb_4bit_compute_dtype = \"float32\"\n").unwrap_err();
+        assert!(both.to_string().contains("contradicts"), "{both}");
     }
 
     #[test]

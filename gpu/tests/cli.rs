@@ -82,6 +82,8 @@ fn sigterm_checkpoints_and_a_rerun_resumes_then_evaluate_and_export() {
     seen.extend(lines.map(Result::unwrap));
     assert!(child.wait().unwrap().success(), "SIGTERM must exit 0");
     let first = events(&seen.join("\n"));
+    // No GPU here: the products default to f32.
+    assert_eq!(first[0]["compute_dtype"], "float32", "{:?}", first[0]);
     let last = first.last().unwrap();
     assert_eq!(last["event"], "finished");
     assert_eq!(last["reason"], "cancelled", "{last}");
@@ -204,6 +206,22 @@ fn bad_input_is_named_and_exits_1() {
         .unwrap();
     assert_eq!(typo.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&typo.stderr).contains("learning_rat"));
+    std::fs::write(
+        &config,
+        "bf16 = false\nbnb_4bit_compute_dtype = \"bfloat16\"\n",
+    )
+    .unwrap();
+    let contradiction = bin()
+        .args(["estimate", "--model", demo().to_str().unwrap()])
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(contradiction.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&contradiction.stderr);
+    assert!(
+        stderr.contains("bf16 = false") && stderr.contains("bnb_4bit_compute_dtype"),
+        "{stderr}"
+    );
     let junk = tmp.path().join("junk.jsonl");
     std::fs::write(&junk, "not json\n").unwrap();
     let bad_data = bin()
@@ -237,7 +255,7 @@ fn qlora_trains_evaluates_on_nf4_exports_and_estimates() {
     let config = tmp.path().join("qlora.toml");
     std::fs::write(
         &config,
-        "method = \"qlora\"\nnum_train_epochs = 2\nper_device_train_batch_size = 4\nlogging_steps = 1\nlora_r = 4\nlearning_rate = 1e-2\ntarget_modules = [\"q_proj\", \"down_proj\"]\n",
+        "method = \"qlora\"\nnum_train_epochs = 2\nper_device_train_batch_size = 4\nlogging_steps = 1\nlora_r = 4\nlearning_rate = 1e-2\ntarget_modules = [\"q_proj\", \"down_proj\"]\nbnb_4bit_compute_dtype = \"bfloat16\"\n",
     )
     .unwrap();
     let out = tmp.path().join("run");
@@ -263,6 +281,17 @@ fn qlora_trains_evaluates_on_nf4_exports_and_estimates() {
     let started = first.iter().find(|e| e["event"] == "started").unwrap();
     // r = 4 on q_proj (64→64) and down_proj (192→64) of 2 layers.
     assert_eq!(started["trainable_params"], 2 * (4 * 128 + 4 * 256));
+    // bf16 products as asked, on the CPU too (the default there is f32).
+    assert_eq!(started["compute_dtype"], "bfloat16");
+    let losses: Vec<f64> = first
+        .iter()
+        .filter(|e| e["event"] == "step")
+        .map(|e| e["loss"].as_f64().unwrap())
+        .collect();
+    assert!(
+        losses.len() == 4 && losses.iter().all(|l| l.is_finite()),
+        "{losses:?}"
+    );
     let last = first.last().unwrap();
     assert_eq!(
         (last["event"].as_str(), last["step"].as_u64()),

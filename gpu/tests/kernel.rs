@@ -2,10 +2,9 @@
 //! (in CI: Mesa's llvmpipe software Vulkan). Several shapes, including
 //! sizes that are not a multiple of the block, block sizes that are not a
 //! multiple of 8, more than 256 blocks, and both scale formats.
-#![cfg(feature = "kernel-wgpu")]
+#![cfg(any(feature = "kernel-wgpu", feature = "cuda"))]
 #![allow(clippy::unwrap_used)]
 
-use cubecl::wgpu::WgpuRuntime;
 use cubecl::Runtime;
 use hone_gpu::kernel::dequantize;
 use hone_gpu::nf4::quantize;
@@ -17,9 +16,15 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn the_kernel_equals_the_cpu_dequantizer() {
-    let client = WgpuRuntime::client(&Default::default());
+/// The kernel's values of `F` against the CPU dequantizer's f32 values
+/// rounded to `F`: equal, or within `ulps` of `F`'s relative precision
+/// (the kernel computes in f32 to 1e-7 relative of the CPU and rounds once).
+fn kernel_matches_cpu<R: Runtime, F: cubecl::prelude::Float + cubecl::CubeElement>(
+    client: &cubecl::prelude::ComputeClient<R>,
+    to_f32: fn(F) -> f32,
+    from_f32: fn(f32) -> F,
+    precision: f32,
+) {
     for (n, block, double) in [
         (1, 64, true),
         (63, 64, true),
@@ -32,15 +37,23 @@ fn the_kernel_equals_the_cpu_dequantizer() {
     ] {
         let x = values(n, n as u64);
         let q = quantize(&x, block, double);
-        let want = q.dequantize();
-        let got = dequantize(&client, &q);
+        let want: Vec<f32> = q
+            .dequantize()
+            .into_iter()
+            .map(|v| to_f32(from_f32(v)))
+            .collect();
+        let got: Vec<f32> = dequantize::<R, F>(client, &q)
+            .into_iter()
+            .map(to_f32)
+            .collect();
         assert_eq!(got.len(), n);
         let bad = got.iter().zip(&want).position(|(a, b)| {
-            a.to_bits() != b.to_bits() && (a - b).abs() > 1e-7 * b.abs().max(1e-3)
+            a.to_bits() != b.to_bits() && (a - b).abs() > precision * b.abs().max(1e-3)
         });
         assert!(
             bad.is_none(),
-            "n {n}, block {block}, double {double}: value {} is {} on the device, {} on the CPU",
+            "{}: n {n}, block {block}, double {double}: value {} is {} on the device, {} on the CPU",
+            std::any::type_name::<F>(),
             bad.unwrap_or(0),
             got[bad.unwrap_or(0)],
             want[bad.unwrap_or(0)]
@@ -48,12 +61,34 @@ fn the_kernel_equals_the_cpu_dequantizer() {
     }
 }
 
-/// QLoRA on Burn's wgpu backend — the kernel on Burn's own buffers, the
-/// path the CUDA backend takes — gives the CPU engine's logits, loss and
-/// adapter gradients.
+#[cfg(feature = "kernel-wgpu")]
 #[test]
-fn qlora_on_burns_cubecl_backend_matches_the_cpu() {
-    use burn::backend::{Autodiff, Flex, Wgpu};
+fn the_kernel_equals_the_cpu_dequantizer() {
+    let client = cubecl::wgpu::WgpuRuntime::client(&Default::default());
+    kernel_matches_cpu::<_, f32>(&client, |v| v, |v| v, 1e-7);
+    // The generic output path (one rounding at the end) in f16, which
+    // llvmpipe has; bf16 is CUDA's (WGSL has none).
+    use burn::tensor::f16;
+    kernel_matches_cpu::<_, f16>(&client, f16::to_f32, f16::from_f32, 1.0 / 1024.0);
+}
+
+/// On CUDA (a GPU build, `--features cuda`): f32, and bf16 — the compute
+/// dtype there — to one bf16 rounding step.
+#[cfg(feature = "cuda")]
+#[test]
+fn the_kernel_equals_the_cpu_dequantizer_on_cuda() {
+    use burn::tensor::bf16;
+    let client = cubecl::cuda::CudaRuntime::client(&Default::default());
+    kernel_matches_cpu::<_, f32>(&client, |v| v, |v| v, 1e-7);
+    kernel_matches_cpu::<_, bf16>(&client, bf16::to_f32, bf16::from_f32, 1.0 / 128.0);
+}
+
+/// QLoRA on a Burn CubeCL backend `G` — the kernel on Burn's own buffers,
+/// the path the CUDA backend takes — against the CPU engine in f32: the
+/// loss and every adapter gradient, with the products in f32 (to f32
+/// rounding) or bf16 (to bf16's precision).
+fn qlora_matches_the_cpu<G: hone_gpu::qlora::TrainBackend>(bf16: bool) {
+    use burn::backend::{Autodiff, Flex};
     use burn::tensor::{Int, Tensor, TensorData};
     use hone_gpu::model::{causal_lm_loss, fixed_adapter_values, LoraConfig, Model, Target};
     use hone_gpu::qlora::{QuantBackend, QuantConfig, TrainBackend};
@@ -82,6 +117,7 @@ fn qlora_on_burns_cubecl_backend_matches_the_cpu() {
         dir: &Path,
         lora: &LoraConfig,
         quant: QuantConfig,
+        bf16: bool,
     ) -> (Model<B>, Tensor<B, 1>) {
         let device = Default::default();
         let model: Model<B> = fixed_adapter_values(
@@ -89,7 +125,8 @@ fn qlora_on_burns_cubecl_backend_matches_the_cpu() {
                 .unwrap()
                 .with_lora(lora, &device),
             &device,
-        );
+        )
+        .with_bf16(bf16);
         let r = Weights::open_file(&dir.join("reference.safetensors")).unwrap();
         let (ids, shape) = r.read_i64("input_ids").unwrap();
         let ids: Tensor<B, 2, Int> =
@@ -108,8 +145,9 @@ fn qlora_on_burns_cubecl_backend_matches_the_cpu() {
         dir: &Path,
         lora: &LoraConfig,
         quant: QuantConfig,
+        bf16: bool,
     ) -> (f32, Vec<Vec<f32>>) {
-        let (model, loss) = loss::<B>(config, dir, lora, quant);
+        let (model, loss) = loss::<B>(config, dir, lora, quant, bf16);
         let value = scalar(loss.clone());
         let grads = loss.backward();
         let mut out = Vec::new();
@@ -117,14 +155,27 @@ fn qlora_on_burns_cubecl_backend_matches_the_cpu() {
             for t in Target::ALL {
                 let b = &layer.linear(t).lora.as_ref().unwrap().b;
                 let g = b.val().grad(&grads).unwrap();
+                assert_eq!(
+                    g.dtype(),
+                    burn::tensor::DType::F32,
+                    "adapter gradients are f32"
+                );
                 out.push(g.into_data().convert::<f32>().to_vec().unwrap());
             }
         }
         (value, out)
     }
-    let (cpu, cpu_grads) = run::<Autodiff<Flex>>(&config, &dir, &lora, quant);
-    let (gpu, gpu_grads) = run::<Autodiff<Wgpu>>(&config, &dir, &lora, quant);
-    assert!((cpu - gpu).abs() <= 1e-4, "loss: CPU {cpu}, wgpu {gpu}");
+    let (cpu, cpu_grads) = run::<Autodiff<Flex>>(&config, &dir, &lora, quant, false);
+    let (gpu, gpu_grads) = run::<G>(&config, &dir, &lora, quant, bf16);
+    let (loss_tol, grad_tol) = if bf16 {
+        (2e-2 * cpu.abs(), 5e-2)
+    } else {
+        (1e-4, 1e-3)
+    };
+    assert!(
+        (cpu - gpu).abs() <= loss_tol,
+        "loss: CPU {cpu}, device {gpu} (bf16 {bf16})"
+    );
     assert_eq!(cpu_grads.len(), 2 * 7);
     for (i, (a, b)) in cpu_grads.iter().zip(&gpu_grads).enumerate() {
         let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -134,10 +185,24 @@ fn qlora_on_burns_cubecl_backend_matches_the_cpu() {
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max);
         assert!(
-            scale > 0.0 && diff <= 1e-3 * scale,
-            "adapter {i}: |Δ| {diff}, scale {scale}"
+            scale > 0.0 && diff <= grad_tol * scale,
+            "adapter {i}: |Δ| {diff}, scale {scale} (bf16 {bf16})"
         );
     }
-    let plain = scalar(loss::<Wgpu>(&config, &dir, &lora, quant).1);
+    let plain = scalar(loss::<G::InnerBackend>(&config, &dir, &lora, quant, bf16).1);
     assert!((plain - gpu).abs() <= 1e-5, "{plain} vs {gpu}");
+}
+
+#[cfg(feature = "kernel-wgpu")]
+#[test]
+fn qlora_on_burns_wgpu_backend_matches_the_cpu() {
+    qlora_matches_the_cpu::<burn::backend::Autodiff<burn::backend::Wgpu>>(false);
+}
+
+/// On CUDA (a GPU build): in f32, and in bf16 — the default there.
+#[cfg(feature = "cuda")]
+#[test]
+fn qlora_on_cuda_matches_the_cpu_in_f32_and_bf16() {
+    qlora_matches_the_cpu::<burn::backend::Autodiff<burn::backend::Cuda>>(false);
+    qlora_matches_the_cpu::<burn::backend::Autodiff<burn::backend::Cuda>>(true);
 }

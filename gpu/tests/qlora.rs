@@ -251,3 +251,95 @@ fn a_sharded_bf16_checkpoint_quantizes_as_it_is_read() {
     let d = max_diff(&values(q.forward(ids.clone())), &values(dense.forward(ids)));
     assert!(d > 0.0 && d < 0.5, "NF4 vs bf16 logits: max |Δ| {d}");
 }
+
+/// Relative L2 distance of `a` from `b`.
+fn relative(a: &[f32], b: &[f32]) -> f32 {
+    let d: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let n: f32 = b.iter().map(|y| y * y).sum();
+    (d / n).sqrt()
+}
+
+/// bf16 products (the default on a GPU), here on the CPU backend: frozen
+/// dense weights are held in bf16, adapters and their gradients stay f32,
+/// and loss and gradients are within bf16's precision of the f32 run —
+/// for a dense (LoRA) and an NF4 (QLoRA) base.
+#[test]
+fn bf16_products_keep_f32_adapters_and_stay_close_to_f32() {
+    use burn::tensor::DType;
+    type B = Autodiff<Flex>;
+    let device = Default::default();
+    for quant in [None, Some(QuantConfig::default())] {
+        let build = |bf16: bool| {
+            fixed_adapter_values(
+                load::<B>("llama", quant, &device).with_lora(&lora(), &device),
+                &device,
+            )
+            .with_bf16(bf16)
+        };
+        let (f, h) = (build(false), build(true));
+        let q = &h.layers[0].q_proj;
+        match quant {
+            None => assert_eq!(q.weight.as_ref().unwrap().val().dtype(), DType::BF16),
+            Some(_) => assert!(q.nf4.is_some() && q.weight.is_none()),
+        }
+        assert_eq!(
+            h.embed_tokens.val().dtype(),
+            DType::BF16,
+            "frozen embedding"
+        );
+        assert_eq!(h.layers[0].input_layernorm.weight.val().dtype(), DType::F32);
+        let adapter = q.lora.as_ref().unwrap();
+        assert_eq!(adapter.a.val().dtype(), DType::F32);
+        let batch = ids::<B>("llama", &device);
+        let mask = Tensor::<B, 2>::ones(batch.dims(), &device);
+        let lf = causal_lm_loss(f.forward(batch.clone()), batch.clone(), mask.clone());
+        let lh = causal_lm_loss(h.forward(batch.clone()), batch, mask);
+        let (vf, vh) = (lf.clone().into_scalar(), lh.clone().into_scalar());
+        assert_eq!(lh.dtype(), DType::F32);
+        // Different (the products really ran in bf16), and close.
+        assert!(
+            vf != vh && (vf - vh).abs() <= 1e-3 * vf.abs(),
+            "{quant:?}: loss f32 {vf}, bf16 {vh}"
+        );
+        let (gf, gh) = (lf.backward(), lh.backward());
+        for (lf, lh) in f.layers.iter().zip(&h.layers) {
+            for t in Target::ALL {
+                let (af, ah) = (
+                    lf.linear(t).lora.as_ref().unwrap(),
+                    lh.linear(t).lora.as_ref().unwrap(),
+                );
+                for (pf, ph) in [(&af.a, &ah.a), (&af.b, &ah.b)] {
+                    let g = ph.val().grad(&gh).unwrap();
+                    assert_eq!(g.dtype(), DType::F32);
+                    let r = relative(&values(g), &values(pf.val().grad(&gf).unwrap()));
+                    assert!(r <= 3e-2, "{quant:?} {t:?}: relative gradient error {r}");
+                }
+            }
+        }
+    }
+}
+
+/// Full fine-tuning in bf16 keeps f32 master weights and f32 gradients
+/// for them (the products cast per call, as autocast does).
+#[test]
+fn full_fine_tuning_in_bf16_keeps_f32_master_weights() {
+    use burn::tensor::DType;
+    type B = Autodiff<Flex>;
+    let device = Default::default();
+    let f = load::<B>("llama", None, &device);
+    let h = load::<B>("llama", None, &device).with_bf16(true);
+    let w = |m: &Model<B>| m.layers[1].up_proj.weight.clone().unwrap();
+    assert_eq!(w(&h).val().dtype(), DType::F32);
+    assert_eq!(h.embed_tokens.val().dtype(), DType::F32);
+    let batch = ids::<B>("llama", &device);
+    let mask = Tensor::<B, 2>::ones(batch.dims(), &device);
+    let gf = causal_lm_loss(f.forward(batch.clone()), batch.clone(), mask.clone()).backward();
+    let gh = causal_lm_loss(h.forward(batch.clone()), batch, mask).backward();
+    let g = w(&h)
+        .val()
+        .grad(&gh)
+        .expect("a gradient for the master weight");
+    assert_eq!(g.dtype(), DType::F32);
+    let r = relative(&values(g), &values(w(&f).val().grad(&gf).unwrap()));
+    assert!(r > 0.0 && r <= 3e-2, "relative gradient error {r}");
+}

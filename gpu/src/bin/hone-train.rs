@@ -185,12 +185,13 @@ fn main() {
     if compute != hone_gpu::device::Compute::Cpu {
         tracing::info!("computing on {compute}");
     }
+    let gpu = compute != hone_gpu::device::Compute::Cpu;
     let result = match compute {
         #[cfg(feature = "cuda")]
         hone_gpu::device::Compute::Cuda(i) => {
-            run::<burn::backend::Cuda>(cli.command, burn::backend::cuda::CudaDevice::new(i))
+            run::<burn::backend::Cuda>(cli.command, burn::backend::cuda::CudaDevice::new(i), gpu)
         }
-        _ => run::<Flex>(cli.command, Default::default()),
+        _ => run::<Flex>(cli.command, Default::default(), gpu),
     };
     if let Err(e) = result {
         eprintln!("hone-train: {e:#}");
@@ -206,7 +207,8 @@ fn main() {
 }
 
 #[allow(clippy::print_stdout)]
-fn run<E: QuantBackend>(command: Command, device: E::Device) -> anyhow::Result<()> {
+/// `gpu`: `device` is a GPU (matrix products default to bf16 there).
+fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyhow::Result<()> {
     match command {
         Command::Train {
             model,
@@ -230,7 +232,8 @@ fn run<E: QuantBackend>(command: Command, device: E::Device) -> anyhow::Result<(
             let net = match cfg.method {
                 Method::Lora | Method::Qlora => base.with_lora(&cfg.lora()?, &device),
                 Method::Full => base,
-            };
+            }
+            .with_bf16(cfg.bf16_compute(gpu)?);
             let cancel = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
                 signal_hook::flag::register(signal, cancel.clone())?;
@@ -307,7 +310,7 @@ fn run<E: QuantBackend>(command: Command, device: E::Device) -> anyhow::Result<(
         Command::Estimate { model, config } => {
             let cfg = train_config(config.as_deref())?;
             let mc = ModelConfig::from_json(&read(&model.join("config.json"))?)?;
-            let e = hone_gpu::estimate::estimate(&mc, &cfg)?;
+            let e = hone_gpu::estimate::estimate(&mc, &cfg, cfg.bf16_compute(gpu)?)?;
             println!("{}", serde_json::to_string_pretty(&e)?);
             Ok(())
         }
