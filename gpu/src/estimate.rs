@@ -149,7 +149,15 @@ pub fn estimate(
     let attention = 4 * h + 3 * (heads + 2 * kv) * d + 2 * heads * d + 3 * heads * s;
     let mlp = 3 * h + 5 * i;
     let adapters = if lora_r > 0 { 2 * 7 * lora_r } else { 0 };
-    let per_token = layers * (attention + mlp + adapters) + 3 * v + 4 * h;
+    let per_layer = attention + mlp + adapters;
+    // Checkpointing keeps each layer's input; the head's graph (logits and
+    // log-softmax) is differentiated and freed before the first layer is
+    // recomputed, so the larger of the two is what adds to the inputs.
+    let per_token = if train.gradient_checkpointing {
+        layers * h + per_layer.max(3 * v)
+    } else {
+        layers * per_layer + 3 * v
+    } + 4 * h;
     let activation_bytes = 4 * tokens * per_token;
     // The largest projection dequantized (f32), the copy of its codes and
     // what the allocator keeps around them: ~12 bytes per value measured.
@@ -215,6 +223,17 @@ mod tests {
         assert_eq!(full.base_bytes, 4 * 131_392);
         let half =
             estimate(&demo(), &TrainConfig::default(), true).unwrap_or_else(|e| panic!("{e}"));
+        let checkpointed = estimate(
+            &demo(),
+            &TrainConfig {
+                gradient_checkpointing: true,
+                ..TrainConfig::default()
+            },
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(checkpointed.activation_bytes < lora.activation_bytes);
+        assert_eq!(checkpointed.base_bytes, lora.base_bytes);
         // 2 bytes a value, but the (2·layers + 1)·hidden norm weights stay f32.
         assert_eq!(half.base_bytes, 2 * 131_392 + 2 * (2 * 2 + 1) * 64);
     }

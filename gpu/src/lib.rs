@@ -5,6 +5,7 @@
 //! family (`config`), its safetensors weights (`safetensors`), the decoder's
 //! forward pass (`model`) and choosing the compute device (`device`).
 
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;

@@ -86,7 +86,17 @@ impl<B: QuantBackend> Linear<B> {
         }
     }
 
+    /// The layer's output; the adapter's dropout applies while training
+    /// (under autodiff).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let dropout = B::ad_enabled(&x.device());
+        self.forward_with(x, dropout)
+    }
+
+    /// As [`Linear::forward`], with the adapter's dropout on or off
+    /// (`dropout`) whatever the backend — a checkpointed layer recomputes
+    /// on another backend and must draw the same masks.
+    pub fn forward_with(&self, x: Tensor<B, 3>, dropout: bool) -> Tensor<B, 3> {
         let [b, s, d] = x.dims();
         let out = self.dims()[0];
         let x = x.reshape([b * s, d]);
@@ -95,8 +105,12 @@ impl<B: QuantBackend> Linear<B> {
             y = y + bias.val().unsqueeze_dim(0);
         }
         if let Some(l) = &self.lora {
-            let x = if l.dropout > 0.0 && B::ad_enabled(&x.device()) {
-                burn::nn::DropoutConfig::new(l.dropout).init().forward(x)
+            let x = if l.dropout > 0.0 && dropout {
+                // Inverted dropout, as torch's: keep with 1 − p, scale up.
+                let keep = x
+                    .random_like(burn::tensor::Distribution::Bernoulli(1.0 - l.dropout))
+                    .div_scalar(1.0 - l.dropout);
+                x * keep
             } else {
                 x
             };
@@ -312,6 +326,83 @@ fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     Tensor::cat(vec![x2.neg(), x1], 3)
 }
 
+/// What a decoder layer's forward needs besides its weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Matrix products in bf16.
+    pub bf16: bool,
+}
+
+/// One decoder layer: `x + attention(norm(x))`, then `+ mlp(norm(·))`.
+/// `rope_mask` is the rotary cos and sin and the attention mask;
+/// `dropout`: the adapters' dropout applies; `cache`: the layer's keys
+/// and values so far (generation).
+pub fn layer_forward<B: QuantBackend>(
+    dims: Dims,
+    layer: &Layer<B>,
+    x: Tensor<B, 3>,
+    rope_mask: [&Tensor<B, 4>; 3],
+    dropout: bool,
+    cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+) -> Tensor<B, 3> {
+    let x = x.clone()
+        + attention(
+            dims,
+            layer,
+            layer.input_layernorm.forward(x),
+            rope_mask,
+            dropout,
+            cache,
+        );
+    let h = layer.post_attention_layernorm.forward(x.clone());
+    let gate = layer.gate_proj.forward_with(h.clone(), dropout);
+    let up = layer.up_proj.forward_with(h, dropout);
+    x + layer.down_proj.forward_with(silu(gate) * up, dropout)
+}
+
+fn attention<B: QuantBackend>(
+    dims: Dims,
+    layer: &Layer<B>,
+    x: Tensor<B, 3>,
+    [cos, sin, mask]: [&Tensor<B, 4>; 3],
+    dropout: bool,
+    cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+) -> Tensor<B, 3> {
+    let [b, s, _] = x.dims();
+    let (h, kvh, d) = (dims.heads, dims.kv_heads, dims.head_dim);
+    let split = |t: Tensor<B, 3>, n: usize| t.reshape([b, s, n, d]).swap_dims(1, 2);
+    let q = split(layer.q_proj.forward_with(x.clone(), dropout), h);
+    let k = split(layer.k_proj.forward_with(x.clone(), dropout), kvh);
+    let v = split(layer.v_proj.forward_with(x, dropout), kvh);
+    let q = q.clone() * cos.clone() + rotate_half(q) * sin.clone();
+    let mut k = k.clone() * cos.clone() + rotate_half(k) * sin.clone();
+    let mut v = v;
+    if let Some(slot) = cache {
+        if let Some((past_k, past_v)) = slot.take() {
+            k = Tensor::cat(vec![past_k, k], 2);
+            v = Tensor::cat(vec![past_v, v], 2);
+        }
+        *slot = Some((k.clone(), v.clone()));
+    }
+    let t = k.dims()[2];
+    // Each key/value head serves `h / kvh` query heads, in order.
+    let groups = h / kvh;
+    let repeat = |x: Tensor<B, 4>| {
+        x.unsqueeze_dim::<5>(2)
+            .repeat_dim(2, groups)
+            .reshape([b, h, t, d])
+    };
+    let (k, v) = (repeat(k), repeat(v));
+    let scores = product(q, k.swap_dims(2, 3), dims.bf16) / (d as f64).sqrt() + mask.clone();
+    let out = product(softmax(scores, 3), v, dims.bf16);
+    layer
+        .o_proj
+        .forward_with(out.swap_dims(1, 2).reshape([b, s, h * d]), dropout)
+}
+
 impl<B: Backend> Layer<B> {
     /// The projection a LoRA target names.
     pub fn linear(&self, t: Target) -> &Linear<B> {
@@ -409,6 +500,16 @@ impl<B: QuantBackend> Model<B> {
         self
     }
 
+    /// The shape of attention and the product dtype, for [`layer_forward`].
+    pub fn dims(&self) -> Dims {
+        Dims {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            bf16: self.bf16,
+        }
+    }
+
     /// Parameters the optimiser updates: the adapters' when there are any
     /// (the base is frozen), else all of them (full fine-tuning).
     pub fn trainable_params(&self) -> usize {
@@ -476,17 +577,63 @@ impl<B: QuantBackend> Model<B> {
         attention: Option<Tensor<B, 2>>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
-        let [b, s] = ids.dims();
         let past = cache.as_ref().map_or(0, |c| c.len);
         let device = ids.device();
+        let s = ids.dims()[1];
+        let mut x = self.embed(ids);
+        let [cos, sin, mask] = self.rope_mask(past, s, attention, &device);
+        let dims = self.dims();
+        let dropout = self.drops_out(&device);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let rope_mask = [&cos, &sin, &mask];
+            x = match cache.as_deref_mut() {
+                Some(c) => layer_forward(dims, layer, x, rope_mask, false, Some(&mut c.layers[i])),
+                None => {
+                    let seed = dropout.then(|| crate::checkpoint::layer_seed::<B>(&device));
+                    layer_forward(dims, layer, x, rope_mask, seed.is_some(), None)
+                }
+            };
+        }
+        if let Some(c) = cache {
+            c.len += s;
+        }
+        self.head(x)
+    }
+
+    /// Whether the adapters' dropout applies: training (autodiff) and some
+    /// adapter has it. Each layer then draws from its own seed
+    /// (`checkpoint::layer_seed`), so a checkpointed layer can draw the same
+    /// masks again — and the plain and checkpointed paths draw alike.
+    pub fn drops_out(&self, device: &B::Device) -> bool {
+        B::ad_enabled(device)
+            && self
+                .layers
+                .iter()
+                .flat_map(|l| l.linears())
+                .any(|l| l.lora.as_ref().is_some_and(|a| a.dropout > 0.0))
+    }
+
+    /// The token embeddings `[batch, seq, hidden]` (f32).
+    pub fn embed(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [b, s] = ids.dims();
         let hidden = self.embed_tokens.dims()[1];
-        let mut x = self
-            .embed_tokens
+        self.embed_tokens
             .val()
             .select(0, ids.reshape([b * s]))
             .cast(FloatDType::F32)
-            .reshape([b, s, hidden]);
-        let (cos, sin) = self.rotary(past, s, &device);
+            .reshape([b, s, hidden])
+    }
+
+    /// Rotary cos and sin for positions `past..past + s`, and the causal
+    /// (plus padding) mask: what every layer shares.
+    pub fn rope_mask(
+        &self,
+        past: usize,
+        s: usize,
+        attention: Option<Tensor<B, 2>>,
+        device: &B::Device,
+    ) -> [Tensor<B, 4>; 3] {
+        let (cos, sin) = self.rotary(past, s, device);
         // Query i (position past + i) sees keys 0..=past + i; the future
         // gets f32::MIN, as in transformers.
         let keys = past + s;
@@ -494,31 +641,18 @@ impl<B: QuantBackend> Model<B> {
             .flat_map(|i| (0..keys).map(move |j| if j > past + i { f32::MIN } else { 0.0 }))
             .collect();
         let mut mask: Tensor<B, 4> =
-            Tensor::from_data(TensorData::new(causal, [1, 1, s, keys]), &device);
+            Tensor::from_data(TensorData::new(causal, [1, 1, s, keys]), device);
         if let Some(attention) = attention {
+            let b = attention.dims()[0];
             let padding = attention.neg().add_scalar(1.0).mul_scalar(f32::MIN);
             mask = mask + padding.reshape([b, 1, 1, s]);
         }
-        for (i, layer) in self.layers.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = x.clone()
-                + self.attention(
-                    layer,
-                    layer.input_layernorm.forward(x),
-                    &cos,
-                    &sin,
-                    &mask,
-                    slot,
-                );
-            let h = layer.post_attention_layernorm.forward(x.clone());
-            let mlp = layer
-                .down_proj
-                .forward(silu(layer.gate_proj.forward(h.clone())) * layer.up_proj.forward(h));
-            x = x + mlp;
-        }
-        if let Some(c) = cache {
-            c.len += s;
-        }
+        [cos, sin, mask]
+    }
+
+    /// The final norm and the output head: logits `[batch, seq, vocab]`.
+    pub fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, s, hidden] = x.dims();
         let x = self.norm.forward(x);
         match &self.lm_head {
             Some(head) => head.forward(x),
@@ -532,47 +666,6 @@ impl<B: QuantBackend> Model<B> {
                 .reshape([b, s, vocab])
             }
         }
-    }
-
-    fn attention(
-        &self,
-        layer: &Layer<B>,
-        x: Tensor<B, 3>,
-        cos: &Tensor<B, 4>,
-        sin: &Tensor<B, 4>,
-        mask: &Tensor<B, 4>,
-        cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
-    ) -> Tensor<B, 3> {
-        let [b, s, _] = x.dims();
-        let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
-        let split = |t: Tensor<B, 3>, n: usize| t.reshape([b, s, n, d]).swap_dims(1, 2);
-        let q = split(layer.q_proj.forward(x.clone()), h);
-        let k = split(layer.k_proj.forward(x.clone()), kvh);
-        let v = split(layer.v_proj.forward(x), kvh);
-        let q = q.clone() * cos.clone() + rotate_half(q) * sin.clone();
-        let mut k = k.clone() * cos.clone() + rotate_half(k) * sin.clone();
-        let mut v = v;
-        if let Some(slot) = cache {
-            if let Some((past_k, past_v)) = slot.take() {
-                k = Tensor::cat(vec![past_k, k], 2);
-                v = Tensor::cat(vec![past_v, v], 2);
-            }
-            *slot = Some((k.clone(), v.clone()));
-        }
-        let t = k.dims()[2];
-        // Each key/value head serves `h / kvh` query heads, in order.
-        let groups = h / kvh;
-        let repeat = |x: Tensor<B, 4>| {
-            x.unsqueeze_dim::<5>(2)
-                .repeat_dim(2, groups)
-                .reshape([b, h, t, d])
-        };
-        let (k, v) = (repeat(k), repeat(v));
-        let scores = product(q, k.swap_dims(2, 3), self.bf16) / (d as f64).sqrt() + mask.clone();
-        let out = product(softmax(scores, 3), v, self.bf16);
-        layer
-            .o_proj
-            .forward(out.swap_dims(1, 2).reshape([b, s, h * d]))
     }
 
     /// Builds the model from a checkpoint's tensors (Hugging Face names).

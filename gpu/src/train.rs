@@ -96,6 +96,10 @@ pub struct TrainConfig {
     /// `"float32"`); the same switch as `bf16`, which it must not
     /// contradict.
     pub bnb_4bit_compute_dtype: Option<String>,
+    /// Recompute each decoder layer in the backward pass instead of
+    /// keeping its activations (transformers' name): much less memory for
+    /// long sequences, about a third more compute.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for TrainConfig {
@@ -132,6 +136,7 @@ impl Default for TrainConfig {
             bnb_4bit_block_size: 64,
             bf16: None,
             bnb_4bit_compute_dtype: None,
+            gradient_checkpointing: false,
         }
     }
 }
@@ -485,10 +490,23 @@ pub fn train_in<B: TrainBackend>(
                 let seqs: Vec<&Sequence> = indices.iter().map(|i| &train.sequences[*i]).collect();
                 let b = Batch::<B>::new(&seqs, pad_id, device);
                 tokens += b.tokens;
-                let logits = model.forward_masked(b.ids.clone(), Some(b.attention.clone()));
-                let loss = causal_lm_loss(logits, b.ids, b.loss).div_scalar(group.len() as f64);
-                loss_sum += loss.clone().into_scalar().elem::<f64>();
-                acc.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+                let share = 1.0 / group.len() as f64;
+                if cfg.gradient_checkpointing {
+                    let (loss, grads) = crate::checkpoint::loss_and_grads(
+                        &model,
+                        b.ids,
+                        Some(b.attention),
+                        b.loss,
+                        share,
+                    );
+                    loss_sum += loss;
+                    acc.accumulate(&model, grads);
+                } else {
+                    let logits = model.forward_masked(b.ids.clone(), Some(b.attention.clone()));
+                    let loss = causal_lm_loss(logits, b.ids, b.loss).mul_scalar(share);
+                    loss_sum += loss.clone().into_scalar().elem::<f64>();
+                    acc.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+                }
             }
             let mut grads = acc.grads();
             let mut norm = SquaredNorm {

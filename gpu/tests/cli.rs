@@ -255,7 +255,7 @@ fn qlora_trains_evaluates_on_nf4_exports_and_estimates() {
     let config = tmp.path().join("qlora.toml");
     std::fs::write(
         &config,
-        "method = \"qlora\"\nnum_train_epochs = 2\nper_device_train_batch_size = 4\nlogging_steps = 1\nlora_r = 4\nlearning_rate = 1e-2\ntarget_modules = [\"q_proj\", \"down_proj\"]\nbnb_4bit_compute_dtype = \"bfloat16\"\n",
+        "method = \"qlora\"\nnum_train_epochs = 2\nper_device_train_batch_size = 4\nlogging_steps = 1\nlora_r = 4\nlearning_rate = 1e-2\ntarget_modules = [\"q_proj\", \"down_proj\"]\nbnb_4bit_compute_dtype = \"bfloat16\"\ngradient_checkpointing = true\n",
     )
     .unwrap();
     let out = tmp.path().join("run");

@@ -343,3 +343,101 @@ fn full_fine_tuning_in_bf16_keeps_f32_master_weights() {
     let r = relative(&values(g), &values(w(&f).val().grad(&gf).unwrap()));
     assert!(r > 0.0 && r <= 3e-2, "relative gradient error {r}");
 }
+
+/// Gradient checkpointing recomputes each layer in the backward pass: the
+/// loss and every trainable gradient equal the plain run's — LoRA with
+/// dropout (the recomputation draws the same masks), QLoRA in f32 and bf16,
+/// and full fine-tuning (embedding, norms and projections of every layer).
+#[test]
+fn gradient_checkpointing_gives_the_plain_gradients() {
+    use burn::module::{Module, ModuleVisitor, ParamId};
+    use burn::tensor::backend::Backend;
+    use hone_gpu::checkpoint::loss_and_grads;
+    type B = Autodiff<Flex>;
+    struct Ids<'a>(&'a mut Vec<(ParamId, usize)>);
+    impl<BB: Backend> ModuleVisitor<BB> for Ids<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<BB, D>>) {
+            self.0.push((p.id, D));
+        }
+    }
+    let device = Default::default();
+    let dropout = LoraConfig {
+        dropout: 0.1,
+        ..lora()
+    };
+    let cases: [(&str, Option<QuantConfig>, Option<&LoraConfig>); 4] = [
+        ("lora, dropout 0.1", None, Some(&dropout)),
+        ("qlora", Some(QuantConfig::default()), Some(&dropout)),
+        ("qlora, bf16", Some(QuantConfig::default()), Some(&dropout)),
+        ("full", None, None),
+    ];
+    for (name, quant, adapters) in cases {
+        let base = load::<B>("llama", quant, &device);
+        let model = match adapters {
+            Some(c) => fixed_adapter_values(base.with_lora(c, &device), &device),
+            None => base,
+        }
+        .with_bf16(name.ends_with("bf16"));
+        let batch = ids::<B>("llama", &device);
+        let [b, s] = batch.dims();
+        // The last two positions of the second row are padding, and only
+        // the second half of each row counts in the loss.
+        let mut attention = vec![1.0f32; b * s];
+        attention[b * s - 2..].fill(0.0);
+        let attention = Tensor::<B, 2>::from_data(TensorData::new(attention, [b, s]), &device);
+        let weights: Vec<f32> = (0..b * s)
+            .map(|i| f32::from(u8::from(i % s >= s / 2)))
+            .collect();
+        let mask = Tensor::<B, 2>::from_data(TensorData::new(weights, [b, s]), &device)
+            * attention.clone();
+        B::seed(&device, 7);
+        let loss = causal_lm_loss(
+            model.forward_masked(batch.clone(), Some(attention.clone())),
+            batch.clone(),
+            mask.clone(),
+        )
+        .mul_scalar(0.5);
+        let lp = f64::from(loss.clone().into_scalar());
+        let mut gp = GradientsParams::from_grads(loss.backward(), &model);
+        B::seed(&device, 7);
+        let (lc, mut gc) = loss_and_grads(&model, batch, Some(attention), mask, 0.5);
+        assert!((lp - lc).abs() <= 1e-6, "{name}: loss {lp} vs {lc}");
+        let mut ids = Vec::new();
+        model.visit(&mut Ids(&mut ids));
+        let mut compared = 0;
+        for (id, rank) in ids {
+            let (a, b) = match rank {
+                1 => (
+                    gp.remove::<Flex, 1>(id).map(values),
+                    gc.remove::<Flex, 1>(id).map(values),
+                ),
+                _ => (
+                    gp.remove::<Flex, 2>(id).map(values),
+                    gc.remove::<Flex, 2>(id).map(values),
+                ),
+            };
+            let (a, b) = match (a, b) {
+                (Some(a), Some(b)) => (a, b),
+                (None, None) => continue,
+                (a, b) => panic!(
+                    "{name}: a gradient on one side only ({}, {})",
+                    a.is_some(),
+                    b.is_some()
+                ),
+            };
+            let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = max_diff(&a, &b);
+            assert!(
+                scale > 0.0 && diff <= 1e-5 * scale,
+                "{name}: |Δ| {diff}, scale {scale}"
+            );
+            compared += 1;
+        }
+        let want = match adapters {
+            Some(_) => 2 * 7 * 2,
+            // Embedding, final norm, and per layer 2 norms + 7 projections.
+            None => 2 + 2 * 9,
+        };
+        assert_eq!(compared, want, "{name}");
+    }
+}
