@@ -223,7 +223,8 @@ def part_train(model, name):
     out_dir = WORK / f"out-{name}"
     subprocess.run(["rm", "-rf", str(out_dir)])
     idle = gpu_memory_mib() or 0
-    device = ["--device", "cpu"] if SMOKE else []
+    # On the GPU machine: CUDA or an error, never a silent CPU run.
+    device = ["--device", "cpu"] if SMOKE else ["--device", "cuda"]
     cmd = [str(BIN / "hone-train")] + device + [
         "train", "--model", str(model), "--train", str(WORK / "train.jsonl"),
         "--config", str(config), "--out", str(out_dir)]

@@ -190,6 +190,23 @@ fn bad_input_is_named_and_exits_1() {
     // or no driver here: the CPU).
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(stderr.matches("on the CPU").count(), 1, "{stderr}");
+    // Asked for a GPU where there is none usable: an error, no CPU run.
+    let cuda = bin()
+        .args([
+            "--device",
+            "cuda",
+            "estimate",
+            "--model",
+            demo().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(cuda.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&cuda.stderr);
+    assert!(
+        stderr.contains("--device cuda: no usable NVIDIA GPU"),
+        "{stderr}"
+    );
     let config = tmp.path().join("bad.toml");
     std::fs::write(&config, "learning_rat = 1\n").unwrap();
     let typo = bin()

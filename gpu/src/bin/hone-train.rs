@@ -100,6 +100,9 @@ enum DeviceChoice {
     /// present, else the CPU.
     Auto,
     Cpu,
+    /// An NVIDIA GPU or an error: never falls back to the CPU (for jobs
+    /// and benchmarks that must not crawl on the CPU unnoticed).
+    Cuda,
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -181,7 +184,11 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let training = matches!(cli.command, Command::Train { .. });
-    let compute = hone_gpu::device::choose(matches!(cli.device, DeviceChoice::Auto));
+    let compute = hone_gpu::device::choose(!matches!(cli.device, DeviceChoice::Cpu));
+    if matches!(cli.device, DeviceChoice::Cuda) && compute == hone_gpu::device::Compute::Cpu {
+        eprintln!("hone-train: --device cuda: no usable NVIDIA GPU (see the line above)");
+        std::process::exit(1);
+    }
     if compute != hone_gpu::device::Compute::Cpu {
         tracing::info!("computing on {compute}");
     }
