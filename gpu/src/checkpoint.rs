@@ -22,7 +22,7 @@
 
 use crate::model::{layer_forward, Layer, Linear, Lora, Model, RmsNorm, Target};
 use crate::qlora::{Nf4Weight, TrainBackend};
-use burn::module::{AutodiffModule, Param, ParamId};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, ElementConversion, Int, Tensor};
@@ -43,73 +43,38 @@ pub fn layer_seed<B: Backend>(device: &B::Device) -> u64 {
     seed
 }
 
-/// A trainable parameter of a rebuilt layer: its id and tensor.
-enum Trainable<B: Backend> {
-    One(ParamId, Tensor<B, 1>),
-    Two(ParamId, Tensor<B, 2>),
+/// `p` (inner backend) on a fresh autodiff graph, marked for gradients
+/// when `like` (the model's own parameter) trains.
+fn lift_param<B: TrainBackend, const D: usize>(
+    p: &Param<Tensor<B::InnerBackend, D>>,
+    like: &Param<Tensor<B, D>>,
+) -> Param<Tensor<B, D>> {
+    let t = Tensor::from_inner(p.val());
+    Param::initialized(
+        p.id,
+        if like.is_require_grad() {
+            t.require_grad()
+        } else {
+            t
+        },
+    )
 }
 
-/// `layer` (inner backend) on a fresh autodiff graph; the parameters that
-/// train in `like` (the model's own layer) are marked for gradients and
-/// listed.
-fn lift<B: TrainBackend>(
-    l: &Layer<B::InnerBackend>,
-    like: &Layer<B>,
-) -> (Layer<B>, Vec<Trainable<B>>) {
-    let mut trainable = Vec::new();
-    let mut one = |p: &Param<Tensor<B::InnerBackend, 1>>, like: &Param<Tensor<B, 1>>| {
-        let t = Tensor::from_inner(p.val());
-        let t = if like.is_require_grad() {
-            let t = t.require_grad();
-            trainable.push(Trainable::One(p.id, t.clone()));
-            t
-        } else {
-            t
-        };
-        Param::initialized(p.id, t)
+/// `layer` (inner backend) on a fresh autodiff graph; what trains in
+/// `like` (the model's own layer) is marked for gradients.
+fn lift<B: TrainBackend>(l: &Layer<B::InnerBackend>, like: &Layer<B>) -> Layer<B> {
+    let norm = |n: &RmsNorm<B::InnerBackend>, like: &RmsNorm<B>| RmsNorm {
+        weight: lift_param(&n.weight, &like.weight),
+        eps: n.eps,
     };
-    let norms = [
-        RmsNorm {
-            weight: one(&l.input_layernorm.weight, &like.input_layernorm.weight),
-            eps: l.input_layernorm.eps,
-        },
-        RmsNorm {
-            weight: one(
-                &l.post_attention_layernorm.weight,
-                &like.post_attention_layernorm.weight,
-            ),
-            eps: l.post_attention_layernorm.eps,
-        },
-    ];
-    let mut two = |p: &Param<Tensor<B::InnerBackend, 2>>, like: &Param<Tensor<B, 2>>| {
-        let t = Tensor::from_inner(p.val());
-        let t = if like.is_require_grad() {
-            let t = t.require_grad();
-            trainable.push(Trainable::Two(p.id, t.clone()));
-            t
-        } else {
-            t
-        };
-        Param::initialized(p.id, t)
-    };
-    let mut linears: Vec<Linear<B>> = Vec::with_capacity(7);
-    for t in Target::ALL {
+    let linear = |t: Target| {
         let (lin, like) = (l.linear(t), like.linear(t));
-        let weight = match (&lin.weight, &like.weight) {
-            (Some(w), Some(lw)) => Some(two(w, lw)),
-            _ => None,
-        };
-        let lora = match (&lin.lora, &like.lora) {
-            (Some(a), Some(la)) => Some(Lora {
-                a: two(&a.a, &la.a),
-                b: two(&a.b, &la.b),
-                scale: a.scale,
-                dropout: a.dropout,
-            }),
-            _ => None,
-        };
-        linears.push(Linear {
-            weight,
+        Linear {
+            weight: lin
+                .weight
+                .as_ref()
+                .zip(like.weight.as_ref())
+                .map(|(w, lw)| lift_param(w, lw)),
             nf4: lin.nf4.as_ref().map(|q| Nf4Weight {
                 codes: Tensor::from_inner(q.codes.clone()),
                 absmax: q.absmax.clone().map(Tensor::from_inner),
@@ -120,53 +85,66 @@ fn lift<B: TrainBackend>(
                 inp: q.inp,
                 block: q.block,
             }),
-            bias: None,
-            lora,
+            bias: lin
+                .bias
+                .as_ref()
+                .zip(like.bias.as_ref())
+                .map(|(b, lb)| lift_param(b, lb)),
+            lora: lin
+                .lora
+                .as_ref()
+                .zip(like.lora.as_ref())
+                .map(|(a, la)| Lora {
+                    a: lift_param(&a.a, &la.a),
+                    b: lift_param(&a.b, &la.b),
+                    scale: a.scale,
+                    dropout: a.dropout,
+                }),
             bf16: lin.bf16,
-        });
-    }
-    // Biases (Qwen2's q/k/v) after the weights and adapters.
-    for (k, t) in Target::ALL.into_iter().enumerate() {
-        if let (Some(b), Some(lb)) = (&l.linear(t).bias, &like.linear(t).bias) {
-            let v = Tensor::from_inner(b.val());
-            let v = if lb.is_require_grad() {
-                let v = v.require_grad();
-                trainable.push(Trainable::One(b.id, v.clone()));
-                v
-            } else {
-                v
-            };
-            linears[k].bias = Some(Param::initialized(b.id, v));
         }
+    };
+    Layer {
+        input_layernorm: norm(&l.input_layernorm, &like.input_layernorm),
+        q_proj: linear(Target::Q),
+        k_proj: linear(Target::K),
+        v_proj: linear(Target::V),
+        o_proj: linear(Target::O),
+        post_attention_layernorm: norm(&l.post_attention_layernorm, &like.post_attention_layernorm),
+        gate_proj: linear(Target::Gate),
+        up_proj: linear(Target::Up),
+        down_proj: linear(Target::Down),
     }
-    let [input_layernorm, post_attention_layernorm] = norms;
-    let mut it = linears.into_iter();
-    let mut next = || {
-        it.next()
-            .unwrap_or_else(|| unreachable!("seven projections"))
-    };
-    let layer = Layer {
-        input_layernorm,
-        q_proj: next(),
-        k_proj: next(),
-        v_proj: next(),
-        o_proj: next(),
-        post_attention_layernorm,
-        gate_proj: next(),
-        up_proj: next(),
-        down_proj: next(),
-    };
-    (layer, trainable)
 }
 
-/// Adds `g` to the gradient registered for `id` (a tied embedding gets
-/// one from the head and one from the lookup).
-fn add<B: Backend, const D: usize>(grads: &mut GradientsParams, id: ParamId, g: Tensor<B, D>) {
-    let g = match grads.remove::<B, D>(id) {
-        Some(old) => old + g,
-        None => g,
-    };
-    grads.register::<B, D>(id, g);
+/// Moves every gradient of `module`'s parameters from `from` into `into`,
+/// adding to one already there (a tied embedding gets one from the head
+/// and one from the lookup).
+fn merge<B: TrainBackend, M: Module<B>>(
+    module: &M,
+    mut from: GradientsParams,
+    into: &mut GradientsParams,
+) {
+    struct Move<'a, I: Backend> {
+        from: &'a mut GradientsParams,
+        into: &'a mut GradientsParams,
+        inner: core::marker::PhantomData<I>,
+    }
+    impl<B: Backend, I: Backend> ModuleVisitor<B> for Move<'_, I> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.from.remove::<I, D>(p.id) {
+                let g = match self.into.remove::<I, D>(p.id) {
+                    Some(old) => old + g,
+                    None => g,
+                };
+                self.into.register::<I, D>(p.id, g);
+            }
+        }
+    }
+    module.visit(&mut Move::<B::InnerBackend> {
+        from: &mut from,
+        into,
+        inner: core::marker::PhantomData,
+    });
 }
 
 /// The masked causal-LM loss of `ids` times `scale` (its value) and the
@@ -211,7 +189,7 @@ pub fn loss_and_grads<B: TrainBackend>(
         if let Some(seed) = seed {
             B::seed(&device, seed);
         }
-        let (lifted, trainable) = lift::<B>(layer, like);
+        let lifted = lift::<B>(layer, like);
         let input = Tensor::<B, 3>::from_inner(input).require_grad();
         let y = layer_forward(
             dims,
@@ -223,28 +201,21 @@ pub fn loss_and_grads<B: TrainBackend>(
         );
         let layer_grads = (y * Tensor::from_inner(grad_out)).sum().backward();
         g = input.grad(&layer_grads);
-        for t in trainable {
-            match t {
-                Trainable::One(id, t) => {
-                    if let Some(v) = t.grad(&layer_grads) {
-                        add(&mut grads, id, v);
-                    }
-                }
-                Trainable::Two(id, t) => {
-                    if let Some(v) = t.grad(&layer_grads) {
-                        add(&mut grads, id, v);
-                    }
-                }
-            }
-        }
+        merge(
+            &lifted,
+            GradientsParams::from_grads(layer_grads, &lifted),
+            &mut grads,
+        );
     }
     // The embedding, when it trains.
     if let (Some(grad_out), true) = (g, model.embed_tokens.is_require_grad()) {
         let e = model.embed(ids);
         let embed_grads = (e * Tensor::from_inner(grad_out)).sum().backward();
-        if let Some(v) = model.embed_tokens.val().grad(&embed_grads) {
-            add(&mut grads, model.embed_tokens.id, v);
-        }
+        merge(
+            model,
+            GradientsParams::from_grads(embed_grads, model),
+            &mut grads,
+        );
     }
     (value, grads)
 }
