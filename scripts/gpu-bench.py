@@ -25,7 +25,8 @@ It runs, each part with its own time limit, going on when one fails:
      examples that all fill the sequence: tokens/s over the steady steps
      (from when each step's event arrived; the first steps compile
      kernels), peak GPU memory (nvidia-smi every 50 ms, minus the idle
-     reading), and model FLOPs utilisation against part 2's rate.
+     reading) beside `hone-train estimate`'s figure, and model FLOPs
+     utilisation against part 2's rate.
 
 Model FLOPs per token, frozen base (no weight gradients):
 4 * N + 12 * L * S * H, N the parameters in matrix products (projections
@@ -268,6 +269,11 @@ def part_train(model, name):
     if not SMOKE:
         r["peak_gpu_mib"] = mem.peak - idle
         r["idle_gpu_mib"] = idle
+    # What `estimate` predicts for the same run (bf16 as configured).
+    code, out = sh([str(BIN / "hone-train"), "--device", "cpu", "estimate", "--model", str(model),
+                    "--config", str(config)], 60)
+    if code == 0:
+        r["estimate_mib"] = round(json.loads(out[out.index("{"):])["total_bytes"] / 2**20, 1)
     if code != 0:
         r["log"] = "".join(log)[-3000:]
     results[name] = r
