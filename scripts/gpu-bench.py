@@ -178,10 +178,11 @@ def part_kernel_test():
         # The binary reads its fixtures from the path it was built in.
         pathlib.Path(manifest).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(here, manifest)
-    code, out = sh([str(BIN / "kernel-test"), "--test-threads", "1"], 150, cwd=here)
-    results["kernel_test"] = {"exit": code, "summary": re.findall(r"test .*", out)}
+    code, out = sh([str(BIN / "kernel-test"), "--test-threads", "1", "--nocapture"], 150, cwd=here)
+    lines = re.findall(r"(?:test |measured).*", out)
+    results["kernel_test"] = {"exit": code, "summary": lines}
     say(f"kernel test on CUDA: exit {code}")
-    for line in re.findall(r"test .*", out):
+    for line in lines:
         say(f"  {line}")
     if code != 0:
         say(out[-4000:])

@@ -18,7 +18,9 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 
 /// The kernel's values of `F` against the CPU dequantizer's f32 values
 /// rounded to `F`: equal, or within `ulps` of `F`'s relative precision
-/// (the kernel computes in f32 to 1e-7 relative of the CPU and rounds once).
+/// (the kernel computes in f32 and rounds once; in f32 CUDA fuses
+/// `code · scale + offset` into one FMA, one rounding fewer than the CPU:
+/// 1 ulp apart, seen on an H200).
 fn kernel_matches_cpu<R: Runtime, F: cubecl::prelude::Float + cubecl::CubeElement>(
     client: &cubecl::prelude::ComputeClient<R>,
     to_f32: fn(F) -> f32,
@@ -79,7 +81,9 @@ fn the_kernel_equals_the_cpu_dequantizer() {
 fn the_kernel_equals_the_cpu_dequantizer_on_cuda() {
     use burn::tensor::bf16;
     let client = cubecl::cuda::CudaRuntime::client(&Default::default());
-    kernel_matches_cpu::<_, f32>(&client, |v| v, |v| v, 1e-7);
+    // Two f32 ulps: FMA contraction (measured: 1 ulp, e.g. 0.009306249 vs
+    // 0.00930625).
+    kernel_matches_cpu::<_, f32>(&client, |v| v, |v| v, 2.4e-7);
     kernel_matches_cpu::<_, bf16>(&client, bf16::to_f32, bf16::from_f32, 1.0 / 128.0);
 }
 
@@ -167,16 +171,33 @@ fn qlora_matches_the_cpu<G: hone_gpu::qlora::TrainBackend>(bf16: bool) {
     }
     let (cpu, cpu_grads) = run::<Autodiff<Flex>>(&config, &dir, &lora, quant, false);
     let (gpu, gpu_grads) = run::<G>(&config, &dir, &lora, quant, bf16);
+    // f32: CUDA's matmuls sum in another order (and FMA-contract); on an
+    // H200 the smallest adapter gradient (scale 8e-7) came out 1.2e-3 of
+    // its scale apart, so 5e-3 there; bf16: bf16's precision.
     let (loss_tol, grad_tol) = if bf16 {
         (2e-2 * cpu.abs(), 5e-2)
     } else {
-        (1e-4, 1e-3)
+        (1e-4, 5e-3)
     };
     assert!(
         (cpu - gpu).abs() <= loss_tol,
         "loss: CPU {cpu}, device {gpu} (bf16 {bf16})"
     );
     assert_eq!(cpu_grads.len(), 2 * 7);
+    let worst = cpu_grads
+        .iter()
+        .zip(&gpu_grads)
+        .map(|(a, b)| {
+            let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            diff / scale
+        })
+        .fold(0f32, f32::max);
+    eprintln!("measured (bf16 {bf16}): loss CPU {cpu}, device {gpu}; worst adapter gradient |Δ|/scale {worst}");
     for (i, (a, b)) in cpu_grads.iter().zip(&gpu_grads).enumerate() {
         let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
         let diff = a
