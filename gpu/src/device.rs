@@ -53,21 +53,31 @@ pub fn choose(prefer_gpu: bool) -> Compute {
     if !prefer_gpu {
         return Compute::Cpu;
     }
+    match gpu() {
+        Ok(c) => c,
+        Err(why) => {
+            if cfg!(feature = "cuda") {
+                tracing::warn!("{why}; training on the CPU");
+            } else {
+                tracing::info!("{why}; training on the CPU");
+            }
+            Compute::Cpu
+        }
+    }
+}
+
+/// The first NVIDIA GPU, or why there is none usable.
+pub fn gpu() -> Result<Compute, &'static str> {
     if !cfg!(feature = "cuda") {
-        tracing::info!("built without CUDA support; training on the CPU");
-        return Compute::Cpu;
+        return Err("built without CUDA support");
     }
     if !cuda_driver_present() {
-        tracing::warn!("no NVIDIA driver (libcuda.so.1) found; training on the CPU");
-        return Compute::Cpu;
+        return Err("no NVIDIA driver (libcuda.so.1) found");
     }
     if cuda_usable() {
-        Compute::Cuda(0)
+        Ok(Compute::Cuda(0))
     } else {
-        tracing::warn!(
-            "the NVIDIA driver is present but no CUDA device could be opened; training on the CPU"
-        );
-        Compute::Cpu
+        Err("the NVIDIA driver is present but no CUDA device could be opened")
     }
 }
 

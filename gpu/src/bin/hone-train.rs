@@ -184,11 +184,13 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let training = matches!(cli.command, Command::Train { .. });
-    let compute = hone_gpu::device::choose(!matches!(cli.device, DeviceChoice::Cpu));
-    if matches!(cli.device, DeviceChoice::Cuda) && compute == hone_gpu::device::Compute::Cpu {
-        eprintln!("hone-train: --device cuda: no usable NVIDIA GPU (see the line above)");
-        std::process::exit(1);
-    }
+    let compute = match cli.device {
+        DeviceChoice::Cuda => hone_gpu::device::gpu().unwrap_or_else(|why| {
+            eprintln!("hone-train: --device cuda: no usable NVIDIA GPU: {why}");
+            std::process::exit(1);
+        }),
+        choice => hone_gpu::device::choose(matches!(choice, DeviceChoice::Auto)),
+    };
     if compute != hone_gpu::device::Compute::Cpu {
         tracing::info!("computing on {compute}");
     }
