@@ -1,25 +1,30 @@
 //! The Hone web server as a library: [`router`] builds the whole app from
 //! its services, so tests drive it without a socket and `main` serves it.
 
-pub mod auth;
-pub mod backend;
+pub mod accounts;
+pub mod admin;
+pub mod cli;
 pub mod config;
-pub mod dataset_cli;
 pub mod datasets;
 pub mod db;
 pub mod entity;
+pub mod error;
 pub mod http;
 pub mod models;
+pub mod policy;
+pub mod projects;
 pub mod sessions;
+pub mod state;
 pub mod storage;
+pub mod supervisor;
 
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::Router;
-use backend::Services;
-use hone_app::api::Backend;
+use hone_app::api::{AdminBackend, DatasetsBackend, ProjectsBackend, SessionBackend};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use state::Services;
 use std::sync::Arc;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -52,8 +57,16 @@ pub fn router(services: Arc<Services>) -> Router {
         .site_root(services.config.site_root.display().to_string())
         .site_pkg_dir("pkg")
         .build();
-    let backend: Arc<dyn Backend> = services.clone();
-    let context = move || provide_context(backend.clone());
+    // Each feature's backend, as the server functions look them up.
+    let context = {
+        let s = services.clone();
+        move || {
+            provide_context::<Arc<dyn SessionBackend>>(s.clone());
+            provide_context::<Arc<dyn ProjectsBackend>>(s.clone());
+            provide_context::<Arc<dyn DatasetsBackend>>(s.clone());
+            provide_context::<Arc<dyn AdminBackend>>(s.clone());
+        }
+    };
     let shell_options = leptos.clone();
     let state = AppState {
         leptos,
@@ -87,7 +100,7 @@ pub fn router(services: Arc<Services>) -> Router {
         // The upload route streams and counts bytes itself (and answers 413).
         .route("/api/projects/{id}/files", post(http::upload))
         .route("/api/projects/{id}/datasets", post(datasets::create))
-        .route("/api/models/{name}/tokenizer", get(http::tokenizer))
+        .route("/api/models/{name}/tokenizer", get(models::tokenizer_route))
         .route("/api/datasets/{id}/{file}", get(datasets::download))
         .merge(pages)
         .layer(axum::middleware::from_fn(http::same_origin_only))

@@ -4,9 +4,11 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hone_app::api::Role;
-use hone_server::backend::Services;
+use hone_server::cli::dataset as dataset_cli;
 use hone_server::config::Config;
-use hone_server::{dataset_cli, db, router, sessions, storage::BlobStore};
+use hone_server::state::Services;
+use hone_server::supervisor::Supervisor;
+use hone_server::{db, router, sessions, storage::BlobStore};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -249,13 +251,20 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
     if swept > 0 {
         tracing::info!(count = swept, "removed files of interrupted uploads");
     }
-    let store = sessions::DbSessionStore::new(services.db.clone());
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
-        loop {
-            every.tick().await;
-            if let Err(e) = store.delete_expired().await {
-                tracing::warn!(error = %e, "deleting expired sessions failed");
+    let mut supervisor = Supervisor::new();
+    let db = services.db.clone();
+    supervisor.spawn("expired sessions", move |mut shutdown| {
+        let store = sessions::DbSessionStore::new(db.clone());
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = shutdown.wait() => return,
+                }
+                if let Err(e) = store.delete_expired().await {
+                    tracing::warn!(error = %e, "deleting expired sessions failed");
+                }
             }
         }
     });
@@ -276,6 +285,10 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    // Requests have drained; background tasks get a grace period to stop.
+    supervisor
+        .shutdown(std::time::Duration::from_secs(30))
+        .await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -14,6 +14,23 @@ use std::path::{Path, PathBuf};
 pub const DEMO: &str = "hone-demo";
 const DEMO_TOKENIZER: &str = include_str!("../../models/hone-demo/tokenizer.json");
 const DEMO_TOKENIZER_CONFIG: &str = include_str!("../../models/hone-demo/tokenizer_config.json");
+/// The demo model's whole folder, written out for the engine on first use.
+const DEMO_FILES: [(&str, &[u8]); 5] = [
+    (
+        "config.json",
+        include_bytes!("../../models/hone-demo/config.json"),
+    ),
+    (
+        "generation_config.json",
+        include_bytes!("../../models/hone-demo/generation_config.json"),
+    ),
+    (
+        "model.safetensors",
+        include_bytes!("../../models/hone-demo/model.safetensors"),
+    ),
+    ("tokenizer.json", DEMO_TOKENIZER.as_bytes()),
+    ("tokenizer_config.json", DEMO_TOKENIZER_CONFIG.as_bytes()),
+];
 
 /// A tokenizer file larger than this is refused (real ones are ≤ ~20 MB).
 const MAX_FILE: u64 = 64 * 1024 * 1024;
@@ -163,6 +180,78 @@ pub fn context_length(config: Option<&str>, tokenizer_config: Option<&str>) -> O
             .map(|n| n as u32)
     };
     field(config, "max_position_embeddings").or_else(|| field(tokenizer_config, "model_max_length"))
+}
+
+/// The model's `config.json` (what the memory estimate reads).
+pub fn config_json(models_dir: &Path, name: &str) -> Result<String, ModelError> {
+    if name == DEMO {
+        return Ok(String::from_utf8_lossy(DEMO_FILES[0].1).into_owned());
+    }
+    let dir = folder(models_dir, name)?;
+    read(&dir.join("config.json"))?.ok_or_else(|| ModelError::Missing {
+        model: name.into(),
+        file: "config.json",
+        dir: dir.display().to_string(),
+    })
+}
+
+fn folder(models_dir: &Path, name: &str) -> Result<PathBuf, ModelError> {
+    let dir = models_dir.join(name);
+    if !valid_name(name) || !dir.is_dir() {
+        return Err(ModelError::Unknown(name.into()));
+    }
+    Ok(dir)
+}
+
+/// The folder the engine loads `name` from. The demo model is written out
+/// under `builtin_dir` the first time (file by file, each renamed into
+/// place when complete, so a crash leaves no half-written weights).
+pub fn engine_folder(
+    models_dir: &Path,
+    builtin_dir: &Path,
+    name: &str,
+) -> Result<PathBuf, ModelError> {
+    if name != DEMO {
+        return folder(models_dir, name);
+    }
+    let dir = builtin_dir.join(DEMO);
+    let unwritable = |why: std::io::Error| ModelError::Unreadable {
+        path: dir.display().to_string(),
+        why: why.to_string(),
+    };
+    std::fs::create_dir_all(&dir).map_err(unwritable)?;
+    for (file, bytes) in DEMO_FILES {
+        let path = dir.join(file);
+        if std::fs::read(&path).is_ok_and(|b| b == bytes) {
+            continue;
+        }
+        let tmp = dir.join(format!(".{file}.{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&tmp, bytes).map_err(unwritable)?;
+        std::fs::rename(&tmp, &path).map_err(unwritable)?;
+    }
+    Ok(dir)
+}
+
+/// Names of the models people can pick, for "no such model" messages.
+pub fn names(models_dir: &Path) -> Vec<String> {
+    list(models_dir).into_iter().map(|m| m.name).collect()
+}
+
+/// `GET /api/models/{name}/tokenizer`: what the browser needs to count
+/// tokens as training will. Any signed-in person may read it.
+pub async fn tokenizer_route(
+    axum::extract::State(s): axum::extract::State<std::sync::Arc<crate::state::Services>>,
+    _: crate::accounts::SignedIn,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> crate::error::Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let dir = s.config.models_dir.clone();
+    let files = tokio::task::spawn_blocking(move || tokenizer_files(&dir, &name)).await??;
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "private, max-age=300")],
+        axum::Json(files),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@ pub enum Error {
     Interrupted(String),
     #[error("storage: {0}")]
     Store(#[from] object_store::Error),
+    /// A local file a worker stores or restores.
+    #[error("local file {0}")]
+    Local(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -140,6 +143,47 @@ impl BlobStore {
                 Err(e)
             }
         }
+    }
+
+    /// Stores a local file (a checkpoint's or a trained model's), read in
+    /// 1 MiB chunks.
+    pub async fn put_file(&self, path: &Path) -> Result<Stored> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Error::Local(format!("{}: {e}", path.display())))?;
+        let chunks = futures::stream::try_unfold(file, |mut file| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = Vec::with_capacity(1024 * 1024);
+            let n = (&mut file).take(1024 * 1024).read_to_end(&mut buf).await?;
+            Ok::<_, std::io::Error>((n > 0).then(|| (Bytes::from(buf), file)))
+        });
+        self.put_stream(Box::pin(chunks), u64::MAX).await
+    }
+
+    /// Writes a blob to a local file: into a temporary name beside it,
+    /// renamed when complete.
+    pub async fn get_file(&self, key: &str, path: &Path) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let io = |e: std::io::Error| Error::Local(format!("{}: {e}", path.display()));
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        }
+        let tmp = path.with_extension(format!("part-{}", uuid::Uuid::new_v4().simple()));
+        let mut out = tokio::fs::File::create(&tmp).await.map_err(io)?;
+        let mut stream = self.stream(key).await?;
+        let copied: Result<()> = async {
+            while let Some(chunk) = stream.next().await {
+                out.write_all(&chunk?).await.map_err(io)?;
+            }
+            out.sync_all().await.map_err(io)?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = copied {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        tokio::fs::rename(&tmp, path).await.map_err(io)
     }
 
     /// A blob's bytes as a stream of chunks (never the whole blob at once).

@@ -15,7 +15,7 @@ pub fn DashboardPage() -> impl IntoView {
 
 #[component]
 fn DashboardView(d: Dashboard, create: ServerAction<api::CreateProject>) -> impl IntoView {
-    let can_write = d.user.role.can_write_projects();
+    let can_write = d.can_create_projects;
     let teams = d.teams.clone();
     let has_teams = !teams.is_empty();
     view! {

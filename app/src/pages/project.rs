@@ -37,7 +37,7 @@ pub fn ProjectPage() -> impl IntoView {
 
 #[component]
 fn ProjectView(d: Data, state: UploadState, check: super::check::CheckState) -> impl IntoView {
-    let can_write = d.user.role.can_write_projects();
+    let can_write = d.can_write;
     let project_id = d.project.id;
     let max = d.max_upload_bytes;
     view! {

@@ -1,5 +1,5 @@
-//! Passwords, names and sign-in throttling: the rules, as plain functions
-//! over values, with the database work in `backend`.
+//! Passwords and names: the rules, as plain functions over values (the
+//! database work is in `accounts`).
 
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
@@ -9,13 +9,6 @@ use hone_app::api::AppError;
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
-
-/// Failed sign-ins allowed per account name within one window…
-pub const ACCOUNT_FAILURES: i32 = 5;
-/// …and per client address (several people may share one address).
-pub const IP_FAILURES: i32 = 20;
-/// The window, in seconds.
-pub const WINDOW_SECS: i64 = 15 * 60;
 
 /// Hashes with argon2id (the crate's default parameters: 19 MiB, t=2).
 pub fn hash_password(password: &str) -> Result<String, AppError> {
@@ -103,35 +96,6 @@ pub fn parse_name(raw: &str, field: &str, what: &str) -> Result<String, AppError
     Ok(name.to_owned())
 }
 
-/// Throttle state for one key: failures counted since `window_start`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Throttle {
-    pub failures: i32,
-    pub window_start: i64,
-}
-
-impl Throttle {
-    /// `Some(minutes to wait)` when this key is locked at `now`.
-    pub fn locked(self, limit: i32, now: i64) -> Option<i64> {
-        let ends = self.window_start + WINDOW_SECS;
-        (self.failures >= limit && now < ends).then(|| ((ends - now) + 59) / 60)
-    }
-
-    /// The state after one more failure at `now` (a new window once the old one is over).
-    pub fn after_failure(state: Option<Throttle>, now: i64) -> Throttle {
-        match state {
-            Some(t) if now < t.window_start + WINDOW_SECS => Throttle {
-                failures: t.failures + 1,
-                ..t
-            },
-            _ => Throttle {
-                failures: 1,
-                window_start: now,
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,22 +127,5 @@ mod tests {
     fn short_passwords_are_refused() {
         assert!(check_new_password("short", "p").is_err());
         assert!(check_new_password("twelve chars", "p").is_ok());
-    }
-
-    #[test]
-    fn throttle_locks_after_the_limit_and_reopens_after_the_window() {
-        let mut t = None;
-        for i in 0..ACCOUNT_FAILURES {
-            let next = Throttle::after_failure(t, 1000 + i64::from(i));
-            t = Some(next);
-        }
-        let t = t.unwrap();
-        assert_eq!(t.failures, ACCOUNT_FAILURES);
-        assert_eq!(t.locked(ACCOUNT_FAILURES, 1010), Some(15));
-        assert_eq!(t.locked(ACCOUNT_FAILURES, 1000 + WINDOW_SECS), None);
-        assert_eq!(
-            Throttle::after_failure(Some(t), 1000 + WINDOW_SECS).failures,
-            1
-        );
     }
 }

@@ -9,23 +9,24 @@
 //! browser's (409). Only then are the three split files written and the
 //! version recorded.
 
-use crate::backend::{internal, now, Services};
+use super::summary;
+use crate::accounts::SignedIn;
 use crate::entity::{dataset_version, file};
-use crate::http::ApiError;
+use crate::error::Result;
+use crate::state::{now, Services};
 use crate::storage::{self, Stored};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use hone_app::api::{AppError, DatasetSummary};
+use hone_app::api::AppError;
 use hone_dataset::tokens::ChatTokenizer;
 use hone_dataset::{Checker, Columns, Options, Ratios, Report, Split, SplitWriter};
 use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
 use serde::Deserialize;
 use std::sync::Arc;
-use tower_sessions::Session;
 
 #[derive(Debug, Deserialize)]
 pub struct NewDataset {
@@ -55,7 +56,7 @@ struct Settings {
 }
 
 fn parse(q: NewDataset) -> Result<Settings, AppError> {
-    let name = crate::auth::parse_name(&q.name, "name", "dataset")?;
+    let name = crate::accounts::password::parse_name(&q.name, "name", "dataset")?;
     let seed = q.seed.trim().parse::<u64>().map_err(|_| {
         AppError::invalid(
             "seed",
@@ -113,7 +114,7 @@ async fn check_blob(
     key: &str,
     options: &Options,
     measure: Arc<ChatTokenizer>,
-) -> Result<Report, AppError> {
+) -> Result<Report> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
     let options = options.clone();
     let work = tokio::task::spawn_blocking(move || {
@@ -123,14 +124,14 @@ async fn check_blob(
         }
         checker.finish()
     });
-    let mut stream = s.blobs.stream(key).await.map_err(internal)?;
+    let mut stream = s.blobs.stream(key).await?;
     while let Some(chunk) = stream.next().await {
-        if tx.send(chunk.map_err(internal)?).await.is_err() {
+        if tx.send(chunk?).await.is_err() {
             break;
         }
     }
     drop(tx);
-    work.await.map_err(internal)
+    Ok(work.await?)
 }
 
 /// The second pass: each kept example, normalised, into its split's blob.
@@ -142,11 +143,11 @@ async fn write_splits(
     options: &Options,
     measure: Arc<ChatTokenizer>,
     plan: Vec<Split>,
-) -> Result<[Stored; 3], AppError> {
+) -> Result<[Stored; 3]> {
     let mut writers = [
-        s.blobs.writer().await.map_err(internal)?,
-        s.blobs.writer().await.map_err(internal)?,
-        s.blobs.writer().await.map_err(internal)?,
+        s.blobs.writer().await?,
+        s.blobs.writer().await?,
+        s.blobs.writer().await?,
     ];
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<[Vec<u8>; 3]>(2);
@@ -165,7 +166,7 @@ async fn write_splits(
         split.finish(&mut |which, line| lines[which as usize].extend_from_slice(line.as_bytes()));
         let _ = out_tx.blocking_send(lines);
     });
-    let mut stream = s.blobs.stream(key).await.map_err(internal)?;
+    let mut stream = s.blobs.stream(key).await?;
     let feed = async move {
         while let Some(chunk) = stream.next().await {
             if tx.send(chunk?).await.is_err() {
@@ -189,27 +190,26 @@ async fn write_splits(
         for w in writers {
             w.abort().await;
         }
-        return Err(internal(e));
+        return Err(e.into());
     }
-    joined.map_err(internal)?;
+    joined?;
     let [train, validation, test] = writers;
     Ok([
-        train.finish().await.map_err(internal)?,
-        validation.finish().await.map_err(internal)?,
-        test.finish().await.map_err(internal)?,
+        train.finish().await?,
+        validation.finish().await?,
+        test.finish().await?,
     ])
 }
 
 #[tracing::instrument(skip_all, fields(project_id))]
 pub async fn create(
     State(s): State<Arc<Services>>,
-    session: Session,
+    SignedIn(u): SignedIn,
     Path(project_id): Path<i64>,
     Query(query): Query<NewDataset>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
-    let u = s.user_from_session(&session).await?;
+) -> Result<Response> {
     let p = s.writable_project(&u, project_id).await?;
     let mut settings = parse(query)?;
     // The same tokenizer and context length the browser counted with.
@@ -222,8 +222,7 @@ pub async fn create(
             files.context_length,
         ))
     })
-    .await
-    .map_err(internal)?
+    .await?
     .map_err(|e| match e {
         crate::models::ModelError::Unknown(_) => AppError::invalid("model", e.to_string()),
         other => {
@@ -237,13 +236,8 @@ pub async fn create(
     settings.options.max_tokens = context_length;
     let source_name = crate::http::file_name(&headers)?;
     let limit = s.config.max_upload_bytes;
-    if let Some(refusal) = crate::http::declared_too_large(&headers, limit) {
-        return Ok(refusal);
-    }
-    let source = match s.blobs.put_stream(body.into_data_stream(), limit).await {
-        Ok(stored) => stored,
-        Err(e) => return Ok(crate::http::upload_refusal(e, limit)),
-    };
+    crate::http::check_declared_size(&headers, limit)?;
+    let source = s.blobs.put_stream(body.into_data_stream(), limit).await?;
     let tokenizer = Arc::new(tokenizer);
     let report = check_blob(&s, &source.key, &settings.options, tokenizer.clone()).await?;
     // The per-line report of what blocks saving: errors first.
@@ -295,7 +289,7 @@ pub async fn create(
         .map(|(code, n)| (code.as_str().to_owned(), (*n).into()))
         .collect();
     let t = now();
-    let tx = s.db.begin().await.map_err(internal)?;
+    let tx = s.db.begin().await?;
     let source_row = file::ActiveModel {
         project_id: Set(p.id),
         name: Set(source_name.clone()),
@@ -307,8 +301,7 @@ pub async fn create(
         ..Default::default()
     }
     .insert(&tx)
-    .await
-    .map_err(internal)?;
+    .await?;
     let row = dataset_version::ActiveModel {
         project_id: Set(p.id),
         name: Set(settings.name),
@@ -341,80 +334,12 @@ pub async fn create(
         ..Default::default()
     }
     .insert(&tx)
-    .await
-    .map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+    .await?;
+    tx.commit().await?;
     tracing::info!(user = %u.username, project = p.id, dataset = row.id, examples = row.examples, "dataset version saved");
     Ok((
         StatusCode::CREATED,
         Json(summary(&row, source_name, u.username)),
-    )
-        .into_response())
-}
-
-pub fn summary(
-    row: &dataset_version::Model,
-    source_name: String,
-    created_by: String,
-) -> DatasetSummary {
-    DatasetSummary {
-        id: row.id,
-        name: row.name.clone(),
-        source_name,
-        format: row.format.clone(),
-        examples: row.examples,
-        rejected: row.rejected,
-        dropped_rejected: row.dropped_rejected,
-        warnings: row.warnings,
-        seed: row.seed.clone(),
-        ratios: row.ratios.clone(),
-        counts: [row.train_count, row.validation_count, row.test_count],
-        base_model: row.base_model.clone(),
-        created_by,
-        created_at: row.created_at,
-    }
-}
-
-/// `GET /api/datasets/{id}/{split}.jsonl`: one split file of a version, for
-/// anyone who may read its project (the trainer's input, and for people who
-/// want to look).
-pub async fn download(
-    State(s): State<Arc<Services>>,
-    session: Session,
-    Path((id, file)): Path<(i64, String)>,
-) -> Result<Response, ApiError> {
-    let u = s.user_from_session(&session).await?;
-    let (row, _) = s.readable_dataset(&u, id).await?;
-    let (key, split) = match file.as_str() {
-        "train.jsonl" => (&row.train_key, "train"),
-        "validation.jsonl" => (&row.validation_key, "validation"),
-        "test.jsonl" => (&row.test_key, "test"),
-        _ => return Err(AppError::NotFound("that split".into()).into()),
-    };
-    let stream = s.blobs.stream(key).await.map_err(internal)?;
-    let safe: String = row
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                "application/jsonl; charset=utf-8".to_owned(),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{safe}-{split}.jsonl\""),
-            ),
-        ],
-        Body::from_stream(stream),
     )
         .into_response())
 }

@@ -1,0 +1,101 @@
+//! The admin page: people, roles and teams.
+
+use super::{AppError, CurrentUser, Role, Team};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    pub teams: Vec<Team>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminOverview {
+    pub user: CurrentUser,
+    pub users: Vec<UserRow>,
+    pub teams: Vec<Team>,
+}
+
+#[cfg(feature = "ssr")]
+pub use backend::AdminBackend;
+
+#[cfg(feature = "ssr")]
+mod backend {
+    use super::*;
+    use crate::api::RequestParts;
+
+    #[async_trait::async_trait]
+    pub trait AdminBackend: Send + Sync + 'static {
+        async fn admin_overview(&self, req: &RequestParts) -> Result<AdminOverview, AppError>;
+        async fn create_user(
+            &self,
+            req: &RequestParts,
+            username: String,
+            password: String,
+            role: String,
+            team_id: i64,
+        ) -> Result<(), AppError>;
+        async fn create_team(&self, req: &RequestParts, name: String) -> Result<(), AppError>;
+        async fn set_role(
+            &self,
+            req: &RequestParts,
+            user_id: i64,
+            role: String,
+        ) -> Result<(), AppError>;
+        async fn set_membership(
+            &self,
+            req: &RequestParts,
+            user_id: i64,
+            team_id: i64,
+            member: bool,
+        ) -> Result<(), AppError>;
+    }
+}
+
+#[server(prefix = "/api", endpoint = "admin_overview")]
+pub async fn load_admin() -> Result<AdminOverview, AppError> {
+    use std::sync::Arc;
+    super::ssr::call(|b: Arc<dyn AdminBackend>, r| async move { b.admin_overview(&r).await }).await
+}
+
+#[server(prefix = "/api", endpoint = "create_user")]
+pub async fn create_user(
+    username: String,
+    password: String,
+    role: String,
+    team_id: i64,
+) -> Result<(), AppError> {
+    use std::sync::Arc;
+    super::ssr::call(|b: Arc<dyn AdminBackend>, r| async move {
+        b.create_user(&r, username, password, role, team_id).await
+    })
+    .await
+}
+
+#[server(prefix = "/api", endpoint = "create_team")]
+pub async fn create_team(name: String) -> Result<(), AppError> {
+    use std::sync::Arc;
+    super::ssr::call(|b: Arc<dyn AdminBackend>, r| async move { b.create_team(&r, name).await })
+        .await
+}
+
+#[server(prefix = "/api", endpoint = "set_role")]
+pub async fn set_role(user_id: i64, role: String) -> Result<(), AppError> {
+    use std::sync::Arc;
+    super::ssr::call(
+        |b: Arc<dyn AdminBackend>, r| async move { b.set_role(&r, user_id, role).await },
+    )
+    .await
+}
+
+#[server(prefix = "/api", endpoint = "set_membership")]
+pub async fn set_membership(user_id: i64, team_id: i64, member: bool) -> Result<(), AppError> {
+    use std::sync::Arc;
+    super::ssr::call(|b: Arc<dyn AdminBackend>, r| async move {
+        b.set_membership(&r, user_id, team_id, member).await
+    })
+    .await
+}

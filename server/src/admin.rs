@@ -1,0 +1,217 @@
+//! The admin page's calls: people, roles and teams. Admins only
+//! ([`policy::Action::Administer`]).
+
+use crate::accounts::{current, password};
+use crate::entity::user::StoredRole;
+use crate::entity::{membership, team, user};
+use crate::error::Result;
+use crate::policy::{self, Action};
+use crate::state::Services;
+use hone_app::api::{AdminBackend, AdminOverview, AppError, RequestParts, Role, Team, UserRow};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
+
+fn parse_role(role: &str) -> Result<Role> {
+    Ok(Role::parse(role)
+        .ok_or_else(|| AppError::invalid("role", "Choose one of the listed roles."))?)
+}
+
+impl Services {
+    async fn require_admin(&self, req: &RequestParts) -> Result<user::Model> {
+        let u = self.require_user(req).await?;
+        policy::check(u.role.into(), false, Action::Administer, "that page")?;
+        Ok(u)
+    }
+
+    async fn admin_overview(&self, req: &RequestParts) -> Result<AdminOverview> {
+        let me = self.require_admin(req).await?;
+        let teams: Vec<Team> = team::Entity::find()
+            .order_by_asc(team::Column::Name)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|t| Team {
+                id: t.id,
+                name: t.name,
+            })
+            .collect();
+        let members = membership::Entity::find().all(&self.db).await?;
+        let users = user::Entity::find()
+            .order_by_asc(user::Column::Username)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|u| UserRow {
+                id: u.id,
+                role: u.role.into(),
+                teams: teams
+                    .iter()
+                    .filter(|t| {
+                        members
+                            .iter()
+                            .any(|m| m.user_id == u.id && m.team_id == t.id)
+                    })
+                    .cloned()
+                    .collect(),
+                username: u.username,
+            })
+            .collect();
+        Ok(AdminOverview {
+            user: current(&me),
+            users,
+            teams,
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_user(
+        &self,
+        req: &RequestParts,
+        username: String,
+        password: String,
+        role: String,
+        team_id: i64,
+    ) -> Result<()> {
+        let admin = self.require_admin(req).await?;
+        let role = parse_role(&role)?;
+        if team::Entity::find_by_id(team_id)
+            .one(&self.db)
+            .await?
+            .is_none()
+        {
+            return Err(AppError::invalid("team_id", "Choose one of the listed teams.").into());
+        }
+        let u = self
+            .insert_user(&username, &password, role, team_id)
+            .await?;
+        tracing::info!(by = %admin.username, user = %u.username, role = role.as_str(), "user created");
+        Ok(())
+    }
+
+    async fn create_team(&self, req: &RequestParts, name: String) -> Result<()> {
+        self.require_admin(req).await?;
+        let name = password::parse_name(&name, "name", "team")?;
+        let exists = team::Entity::find()
+            .filter(team::Column::Name.eq(name.as_str()))
+            .count(&self.db)
+            .await?
+            > 0;
+        if exists {
+            return Err(AppError::invalid("name", "A team with that name already exists.").into());
+        }
+        self.insert_team(name).await?;
+        Ok(())
+    }
+
+    async fn set_role(&self, req: &RequestParts, user_id: i64, role: String) -> Result<()> {
+        let admin = self.require_admin(req).await?;
+        let role = parse_role(&role)?;
+        let target = user::Entity::find_by_id(user_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::NotFound("that user".into()))?;
+        if target.role == StoredRole::Admin && role != Role::Admin {
+            let admins = user::Entity::find()
+                .filter(user::Column::Role.eq(StoredRole::Admin))
+                .count(&self.db)
+                .await?;
+            if admins <= 1 {
+                return Err(AppError::Conflict(
+                    "Hone needs at least one administrator: make someone else admin first.".into(),
+                )
+                .into());
+            }
+        }
+        let mut m: user::ActiveModel = target.into();
+        m.role = Set(role.into());
+        let u = m.update(&self.db).await?;
+        tracing::info!(by = %admin.username, user = %u.username, role = role.as_str(), "role changed");
+        Ok(())
+    }
+
+    async fn set_membership(
+        &self,
+        req: &RequestParts,
+        user_id: i64,
+        team_id: i64,
+        member: bool,
+    ) -> Result<()> {
+        self.require_admin(req).await?;
+        if user::Entity::find_by_id(user_id)
+            .one(&self.db)
+            .await?
+            .is_none()
+        {
+            return Err(AppError::NotFound("that user".into()).into());
+        }
+        if team::Entity::find_by_id(team_id)
+            .one(&self.db)
+            .await?
+            .is_none()
+        {
+            return Err(AppError::NotFound("that team".into()).into());
+        }
+        let existing = membership::Entity::find_by_id((user_id, team_id))
+            .one(&self.db)
+            .await?;
+        match (member, existing) {
+            (true, None) => {
+                membership::ActiveModel {
+                    user_id: Set(user_id),
+                    team_id: Set(team_id),
+                }
+                .insert(&self.db)
+                .await?;
+            }
+            (false, Some(_)) => {
+                membership::Entity::delete_by_id((user_id, team_id))
+                    .exec(&self.db)
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl AdminBackend for Services {
+    async fn admin_overview(&self, req: &RequestParts) -> Result<AdminOverview, AppError> {
+        Ok(Services::admin_overview(self, req).await?)
+    }
+
+    async fn create_user(
+        &self,
+        req: &RequestParts,
+        username: String,
+        password: String,
+        role: String,
+        team_id: i64,
+    ) -> Result<(), AppError> {
+        Ok(Services::create_user(self, req, username, password, role, team_id).await?)
+    }
+
+    async fn create_team(&self, req: &RequestParts, name: String) -> Result<(), AppError> {
+        Ok(Services::create_team(self, req, name).await?)
+    }
+
+    async fn set_role(
+        &self,
+        req: &RequestParts,
+        user_id: i64,
+        role: String,
+    ) -> Result<(), AppError> {
+        Ok(Services::set_role(self, req, user_id, role).await?)
+    }
+
+    async fn set_membership(
+        &self,
+        req: &RequestParts,
+        user_id: i64,
+        team_id: i64,
+        member: bool,
+    ) -> Result<(), AppError> {
+        Ok(Services::set_membership(self, req, user_id, team_id, member).await?)
+    }
+}

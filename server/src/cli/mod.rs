@@ -1,0 +1,3 @@
+//! The `hone` subcommands that work without the web server.
+
+pub mod dataset;
