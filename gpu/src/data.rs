@@ -5,7 +5,8 @@
 //!
 //! Loss mask: assistant tokens by default (messages with `weight: 0` are
 //! excluded), or every token. Sequences longer than `max_len` are cut at
-//! the end and counted. Batches are right-padded with an attention mask;
+//! the end and counted, and the longest length is kept (the trainer
+//! refuses a split whose every example would be cut). Batches are right-padded with an attention mask;
 //! packing is not done.
 
 use burn::tensor::backend::Backend;
@@ -34,6 +35,9 @@ pub struct Prepared {
     pub sequences: Vec<Sequence>,
     /// Examples cut to `max_len`.
     pub truncated: usize,
+    /// Tokens in the longest example before any cut (what `max_len` would
+    /// have to be for none to be cut).
+    pub longest: usize,
     /// Examples with nothing to learn from (no loss token), left out.
     pub empty: usize,
 }
@@ -76,6 +80,7 @@ pub fn prepare(
         } else {
             encoded.assistant
         };
+        out.longest = out.longest.max(ids.len());
         if ids.len() > opts.max_len {
             ids.truncate(opts.max_len);
             loss.truncate(opts.max_len);
@@ -202,6 +207,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.truncated, 2);
         assert!(p.sequences.iter().all(|s| s.ids.len() == 6));
+        assert!(p.longest > 6, "{}", p.longest);
         // Cut before the assistant speaks: nothing to learn, left out.
         let p = prepare(
             TWO,

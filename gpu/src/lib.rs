@@ -4,6 +4,11 @@
 //! Built so far: reading a Hugging Face model's `config.json` for the Llama
 //! family (`config`), its safetensors weights (`safetensors`), the decoder's
 //! forward pass (`model`) and choosing the compute device (`device`).
+//!
+//! The plain data a job is described by — `config.json` parsing, the
+//! training settings, the memory estimate, the events — lives in
+//! `hone-protocol`, shared with the server and the browser, and is
+//! re-exported at its old paths (`config`, `train`, `estimate`).
 
 pub mod checkpoint;
 pub mod config;

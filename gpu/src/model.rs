@@ -163,68 +163,9 @@ impl<B: Backend> Linear<B> {
     }
 }
 
-/// Which projections get adapters: PEFT's `target_modules` names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
-    Q,
-    K,
-    V,
-    O,
-    Gate,
-    Up,
-    Down,
-}
-
-impl Target {
-    pub const ALL: [Target; 7] = [
-        Target::Q,
-        Target::K,
-        Target::V,
-        Target::O,
-        Target::Gate,
-        Target::Up,
-        Target::Down,
-    ];
-
-    /// The module name PEFT uses (`q_proj`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::Q => "q_proj",
-            Target::K => "k_proj",
-            Target::V => "v_proj",
-            Target::O => "o_proj",
-            Target::Gate => "gate_proj",
-            Target::Up => "up_proj",
-            Target::Down => "down_proj",
-        }
-    }
-
-    /// The Hugging Face module the projection lives in.
-    pub fn group(self) -> &'static str {
-        match self {
-            Target::Q | Target::K | Target::V | Target::O => "self_attn",
-            Target::Gate | Target::Up | Target::Down => "mlp",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Target> {
-        Target::ALL.into_iter().find(|t| t.name() == name)
-    }
-}
-
-/// LoRA settings, as PEFT names them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LoraConfig {
-    pub r: usize,
-    pub alpha: f64,
-    pub dropout: f64,
-    pub targets: Vec<Target>,
-    /// Scale by `alpha / √r` instead of `alpha / r`.
-    pub rslora: bool,
-    /// Seeds the adapters' initial `A` (with each adapter's name), so the
-    /// same settings always start from the same adapters.
-    pub seed: u64,
-}
+// Which projections get adapters, and the LoRA settings, are plain data
+// the server and the browser share.
+pub use hone_protocol::train_config::{LoraConfig, Target};
 
 #[derive(Module, Debug)]
 pub struct RmsNorm<B: Backend> {

@@ -26,24 +26,8 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData, TensorPrimitive};
 
-/// How the base is quantized (bitsandbytes' `BitsAndBytesConfig` with
-/// `bnb_4bit_quant_type="nf4"`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct QuantConfig {
-    /// Values per absmax block (`blocksize`; 64 in QLoRA).
-    pub block: usize,
-    /// Quantize the block maxima too (`bnb_4bit_use_double_quant`).
-    pub double: bool,
-}
-
-impl Default for QuantConfig {
-    fn default() -> Self {
-        QuantConfig {
-            block: 64,
-            double: true,
-        }
-    }
-}
+// How the base is quantized is plain data the server and the browser share.
+pub use hone_protocol::train_config::QuantConfig;
 
 /// A frozen `[out, in]` weight stored as NF4 on the device.
 #[derive(Module, Debug)]

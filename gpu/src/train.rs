@@ -1,11 +1,12 @@
 //! The trainer: AdamW, a warmup-then-decay learning-rate schedule, gradient
 //! accumulation, clipping by global norm, epochs over seeded shuffles,
 //! validation every `eval_steps` with early stopping, and one JSON progress
-//! event per line. Settings use the Hugging Face `TrainingArguments` / PEFT
-//! names, in TOML or JSON.
+//! event per line. The settings (`TrainConfig`, Hugging Face
+//! `TrainingArguments` / PEFT names) and the events are defined in
+//! `hone-protocol` and re-exported here.
 
 use crate::data::{Batch, Prepared, Sequence};
-use crate::model::{causal_lm_loss, LoraConfig, Model, Target};
+use crate::model::{causal_lm_loss, Model};
 use crate::qlora::{QuantBackend, TrainBackend};
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
@@ -27,291 +28,10 @@ pub struct State {
     pub optimizer_fnv: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    Full,
-    Lora,
-    /// LoRA over a frozen NF4 base.
-    Qlora,
-}
-
-impl Method {
-    /// Whether only adapters train (LoRA and QLoRA).
-    pub fn adapters(self) -> bool {
-        matches!(self, Method::Lora | Method::Qlora)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    Cosine,
-    Linear,
-    Constant,
-}
-
-/// Training settings; unknown keys are refused (a typo must not silently
-/// fall back to a default).
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
-    pub method: Method,
-    pub num_train_epochs: usize,
-    pub per_device_train_batch_size: usize,
-    pub gradient_accumulation_steps: usize,
-    pub learning_rate: f64,
-    pub lr_scheduler_type: Schedule,
-    pub warmup_steps: usize,
-    pub weight_decay: f64,
-    pub adam_beta1: f64,
-    pub adam_beta2: f64,
-    pub adam_epsilon: f64,
-    /// Clip gradients to this global L2 norm (0: no clipping).
-    pub max_grad_norm: f64,
-    pub logging_steps: usize,
-    pub eval_steps: usize,
-    pub save_steps: usize,
-    /// Checkpoints kept besides the best one.
-    pub save_total_limit: usize,
-    pub seed: u64,
-    pub max_seq_length: usize,
-    /// Loss on every token instead of only the assistant's.
-    pub train_on_all_tokens: bool,
-    /// Stop after this many evaluations without a better validation loss.
-    pub early_stopping_patience: Option<usize>,
-    pub lora_r: usize,
-    pub lora_alpha: f64,
-    pub lora_dropout: f64,
-    pub target_modules: Vec<String>,
-    pub use_rslora: bool,
-    /// QLoRA: quantize the block maxima too (bitsandbytes' name).
-    pub bnb_4bit_use_double_quant: bool,
-    /// QLoRA: values per NF4 block.
-    pub bnb_4bit_block_size: usize,
-    /// Matrix products in bf16 (transformers' `bf16`); unset: bf16 on a
-    /// GPU, f32 on the CPU.
-    pub bf16: Option<bool>,
-    /// QLoRA's compute dtype as bitsandbytes names it (`"bfloat16"` or
-    /// `"float32"`); the same switch as `bf16`, which it must not
-    /// contradict.
-    pub bnb_4bit_compute_dtype: Option<String>,
-    /// Recompute each decoder layer in the backward pass instead of
-    /// keeping its activations (transformers' name): much less memory for
-    /// long sequences, about a third more compute.
-    pub gradient_checkpointing: bool,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            method: Method::Lora,
-            num_train_epochs: 3,
-            per_device_train_batch_size: 8,
-            gradient_accumulation_steps: 1,
-            learning_rate: 2e-4,
-            lr_scheduler_type: Schedule::Cosine,
-            warmup_steps: 0,
-            weight_decay: 0.0,
-            adam_beta1: 0.9,
-            adam_beta2: 0.999,
-            adam_epsilon: 1e-8,
-            max_grad_norm: 1.0,
-            logging_steps: 10,
-            eval_steps: 100,
-            save_steps: 100,
-            save_total_limit: 2,
-            seed: 42,
-            max_seq_length: 1024,
-            train_on_all_tokens: false,
-            early_stopping_patience: None,
-            lora_r: 16,
-            lora_alpha: 32.0,
-            lora_dropout: 0.05,
-            target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"]
-                .map(String::from)
-                .to_vec(),
-            use_rslora: false,
-            bnb_4bit_use_double_quant: true,
-            bnb_4bit_block_size: 64,
-            bf16: None,
-            bnb_4bit_compute_dtype: None,
-            gradient_checkpointing: false,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum TrainError {
-    #[error("training config: {0}")]
-    Config(String),
-    #[error("the training split has no usable examples")]
-    NoData,
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
-}
-
-impl TrainConfig {
-    /// TOML (`.toml`) or JSON text.
-    pub fn parse(text: &str, json: bool) -> Result<TrainConfig, TrainError> {
-        let c: TrainConfig = if json {
-            serde_json::from_str(text).map_err(|e| TrainError::Config(e.to_string()))?
-        } else {
-            toml::from_str(text).map_err(|e| TrainError::Config(e.to_string()))?
-        };
-        c.validate()?;
-        Ok(c)
-    }
-
-    pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |m: &str| Err(TrainError::Config(m.into()));
-        if self.per_device_train_batch_size == 0 || self.gradient_accumulation_steps == 0 {
-            return bad(
-                "per_device_train_batch_size and gradient_accumulation_steps must be at least 1",
-            );
-        }
-        if !(self.learning_rate >= 0.0 && self.learning_rate.is_finite()) {
-            return bad("learning_rate must be a number ≥ 0");
-        }
-        if self.num_train_epochs == 0 {
-            return bad("num_train_epochs must be at least 1");
-        }
-        if self.max_seq_length < 2 {
-            return bad("max_seq_length must be at least 2");
-        }
-        if !(0.0..1.0).contains(&self.lora_dropout) {
-            return bad("lora_dropout must be in [0, 1)");
-        }
-        if self.method == Method::Qlora && !(1..=4096).contains(&self.bnb_4bit_block_size) {
-            return bad("bnb_4bit_block_size must be between 1 and 4096");
-        }
-        self.bf16_compute(false)?;
-        if self.method.adapters() {
-            if self.lora_r == 0 {
-                return bad("lora_r must be at least 1");
-            }
-            self.lora()?;
-        }
-        Ok(())
-    }
-
-    /// Whether the matrix products run in bf16: `bf16` if set, else
-    /// `bnb_4bit_compute_dtype` if set, else on a GPU (`gpu`) only.
-    pub fn bf16_compute(&self, gpu: bool) -> Result<bool, TrainError> {
-        let named = match self.bnb_4bit_compute_dtype.as_deref() {
-            None => None,
-            Some("bfloat16" | "bf16") => Some(true),
-            Some("float32" | "fp32") => Some(false),
-            Some(other) => {
-                return Err(TrainError::Config(format!(
-                    "bnb_4bit_compute_dtype: {other:?} is not supported; use \"bfloat16\" or \"float32\""
-                )))
-            }
-        };
-        match (self.bf16, named) {
-            (Some(a), Some(b)) if a != b => Err(TrainError::Config(format!(
-                "bf16 = {a} contradicts bnb_4bit_compute_dtype = {:?}; set one of them",
-                self.bnb_4bit_compute_dtype.as_deref().unwrap_or_default()
-            ))),
-            (Some(a), _) => Ok(a),
-            (None, Some(b)) => Ok(b),
-            (None, None) => Ok(gpu),
-        }
-    }
-
-    /// How the base is quantized: `Some` for QLoRA.
-    pub fn quant(&self) -> Option<crate::qlora::QuantConfig> {
-        (self.method == Method::Qlora).then_some(crate::qlora::QuantConfig {
-            block: self.bnb_4bit_block_size,
-            double: self.bnb_4bit_use_double_quant,
-        })
-    }
-
-    /// The LoRA settings, target names checked.
-    pub fn lora(&self) -> Result<LoraConfig, TrainError> {
-        let targets = self
-            .target_modules
-            .iter()
-            .map(|t| {
-                Target::from_name(t).ok_or_else(|| {
-                    TrainError::Config(format!(
-                        "target_modules: {t:?} is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if targets.is_empty() {
-            return Err(TrainError::Config("target_modules is empty".into()));
-        }
-        Ok(LoraConfig {
-            r: self.lora_r,
-            alpha: self.lora_alpha,
-            dropout: self.lora_dropout,
-            targets,
-            rslora: self.use_rslora,
-            seed: self.seed,
-        })
-    }
-
-    /// The learning rate at optimizer step `step` (0-based) of `total`,
-    /// as transformers' schedules with warmup compute it.
-    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
-        let lr = self.learning_rate;
-        if step < self.warmup_steps {
-            return lr * step as f64 / self.warmup_steps.max(1) as f64;
-        }
-        let decay = (total.saturating_sub(self.warmup_steps)).max(1) as f64;
-        let progress = (step - self.warmup_steps) as f64 / decay;
-        match self.lr_scheduler_type {
-            Schedule::Constant => lr,
-            Schedule::Linear => lr * (1.0 - progress).max(0.0),
-            Schedule::Cosine => {
-                lr * (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0)
-            }
-        }
-    }
-}
-
-/// One progress event, written as one JSON object per line.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    Started {
-        total_steps: usize,
-        examples: usize,
-        trainable_params: usize,
-        truncated: usize,
-        /// `"bfloat16"` or `"float32"`: the dtype of the matrix products.
-        compute_dtype: &'static str,
-    },
-    Step {
-        step: usize,
-        epoch: f64,
-        loss: f64,
-        learning_rate: f64,
-        grad_norm: f64,
-        tokens_per_s: f64,
-        eta_s: f64,
-    },
-    Eval {
-        step: usize,
-        loss: f64,
-        perplexity: f64,
-    },
-    Checkpoint {
-        step: usize,
-        path: String,
-    },
-    Resumed {
-        step: usize,
-        path: String,
-    },
-    Finished {
-        step: usize,
-        reason: String,
-        best_eval_loss: Option<f64>,
-    },
-}
+// The settings and the events are the job contract the server and the
+// browser share; re-exported so the engine keeps its old paths.
+pub use hone_protocol::event::{Cause, ComputeDtype, Event};
+pub use hone_protocol::train_config::*;
 
 /// A cheap deterministic shuffle (SplitMix64 keys), the same everywhere.
 fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
@@ -433,6 +153,16 @@ pub fn train_in<B: TrainBackend>(
     emit: &mut dyn FnMut(&Event),
 ) -> Result<Model<B>, TrainError> {
     cfg.validate()?;
+    // Every example cut short is a setting too small for the data, not a
+    // run worth its cost: say what to change instead.
+    let examples = train.sequences.len() + train.empty;
+    if train.truncated > 0 && train.truncated == examples {
+        return Err(TrainError::AllTooLong {
+            examples,
+            longest: train.longest,
+            max_seq_length: cfg.max_seq_length,
+        });
+    }
     let n = train.sequences.len();
     if n == 0 {
         return Err(TrainError::NoData);
@@ -443,11 +173,15 @@ pub fn train_in<B: TrainBackend>(
     let steps_per_epoch = micro_per_epoch.div_ceil(accum);
     let total = steps_per_epoch * cfg.num_train_epochs;
     emit(&Event::Started {
-        total_steps: total,
-        examples: n,
-        trainable_params: model.trainable_params(),
-        truncated: train.truncated,
-        compute_dtype: if model.bf16 { "bfloat16" } else { "float32" },
+        total_steps: total as u64,
+        examples: n as u64,
+        trainable_params: model.trainable_params() as u64,
+        truncated: train.truncated as u64,
+        compute_dtype: if model.bf16 {
+            ComputeDtype::Bfloat16
+        } else {
+            ComputeDtype::Float32
+        },
     });
     let mut optim = AdamWConfig::new()
         .with_beta_1(cfg.adam_beta1 as f32)
@@ -465,7 +199,7 @@ pub fn train_in<B: TrainBackend>(
             optim = o;
             state = saved;
             emit(&Event::Resumed {
-                step: state.step,
+                step: state.step as u64,
                 path: path.display().to_string(),
             });
         }
@@ -528,7 +262,7 @@ pub fn train_in<B: TrainBackend>(
             if step % cfg.logging_steps.max(1) == 0 || step == total {
                 let secs = began.elapsed().as_secs_f64().max(1e-9);
                 emit(&Event::Step {
-                    step,
+                    step: step as u64,
                     epoch: epoch as f64
                         + (step - epoch * steps_per_epoch) as f64 / steps_per_epoch as f64,
                     loss: loss_sum,
@@ -542,7 +276,7 @@ pub fn train_in<B: TrainBackend>(
                 if step % cfg.eval_steps.max(1) == 0 || step == total {
                     let loss = evaluate(&model, v, batch, pad_id, device);
                     emit(&Event::Eval {
-                        step,
+                        step: step as u64,
                         loss,
                         perplexity: loss.exp(),
                     });
@@ -571,7 +305,7 @@ pub fn train_in<B: TrainBackend>(
                     let path = checkpoint::save(&model, &optim, cfg, &state, r.dir)
                         .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
                     emit(&Event::Checkpoint {
-                        step,
+                        step: step as u64,
                         path: path.display().to_string(),
                     });
                 }
@@ -583,7 +317,7 @@ pub fn train_in<B: TrainBackend>(
         }
     }
     emit(&Event::Finished {
-        step,
+        step: step as u64,
         reason,
         best_eval_loss: best,
     });
@@ -753,99 +487,6 @@ mod checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn schedules_match_transformers() {
-        // get_cosine/linear_schedule_with_warmup(warmup 3, total 10), lr 2e-4.
-        let cosine = [
-            0.0,
-            6.666666666666667e-05,
-            0.00013333333333333334,
-            0.0002,
-            0.0001900968867902419,
-            0.00016234898018587337,
-            0.00012225209339563145,
-            7.774790660436858e-05,
-            3.7651019814126654e-05,
-            9.903113209758096e-06,
-        ];
-        let linear = [
-            0.0,
-            6.666666666666667e-05,
-            0.00013333333333333334,
-            0.0002,
-            0.00017142857142857143,
-            0.00014285714285714287,
-            0.00011428571428571428,
-            8.571428571428571e-05,
-            5.714285714285714e-05,
-            2.857142857142857e-05,
-        ];
-        let mut c = TrainConfig {
-            warmup_steps: 3,
-            ..TrainConfig::default()
-        };
-        for (i, want) in cosine.iter().enumerate() {
-            assert!((c.lr_at(i, 10) - want).abs() < 1e-15, "cosine step {i}");
-        }
-        c.lr_scheduler_type = Schedule::Linear;
-        for (i, want) in linear.iter().enumerate() {
-            assert!((c.lr_at(i, 10) - want).abs() < 1e-15, "linear step {i}");
-        }
-    }
-
-    #[test]
-    fn bf16_defaults_to_the_gpu_and_names_are_checked() {
-        let parse = |t: &str| TrainConfig::parse(t, false);
-        let default = TrainConfig::default();
-        assert_eq!(default.bf16_compute(true), Ok(true));
-        assert_eq!(default.bf16_compute(false), Ok(false));
-        let off = parse("bf16 = false\n").unwrap();
-        assert_eq!(off.bf16_compute(true), Ok(false));
-        let on = parse("method = \"qlora\"\nbnb_4bit_compute_dtype = \"bfloat16\"\n").unwrap();
-        assert_eq!(on.bf16_compute(false), Ok(true));
-        let f16 = parse("bnb_4bit_compute_dtype = \"float16\"\n").unwrap_err();
-        assert!(
-            f16.to_string().contains("\"float16\" is not supported"),
-            "{f16}"
-        );
-        let both = parse("bf16 = true\nbnb_4bit_compute_dtype = \"float32\"\n").unwrap_err();
-        assert!(both.to_string().contains("contradicts"), "{both}");
-    }
-
-    #[test]
-    fn configs_use_hugging_face_names_and_refuse_typos() {
-        let c = TrainConfig::parse(
-            "num_train_epochs = 2\nper_device_train_batch_size = 4\nlearning_rate = 1e-4\ntarget_modules = [\"q_proj\", \"down_proj\"]\n",
-            false,
-        )
-        .unwrap();
-        assert_eq!((c.num_train_epochs, c.per_device_train_batch_size), (2, 4));
-        assert_eq!(c.lora().unwrap().targets, vec![Target::Q, Target::Down]);
-        let json = TrainConfig::parse(r#"{"method": "full", "warmup_steps": 5}"#, true).unwrap();
-        assert_eq!((json.method, json.warmup_steps), (Method::Full, 5));
-        let typo = TrainConfig::parse("learning_rat = 1e-4\n", false).unwrap_err();
-        assert!(typo.to_string().contains("learning_rat"), "{typo}");
-        let bad = TrainConfig::parse("target_modules = [\"attn\"]\n", false).unwrap_err();
-        assert!(bad.to_string().contains("attn"));
-        assert!(TrainConfig::parse("per_device_train_batch_size = 0\n", false).is_err());
-        let q = TrainConfig::parse(
-            "method = \"qlora\"\nbnb_4bit_use_double_quant = false\n",
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            q.quant(),
-            Some(crate::qlora::QuantConfig {
-                block: 64,
-                double: false
-            })
-        );
-        assert_eq!(TrainConfig::default().quant(), None);
-        let zero =
-            TrainConfig::parse("method = \"qlora\"\nbnb_4bit_block_size = 0\n", false).unwrap_err();
-        assert!(zero.to_string().contains("bnb_4bit_block_size"), "{zero}");
-    }
 
     #[test]
     fn shuffles_are_seeded_permutations() {

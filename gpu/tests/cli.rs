@@ -3,6 +3,7 @@
 //! and export, and clear errors.
 #![allow(clippy::unwrap_used)]
 
+use hone_protocol::{Cause, Event};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,6 +31,13 @@ fn split(dir: &Path) -> PathBuf {
     let path = dir.join("train.jsonl");
     std::fs::write(&path, lines).unwrap();
     path
+}
+
+/// The last line of a run's output, as the protocol's event.
+fn last_event(stdout: &[u8]) -> Event {
+    let text = String::from_utf8_lossy(stdout);
+    let last = text.lines().last().unwrap_or("");
+    Event::from_line(last).unwrap_or_else(|e| panic!("{e}: {last:?}"))
 }
 
 fn events(stdout: &str) -> Vec<serde_json::Value> {
@@ -186,6 +194,18 @@ fn bad_input_is_named_and_exits_1() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent"));
+    // A missing model folder is the operator's problem, not the user's.
+    assert!(
+        matches!(
+            last_event(&missing.stdout),
+            Event::Failed {
+                cause: Cause::System,
+                ..
+            }
+        ),
+        "{}",
+        String::from_utf8_lossy(&missing.stdout)
+    );
     // One clear line says where it computes (no GPU support in this build,
     // or no driver here: the CPU).
     let stderr = String::from_utf8_lossy(&missing.stderr);
@@ -223,6 +243,40 @@ fn bad_input_is_named_and_exits_1() {
         .unwrap();
     assert_eq!(typo.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&typo.stderr).contains("learning_rat"));
+    match last_event(&typo.stdout) {
+        Event::Failed { reason, cause } => {
+            assert_eq!(cause, Cause::User);
+            assert!(reason.contains("learning_rat"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Out of range: the reason names the setting and its range.
+    std::fs::write(
+        &config,
+        "lora_dropout = 1.5
+",
+    )
+    .unwrap();
+    let range = bin()
+        .args([
+            "train",
+            "--model",
+            demo().to_str().unwrap(),
+            "--train",
+            train.to_str().unwrap(),
+        ])
+        .args(["--config", config.to_str().unwrap(), "--out"])
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    assert_eq!(range.status.code(), Some(1));
+    assert_eq!(
+        last_event(&range.stdout),
+        Event::Failed {
+            reason: "training config: lora_dropout must be at least 0 and below 1 (got 1.5)".into(),
+            cause: Cause::User,
+        }
+    );
     std::fs::write(
         &config,
         "bf16 = false\nbnb_4bit_compute_dtype = \"bfloat16\"\n",
@@ -263,6 +317,43 @@ fn bad_input_is_named_and_exits_1() {
     let event: serde_json::Value = serde_json::from_str(&last).unwrap();
     assert_eq!(event["event"], "failed");
     assert!(event["reason"].as_str().unwrap().contains("line 1"));
+    assert_eq!(event["cause"], "user");
+}
+
+#[test]
+fn examples_all_longer_than_max_seq_length_fail_with_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = split(tmp.path());
+    let config = tmp.path().join("short.toml");
+    std::fs::write(
+        &config,
+        "max_seq_length = 4
+",
+    )
+    .unwrap();
+    let run = bin()
+        .args(["train", "--model", demo().to_str().unwrap(), "--train"])
+        .arg(&train)
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    match last_event(&run.stdout) {
+        Event::Failed { reason, cause } => {
+            assert_eq!(cause, Cause::User);
+            assert!(
+                reason.starts_with("all 8 training examples are longer than max_seq_length (4 tokens); the longest has ")
+                    && reason.contains("Raise max_seq_length to at least ")
+                    && reason.ends_with(", or shorten the examples"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!tmp.path().join("o").join("adapter").exists());
 }
 
 #[test]

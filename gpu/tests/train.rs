@@ -99,7 +99,7 @@ fn events_follow_the_schedule_and_validation_loss_falls() {
         "{:?}",
         events[0]
     );
-    let steps: Vec<(usize, f64, f64)> = events
+    let steps: Vec<(u64, f64, f64)> = events
         .iter()
         .filter_map(|e| match e {
             Event::Step {
@@ -190,7 +190,7 @@ fn an_empty_split_is_refused() {
     assert!(err.is_err());
 }
 
-fn step_losses(events: &[Event]) -> Vec<(usize, f64)> {
+fn step_losses(events: &[Event]) -> Vec<(u64, f64)> {
     events
         .iter()
         .filter_map(|e| match e {

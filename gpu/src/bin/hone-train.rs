@@ -8,17 +8,24 @@
 //!       [--validation validation.jsonl] [--config train.toml] --out runs/1
 //!   hone-train evaluate --model DIR [--adapter DIR] --test test.jsonl [--base]
 //!   hone-train export --model DIR --adapter DIR --merged OUT
+//!   hone-train estimate --model DIR [--config train.toml]
+//!
+//! A failed `train` ends its event stream with a `failed` event whose
+//! `cause` says who can fix it: `user` for the settings and the data,
+//! `system` for everything else.
 
 use anyhow::{bail, Context};
 use burn::backend::{Autodiff, Flex};
 use clap::{Parser, Subcommand};
 use hone_dataset::tokens::ChatTokenizer;
+use hone_gpu::data::DataError;
 use hone_gpu::data::{prepare, DataOptions};
 use hone_gpu::model::Model;
 use hone_gpu::qlora::{QuantBackend, QuantConfig};
 use hone_gpu::safetensors::Weights;
-use hone_gpu::train::{train_in, Method, Run, TrainConfig};
-use hone_gpu::ModelConfig;
+use hone_gpu::train::{train_in, Method, Run, TrainConfig, TrainError};
+use hone_gpu::{ConfigError, ModelConfig};
+use hone_protocol::{Cause, Event};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -172,6 +179,21 @@ fn lora_of(adapter: &Path) -> anyhow::Result<hone_gpu::model::LoraConfig> {
     })
 }
 
+/// Who can fix `e`: the settings (including an unsupported model's
+/// `config.json`) and the data are the user's; the files, the machine and
+/// the engine are not.
+fn cause(e: &anyhow::Error) -> Cause {
+    for source in e.chain() {
+        if let Some(t) = source.downcast_ref::<TrainError>() {
+            return t.cause();
+        }
+        if source.is::<ConfigError>() || source.is::<DataError>() {
+            return Cause::User;
+        }
+    }
+    Cause::System
+}
+
 #[allow(clippy::print_stdout)]
 fn main() {
     tracing_subscriber::fmt()
@@ -206,10 +228,11 @@ fn main() {
         eprintln!("hone-train: {e:#}");
         if training {
             // The event stream ends with why, for whoever follows it.
-            println!(
-                "{}",
-                serde_json::json!({"event": "failed", "reason": format!("{e:#}")})
-            );
+            let failed = Event::Failed {
+                reason: format!("{e:#}"),
+                cause: cause(&e),
+            };
+            println!("{}", serde_json::to_string(&failed).unwrap_or_default());
         }
         std::process::exit(1);
     }
