@@ -3,6 +3,11 @@
 //! feature — the CPU (`flex`). Creating a CUDA device without a driver
 //! panics inside cudarc, so the driver is looked for first and the attempt
 //! is guarded: a missing GPU costs one log line, never a crash.
+//!
+//! `devices` lists what this machine has (`hone-train devices`), in the
+//! protocol's `Device` shape, for the server to match jobs to machines.
+
+use hone_protocol::{Device, DeviceKind};
 
 /// The compute device chosen for a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,9 +103,107 @@ fn cuda_usable() -> bool {
     false
 }
 
+/// Every compute device here: each usable NVIDIA GPU (feature `cuda`,
+/// driver present), then the CPU.
+pub fn devices() -> Vec<Device> {
+    let mut all = if cfg!(feature = "cuda") && cuda_driver_present() {
+        cuda_devices()
+    } else {
+        Vec::new()
+    };
+    all.push(cpu());
+    all
+}
+
+/// The CPU with the machine's memory, from `/proc` (Linux); "CPU" and 0
+/// where that cannot be read.
+pub fn cpu() -> Device {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    Device {
+        kind: DeviceKind::Cpu,
+        index: None,
+        name: cpu_name(&info).unwrap_or_else(|| "CPU".into()),
+        memory_bytes: mem_total(&mem).unwrap_or(0),
+    }
+}
+
+/// The first `model name` in `/proc/cpuinfo` text (absent on some ARM
+/// kernels).
+pub fn cpu_name(cpuinfo: &str) -> Option<String> {
+    cpuinfo
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim() == "model name")
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// `MemTotal` in `/proc/meminfo` text, in bytes (the file says kB, meaning
+/// KiB).
+pub fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line
+        .trim_start_matches("MemTotal:")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Each CUDA device with its name and total memory, through cudarc's
+/// driver API (which burn's CUDA backend loads anyway). Opening a device
+/// panics inside cudarc when the driver cannot be loaded, so each query is
+/// guarded; a device that cannot be opened is left out.
+#[cfg(feature = "cuda")]
+fn cuda_devices() -> Vec<Device> {
+    use cudarc::driver::CudaContext;
+    let count = std::panic::catch_unwind(CudaContext::device_count)
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
+    (0..count.max(0) as u32)
+        .filter_map(|i| {
+            std::panic::catch_unwind(|| {
+                let ctx = CudaContext::new(i as usize).ok()?;
+                Some(Device {
+                    kind: DeviceKind::Cuda,
+                    index: Some(i),
+                    name: ctx.name().unwrap_or_else(|_| format!("NVIDIA GPU {i}")),
+                    memory_bytes: ctx.total_mem().map_or(0, |b| b as u64),
+                })
+            })
+            .ok()
+            .flatten()
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_devices() -> Vec<Device> {
+    Vec::new()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_details_come_from_proc() {
+        let info = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 96-Core Processor\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9654 96-Core Processor\n";
+        assert_eq!(
+            cpu_name(info).as_deref(),
+            Some("AMD EPYC 9654 96-Core Processor")
+        );
+        assert_eq!(cpu_name("processor\t: 0\nBogoMIPS\t: 50.00\n"), None);
+        let mem = "MemTotal:       131891212 kB\nMemFree:        1000 kB\n";
+        assert_eq!(mem_total(mem), Some(131_891_212 * 1024));
+        assert_eq!(mem_total("MemFree: 1 kB\n"), None);
+        let here = devices();
+        assert_eq!(here.last().map(|d| d.kind), Some(DeviceKind::Cpu));
+        assert!(!here[here.len() - 1].name.is_empty());
+    }
 
     #[test]
     fn without_cuda_or_a_driver_the_cpu_is_chosen() {

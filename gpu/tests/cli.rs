@@ -3,7 +3,7 @@
 //! and export, and clear errors.
 #![allow(clippy::unwrap_used)]
 
-use hone_protocol::{Cause, Event};
+use hone_protocol::{Cause, Device, DeviceKind, Event};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -354,6 +354,30 @@ fn examples_all_longer_than_max_seq_length_fail_with_the_fix() {
         other => panic!("{other:?}"),
     }
     assert!(!tmp.path().join("o").join("adapter").exists());
+}
+
+#[test]
+fn devices_are_listed_as_the_protocol_says() {
+    let out = bin().arg("devices").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let devices: Vec<Device> = serde_json::from_slice(&out.stdout).unwrap();
+    let cpu = devices.last().unwrap();
+    assert_eq!((cpu.kind, cpu.index), (DeviceKind::Cpu, None));
+    assert!(!cpu.name.is_empty());
+    // Linux reports the machine's memory.
+    if Path::new("/proc/meminfo").exists() {
+        assert!(cpu.memory_bytes > 1 << 20, "{cpu:?}");
+    }
+    for (i, gpu) in devices[..devices.len() - 1].iter().enumerate() {
+        assert_eq!((gpu.kind, gpu.index), (DeviceKind::Cuda, Some(i as u32)));
+    }
+    // Listing chooses no device, so it logs no choice.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("on the CPU"), "{stderr}");
 }
 
 #[test]

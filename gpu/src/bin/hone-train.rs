@@ -9,6 +9,7 @@
 //!   hone-train evaluate --model DIR [--adapter DIR] --test test.jsonl [--base]
 //!   hone-train export --model DIR --adapter DIR --merged OUT
 //!   hone-train estimate --model DIR [--config train.toml]
+//!   hone-train devices
 //!
 //! A failed `train` ends its event stream with a `failed` event whose
 //! `cause` says who can fix it: `user` for the settings and the data,
@@ -98,6 +99,9 @@ enum Command {
         #[arg(long)]
         nf4: bool,
     },
+    /// The compute devices here (JSON array): each usable NVIDIA GPU, then
+    /// the CPU.
+    Devices,
 }
 
 /// `--device`: where to compute.
@@ -205,6 +209,17 @@ fn main() {
         )
         .init();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Devices) {
+        // Before choosing a compute device: listing must not log a choice.
+        match serde_json::to_string_pretty(&hone_gpu::device::devices()) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("hone-train: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let training = matches!(cli.command, Command::Train { .. });
     let compute = match cli.device {
         DeviceChoice::Cuda => hone_gpu::device::gpu().unwrap_or_else(|why| {
@@ -346,6 +361,8 @@ fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyho
             println!("{}", serde_json::to_string_pretty(&e)?);
             Ok(())
         }
+        // Answered in `main`, before a device is chosen.
+        Command::Devices => Ok(()),
         Command::Export {
             model,
             adapter,
