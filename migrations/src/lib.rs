@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261129_000001_foundation;
 mod m20261129_000002_dataset_versions;
 mod m20261129_000003_dataset_model_stats;
+mod m20261201_000004_jobs;
 
 /// The ordered list of migrations the server runs at start.
 #[derive(Debug)]
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_foundation::Migration),
             Box::new(m20261129_000002_dataset_versions::Migration),
             Box::new(m20261129_000003_dataset_model_stats::Migration),
+            Box::new(m20261201_000004_jobs::Migration),
         ]
     }
 }

@@ -22,6 +22,23 @@ pub struct Config {
     /// Base models: one Hugging Face folder each (`config.json`,
     /// `tokenizer.json`, …). The built-in demo model needs none.
     pub models_dir: PathBuf,
+    /// Local worker slots `hone serve` starts: `None` one per GPU (else one
+    /// CPU slot); `Some(0)` none (jobs then need `hone worker`).
+    pub workers: Option<usize>,
+    /// The training engine's binary.
+    pub train_bin: PathBuf,
+    /// How long a job stays a worker's after its last heartbeat.
+    pub job_lease_ms: u64,
+}
+
+/// The engine: `hone-train` beside the running `hone` (as `scripts/run`
+/// builds them), else on `PATH`.
+fn default_train_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("hone-train")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("hone-train"))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +52,9 @@ struct FileConfig {
     public_url: Option<String>,
     site_root: Option<PathBuf>,
     models_dir: Option<PathBuf>,
+    workers: Option<usize>,
+    train_bin: Option<PathBuf>,
+    job_lease_ms: Option<u64>,
 }
 
 pub const DEFAULT_MAX_UPLOAD: u64 = 2 * 1024 * 1024 * 1024;
@@ -74,6 +94,21 @@ impl Config {
         if session_hours < 1 {
             bail!("HONE_SESSION_HOURS / session_hours must be at least 1");
         }
+        let workers = match env("HONE_WORKERS") {
+            Some(v) => Some(v.parse().with_context(|| {
+                format!("HONE_WORKERS: {v:?} is not a whole number of worker slots")
+            })?),
+            None => file.workers,
+        };
+        let job_lease_ms = match env("HONE_JOB_LEASE_MS") {
+            Some(v) => v.parse().with_context(|| {
+                format!("HONE_JOB_LEASE_MS: {v:?} is not a whole number of milliseconds")
+            })?,
+            None => file.job_lease_ms.unwrap_or(30_000),
+        };
+        if job_lease_ms < 300 {
+            bail!("HONE_JOB_LEASE_MS / job_lease_ms must be at least 300");
+        }
         let data_dir = env("HONE_DATA_DIR")
             .map(PathBuf::from)
             .or(file.data_dir)
@@ -95,6 +130,12 @@ impl Config {
                 .map(PathBuf::from)
                 .or(file.site_root)
                 .unwrap_or_else(|| PathBuf::from("target/site")),
+            workers,
+            train_bin: env("HONE_TRAIN_BIN")
+                .map(PathBuf::from)
+                .or(file.train_bin)
+                .unwrap_or_else(default_train_bin),
+            job_lease_ms,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod db;
 pub mod entity;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod models;
 pub mod policy;
 pub mod projects;
@@ -21,7 +22,7 @@ pub mod supervisor;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::Router;
-use hone_app::api::{AdminBackend, DatasetsBackend, ProjectsBackend, SessionBackend};
+use hone_app::api::{AdminBackend, DatasetsBackend, JobsBackend, ProjectsBackend, SessionBackend};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use state::Services;
@@ -65,6 +66,7 @@ pub fn router(services: Arc<Services>) -> Router {
             provide_context::<Arc<dyn ProjectsBackend>>(s.clone());
             provide_context::<Arc<dyn DatasetsBackend>>(s.clone());
             provide_context::<Arc<dyn AdminBackend>>(s.clone());
+            provide_context::<Arc<dyn JobsBackend>>(s.clone());
         }
     };
     let shell_options = leptos.clone();
@@ -102,6 +104,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/api/projects/{id}/datasets", post(datasets::create))
         .route("/api/models/{name}/tokenizer", get(models::tokenizer_route))
         .route("/api/datasets/{id}/{file}", get(datasets::download))
+        .route("/api/jobs/{id}/events", get(jobs::events::stream))
         .merge(pages)
         .layer(axum::middleware::from_fn(http::same_origin_only))
         .layer(sessions)

@@ -27,8 +27,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the web server (the default).
+    /// Run the web server (the default), with this machine's workers
+    /// (HONE_WORKERS: how many; 0 for none).
     Serve,
+    /// Run training workers only, against the same database and storage
+    /// as the web server (for more machines or GPUs).
+    Worker {
+        /// Worker slots (default: one per GPU, else one CPU slot).
+        #[arg(long)]
+        slots: Option<usize>,
+    },
     /// Manage accounts.
     User {
         #[command(subcommand)]
@@ -160,9 +168,10 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let db = db::connect(config.database_url.as_deref(), &config.data_dir).await?;
     let blobs = BlobStore::local(&config.data_dir.join("files")).context("opening file storage")?;
-    let services = Arc::new(Services { db, blobs, config });
+    let services = Arc::new(Services::new(db, blobs, config));
     match command {
         Command::Serve => serve(services).await,
+        Command::Worker { slots } => workers_only(services, slots).await,
         Command::Dataset { command } => dataset(command),
         Command::User {
             command:
@@ -268,6 +277,16 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
             }
         }
     });
+    let hub_services = services.clone();
+    supervisor.spawn("event hub", move |shutdown| {
+        let s = hub_services.clone();
+        async move { s.hub.run(s.db.clone(), shutdown).await }
+    });
+    if services.config.workers != Some(0) {
+        hone_server::jobs::worker::start_pool(&mut supervisor, &services, services.config.workers)
+            .await;
+    }
+    let stop = supervisor.stopper();
     let config = services.config.clone();
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -283,12 +302,33 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
         listener,
         router(services).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Workers start checkpointing and event streams end at once, so
+        // requests drain while runs stop.
+        stop();
+    })
     .await?;
-    // Requests have drained; background tasks get a grace period to stop.
-    supervisor
-        .shutdown(std::time::Duration::from_secs(30))
-        .await;
+    // Requests have drained; runs get a grace period to checkpoint.
+    supervisor.shutdown(SHUTDOWN_GRACE).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// How long running jobs get to checkpoint at shutdown before their
+/// engines are killed (the job then resumes from its previous checkpoint).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `hone worker`: workers alone, until SIGTERM.
+async fn workers_only(services: Arc<Services>, slots: Option<usize>) -> anyhow::Result<()> {
+    let mut supervisor = Supervisor::new();
+    let started = hone_server::jobs::worker::start_pool(&mut supervisor, &services, slots).await;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("Hone worker running with {started} slot(s)");
+    }
+    shutdown_signal().await;
+    supervisor.shutdown(SHUTDOWN_GRACE).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,14 +2,33 @@
 //! storage and configuration.
 
 use crate::config::Config;
+use crate::jobs::events::EventHub;
 use crate::storage::BlobStore;
 use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 #[derive(Clone, Debug)]
 pub struct Services {
     pub db: DatabaseConnection,
     pub blobs: BlobStore,
     pub config: Config,
+    /// New job events, to the open event streams.
+    pub hub: Arc<EventHub>,
+    /// Wakes this process's idle workers when a job is queued here.
+    pub queue_wake: Arc<Notify>,
+}
+
+impl Services {
+    pub fn new(db: DatabaseConnection, blobs: BlobStore, config: Config) -> Services {
+        Services {
+            db,
+            blobs,
+            config,
+            hub: Arc::default(),
+            queue_wake: Arc::default(),
+        }
+    }
 }
 
 /// Unix seconds: every stored timestamp.

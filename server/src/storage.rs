@@ -186,6 +186,15 @@ impl BlobStore {
         tokio::fs::rename(&tmp, path).await.map_err(io)
     }
 
+    /// Whether a complete blob is stored under `key`.
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self.store.head(&StorePath::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A blob's bytes as a stream of chunks (never the whole blob at once).
     pub async fn stream(&self, key: &str) -> Result<impl Stream<Item = Result<Bytes>> + Unpin> {
         let got = self.store.get(&StorePath::from(key)).await?;

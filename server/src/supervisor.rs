@@ -6,6 +6,7 @@
 use futures::FutureExt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -29,7 +30,7 @@ impl Shutdown {
 /// Owns the background tasks.
 #[derive(Debug)]
 pub struct Supervisor {
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     tasks: JoinSet<()>,
 }
 
@@ -45,7 +46,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 impl Supervisor {
     pub fn new() -> Supervisor {
         Supervisor {
-            stop: watch::channel(false).0,
+            stop: Arc::new(watch::channel(false).0),
             tasks: JoinSet::new(),
         }
     }
@@ -53,6 +54,14 @@ impl Supervisor {
     /// The signal tasks (and anything else) watch for shutdown.
     pub fn shutdown_signal(&self) -> Shutdown {
         Shutdown(self.stop.subscribe())
+    }
+
+    /// Tells every task to stop now (without waiting: see [`shutdown`](Self::shutdown)).
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let stop = self.stop.clone();
+        move || {
+            let _ = stop.send(true);
+        }
     }
 
     /// Runs `make(shutdown)` until shutdown: a task that returns or panics

@@ -14,11 +14,13 @@ use serde::{Deserialize, Serialize};
 
 mod admin;
 mod datasets;
+mod jobs;
 mod projects;
 mod session;
 
 pub use admin::*;
 pub use datasets::*;
+pub use jobs::*;
 pub use projects::*;
 pub use session::*;
 

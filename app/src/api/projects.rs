@@ -1,6 +1,6 @@
 //! Projects: the dashboard, a new project, and one project's page.
 
-use super::{AppError, CurrentUser, DatasetSummary, ModelInfo, Team};
+use super::{AppError, CurrentUser, DatasetSummary, JobSummary, ModelInfo, Team};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,10 @@ pub struct ProjectPage {
     /// The server's policy allows this user to upload and save data here.
     pub can_write: bool,
     pub datasets: Vec<DatasetSummary>,
+    /// Training jobs, newest first.
+    pub jobs: Vec<JobSummary>,
+    /// The server's policy allows this user to launch and cancel jobs.
+    pub can_train: bool,
     /// Base models, the default (built-in demo) first.
     pub models: Vec<ModelInfo>,
     /// The largest upload the server accepts, in bytes.

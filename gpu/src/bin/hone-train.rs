@@ -56,6 +56,12 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
+        /// Stop as SIGTERM does (finish the step, checkpoint, exit 0) when
+        /// standard input closes: a supervisor that holds the other end
+        /// stops the run by closing it, and the run stops by itself when
+        /// the supervisor dies, however it dies.
+        #[arg(long)]
+        stop_on_stdin_eof: bool,
     },
     /// Score a model (with an adapter) on a test split; prints the report.
     Evaluate {
@@ -263,6 +269,7 @@ fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyho
             validation,
             config,
             out,
+            stop_on_stdin_eof,
         } => {
             let cfg = train_config(config.as_deref())?;
             let (mc, base) = load::<Autodiff<E>>(&model, cfg.quant(), &device)?;
@@ -284,6 +291,15 @@ fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyho
             let cancel = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
                 signal_hook::flag::register(signal, cancel.clone())?;
+            }
+            if stop_on_stdin_eof {
+                let flag = cancel.clone();
+                std::thread::spawn(move || {
+                    // Whatever arrives is ignored; the end (or an error) stops.
+                    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+                    tracing::info!("standard input closed: stopping at the end of this step");
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
             }
             let run = Run {
                 dir: &out,
@@ -311,6 +327,9 @@ fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyho
                     &model.display().to_string(),
                     &out.join("adapter"),
                 )?;
+            } else if !cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                // A finished full fine-tune is a Hugging Face folder of its own.
+                hone_gpu::export::save_merged(&trained, &model, &out.join("model"))?;
             }
             Ok(())
         }

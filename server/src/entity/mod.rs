@@ -3,9 +3,14 @@
 
 pub mod dataset_version;
 pub mod file;
+pub mod job;
+pub mod job_artifact;
+pub mod job_checkpoint;
+pub mod job_event;
 pub mod login_throttle;
 pub mod membership;
 pub mod project;
 pub mod session;
 pub mod team;
 pub mod user;
+pub mod worker;

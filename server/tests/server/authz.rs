@@ -42,6 +42,25 @@ async fn every_role_against_every_route() {
             .unwrap()
             .id
             .to_string();
+        // A dataset and a job in each team, for the jobs' routes.
+        let alpha_data = save_dataset(&app, "expert", w.alpha_project, chat_examples(30)).await;
+        let beta_data = save_dataset(&app, "outsider", w.beta_project, chat_examples(30)).await;
+        let alpha_job = {
+            let mut c = client_for(&app, "expert").await;
+            let r = c
+                .call(
+                    "launch_job",
+                    &[
+                        ("dataset_id", &alpha_data.to_string()),
+                        ("model", "hone-demo"),
+                        ("config", "{}"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            r.json().as_i64().unwrap().to_string()
+        };
+        let (alpha_data, beta_data) = (alpha_data.to_string(), beta_data.to_string());
         let expert_id = {
             let mut c = client_for(&app, "expert").await;
             c.call("session", &[]).await.json()["user"]["id"]
@@ -57,6 +76,18 @@ async fn every_role_against_every_route() {
             (format!("/projects/{alpha}"), [302, 200, 200, 200, 404]),
             (format!("/projects/{beta}"), [302, 404, 404, 404, 200]),
             ("/projects/999999".into(), [302, 404, 404, 404, 404]),
+            (
+                format!("/projects/{alpha}/datasets/{alpha_data}/train"),
+                [302, 200, 403, 200, 404],
+            ),
+            (
+                format!("/projects/{beta}/datasets/{beta_data}/train"),
+                [302, 404, 404, 404, 200],
+            ),
+            (
+                format!("/projects/{alpha}/jobs/{alpha_job}"),
+                [302, 200, 200, 200, 404],
+            ),
         ];
         for (path, expected) in &pages {
             for (who, want) in ROLES.iter().zip(expected) {
@@ -134,6 +165,58 @@ async fn every_role_against_every_route() {
                 vec![("team_id", beta_team.clone()), ("name", "Q {who}".into())],
                 [401, 422, 403, 422, 200],
             ),
+            (
+                "launch_page",
+                vec![("dataset_id", alpha_data.clone())],
+                [401, 200, 403, 200, 404],
+            ),
+            (
+                "launch_page",
+                vec![("dataset_id", beta_data.clone())],
+                [401, 404, 404, 404, 200],
+            ),
+            (
+                "check_launch",
+                vec![
+                    ("dataset_id", alpha_data.clone()),
+                    ("model", "hone-demo".into()),
+                    ("config", "{}".into()),
+                ],
+                [401, 200, 403, 200, 404],
+            ),
+            (
+                "launch_job",
+                vec![
+                    ("dataset_id", beta_data.clone()),
+                    ("model", "hone-demo".into()),
+                    ("config", "{}".into()),
+                ],
+                [401, 404, 404, 404, 200],
+            ),
+            (
+                "launch_job",
+                vec![
+                    ("dataset_id", alpha_data.clone()),
+                    ("model", "hone-demo".into()),
+                    ("config", "{}".into()),
+                ],
+                [401, 200, 403, 200, 404],
+            ),
+            (
+                "job",
+                vec![("id", alpha_job.clone())],
+                [401, 200, 200, 200, 404],
+            ),
+            (
+                "job",
+                vec![("id", "999999".into())],
+                [401, 404, 404, 404, 404],
+            ),
+            (
+                "cancel_job",
+                vec![("id", "999999".into())],
+                [401, 404, 404, 404, 404],
+            ),
         ];
         for (name, args, expected) in &calls {
             for (who, want) in ROLES.iter().zip(expected) {
@@ -151,6 +234,53 @@ async fn every_role_against_every_route() {
                     app.db_name,
                     res.body
                 );
+            }
+        }
+
+        // Cancelling: a reviewer may not, another team cannot see it, and
+        // once the expert has, the job is over (409 for the admin after).
+        let cancels: [(&str, u16); 5] = [
+            (ANON, 401),
+            ("reviewer", 403),
+            ("outsider", 404),
+            ("expert", 200),
+            ("admin", 409),
+        ];
+        for (who, want) in cancels {
+            let mut c = client_for(&app, who).await;
+            let res = c.call("cancel_job", &[("id", &alpha_job)]).await;
+            assert_eq!(
+                res.status.as_u16(),
+                want,
+                "{} cancel_job as {who}: {}",
+                app.db_name,
+                res.body
+            );
+        }
+
+        // The job's event stream (plain HTTP route, Server-Sent Events).
+        // Headers come at once: the stream of a finished job ends after its
+        // last event.
+        let streams: Vec<(String, Row)> = vec![
+            (
+                format!("/api/jobs/{alpha_job}/events"),
+                [401, 200, 200, 200, 404],
+            ),
+            ("/api/jobs/999999/events".into(), [401, 404, 404, 404, 404]),
+        ];
+        for (path, expected) in &streams {
+            for (who, want) in ROLES.iter().zip(expected) {
+                let mut c = client_for(&app, who).await;
+                let res = c.get(path).await;
+                assert_eq!(
+                    res.status.as_u16(),
+                    *want,
+                    "{} GET {path} as {who}",
+                    app.db_name
+                );
+                if *want == 200 {
+                    assert!(res.body.contains("\"state\":\"cancelled\""), "{}", res.body);
+                }
             }
         }
 

@@ -66,16 +66,15 @@ pub async fn spawn_app(db: &'static str, max_upload_bytes: u64) -> TestApp {
         public_url: "http://localhost".into(),
         site_root: dir.path().join("site"),
         models_dir: dir.path().join("models"),
+        workers: Some(0),
+        train_bin: "hone-train".into(),
+        job_lease_ms: 30_000,
     };
     let dbc = hone_server::db::connect(database_url.as_deref(), dir.path())
         .await
         .unwrap();
     let blobs = BlobStore::local(&dir.path().join("files")).unwrap();
-    let services = Arc::new(Services {
-        db: dbc,
-        blobs,
-        config,
-    });
+    let services = Arc::new(Services::new(dbc, blobs, config));
     TestApp {
         router: hone_server::router(services.clone()),
         services,
@@ -261,4 +260,46 @@ pub async fn world(app: &TestApp) -> World {
         alpha_project: alpha_project.json().as_i64().unwrap(),
         beta_project: beta_project.json().as_i64().unwrap(),
     }
+}
+
+/// `n` small chat examples in the OpenAI `messages` format.
+pub fn chat_examples(n: usize) -> Vec<u8> {
+    let mut s = String::new();
+    for i in 0..n {
+        s.push_str(&format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"What is {i} plus one?\"}},{{\"role\":\"assistant\",\"content\":\"It is {}.\"}}]}}\n", i + 1));
+    }
+    s.into_bytes()
+}
+
+/// Saves `bytes` as a dataset version of `project` through the real route,
+/// as the browser does (demo tokenizer, seed 42, 80/10/10), signed in as
+/// `who`; returns its id.
+pub async fn save_dataset(app: &TestApp, who: &str, project: i64, bytes: Vec<u8>) -> i64 {
+    let files = hone_server::models::tokenizer_files(
+        &app.services.config.models_dir,
+        hone_server::models::DEMO,
+    )
+    .unwrap();
+    let opts = hone_dataset::Options {
+        max_tokens: files.context_length,
+        ..hone_dataset::Options::default()
+    };
+    let tokenizer = hone_server::models::chat_tokenizer(&files).unwrap();
+    let report = hone_dataset::check_bytes(&bytes, opts, Some(&tokenizer));
+    let [a, b, t] =
+        hone_dataset::Report::split_counts(&report.plan(42, hone_dataset::Ratios::default()));
+    let mut c = Client::new(app);
+    assert_eq!(c.login(who, PASSWORD).await.status, StatusCode::OK);
+    let res = c
+        .send(
+            Request::post(format!(
+                "/api/projects/{project}/datasets?name=Support&seed=42&ratios=80,10,10&expect={a},{b},{t}"
+            ))
+            .header("x-file-name", "support.jsonl")
+            .header("sec-fetch-site", "same-origin"),
+            Body::from(bytes),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    res.json()["id"].as_i64().unwrap()
 }

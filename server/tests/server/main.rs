@@ -9,4 +9,5 @@ mod authz;
 mod common;
 mod datasets;
 mod flows;
+mod jobs;
 mod upload;

@@ -1,0 +1,154 @@
+//! The `jobs` table: one fine-tuning job, its lease and its progress.
+
+use hone_app::api::JobState;
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "jobs")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub project_id: i64,
+    pub dataset_version_id: i64,
+    pub created_by: i64,
+    pub base_model: String,
+    pub method: StoredMethod,
+    /// `hone_protocol::JobSpec` as JSON.
+    #[sea_orm(column_type = "Text")]
+    pub spec: String,
+    pub state: StoredState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub worker_id: Option<String>,
+    pub lease_expires_ms: Option<i64>,
+    /// `hone_protocol::Device` as JSON.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub device: Option<String>,
+    pub step: Option<i64>,
+    pub total_steps: Option<i64>,
+    pub checkpoint_step: Option<i64>,
+    pub failure_cause: Option<StoredCause>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub failure_reason: Option<String>,
+    /// `hone_protocol::Outcome` as JSON.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub outcome: Option<String>,
+    pub tokens_per_s: Option<f64>,
+    pub created_at: i64,
+    pub queued_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+/// A job state as stored, with OpenAI's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum StoredState {
+    #[sea_orm(string_value = "validating_files")]
+    ValidatingFiles,
+    #[sea_orm(string_value = "queued")]
+    Queued,
+    #[sea_orm(string_value = "running")]
+    Running,
+    #[sea_orm(string_value = "cancelling")]
+    Cancelling,
+    #[sea_orm(string_value = "succeeded")]
+    Succeeded,
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+}
+
+impl From<StoredState> for JobState {
+    fn from(s: StoredState) -> JobState {
+        match s {
+            StoredState::ValidatingFiles => JobState::ValidatingFiles,
+            StoredState::Queued => JobState::Queued,
+            StoredState::Running => JobState::Running,
+            StoredState::Cancelling => JobState::Cancelling,
+            StoredState::Succeeded => JobState::Succeeded,
+            StoredState::Failed => JobState::Failed,
+            StoredState::Cancelled => JobState::Cancelled,
+        }
+    }
+}
+
+impl From<JobState> for StoredState {
+    fn from(s: JobState) -> StoredState {
+        match s {
+            JobState::ValidatingFiles => StoredState::ValidatingFiles,
+            JobState::Queued => StoredState::Queued,
+            JobState::Running => StoredState::Running,
+            JobState::Cancelling => StoredState::Cancelling,
+            JobState::Succeeded => StoredState::Succeeded,
+            JobState::Failed => StoredState::Failed,
+            JobState::Cancelled => StoredState::Cancelled,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum StoredMethod {
+    #[sea_orm(string_value = "lora")]
+    Lora,
+    #[sea_orm(string_value = "qlora")]
+    Qlora,
+    #[sea_orm(string_value = "full")]
+    Full,
+}
+
+impl From<StoredMethod> for hone_protocol::Method {
+    fn from(m: StoredMethod) -> Self {
+        match m {
+            StoredMethod::Lora => hone_protocol::Method::Lora,
+            StoredMethod::Qlora => hone_protocol::Method::Qlora,
+            StoredMethod::Full => hone_protocol::Method::Full,
+        }
+    }
+}
+
+impl From<hone_protocol::Method> for StoredMethod {
+    fn from(m: hone_protocol::Method) -> Self {
+        match m {
+            hone_protocol::Method::Lora => StoredMethod::Lora,
+            hone_protocol::Method::Qlora => StoredMethod::Qlora,
+            hone_protocol::Method::Full => StoredMethod::Full,
+        }
+    }
+}
+
+/// Who can fix a failure: the person's input, or the system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum StoredCause {
+    #[sea_orm(string_value = "user")]
+    User,
+    #[sea_orm(string_value = "system")]
+    System,
+}
+
+impl From<StoredCause> for hone_protocol::Cause {
+    fn from(c: StoredCause) -> Self {
+        match c {
+            StoredCause::User => hone_protocol::Cause::User,
+            StoredCause::System => hone_protocol::Cause::System,
+        }
+    }
+}
+
+impl From<hone_protocol::Cause> for StoredCause {
+    fn from(c: hone_protocol::Cause) -> Self {
+        match c {
+            hone_protocol::Cause::User => StoredCause::User,
+            hone_protocol::Cause::System => StoredCause::System,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

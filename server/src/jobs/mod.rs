@@ -1,0 +1,572 @@
+//! Training jobs: launching (the launch page, its defaults, "does it fit?"
+//! and "how long?"), a job's page, cancelling — and behind them the queue
+//! (`queue`), the workers that run the engine (`worker`) and the event
+//! stream to the browser (`events`).
+//!
+//! A job's life: `validating_files` (the dataset version and its splits
+//! are checked to exist) → `queued` → `running` (claimed by a worker under
+//! a lease) → `succeeded | failed | cancelled`, with `cancelling` while a
+//! run checkpoints before stopping. Every transition is an event in the
+//! job's log, with its time.
+
+pub mod events;
+pub mod launch;
+pub mod queue;
+pub mod worker;
+
+use crate::accounts::current;
+use crate::entity::job::{self, StoredState};
+use crate::entity::{
+    dataset_version, job_artifact, job_event, project, user, worker as worker_row,
+};
+use crate::error::{Error, Result};
+use crate::policy::{self, Action};
+use crate::state::{now, Services};
+use hone_app::api::{
+    AppError, Artifact, DeviceOffer, Failure, JobEvent, JobEventBody, JobPage, JobState,
+    JobSummary, JobsBackend, LaunchCheck, LaunchPage, RequestParts,
+};
+use hone_protocol::{Cause, Device, DeviceKind, JobSpec, ModelConfig, TrainConfig, TrainError};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use std::collections::HashMap;
+
+/// A job whose worker vanishes this many times fails instead of looping.
+pub const MAX_ATTEMPTS: i32 = 3;
+
+/// A worker that has not beaten its heart for this long is gone.
+pub const WORKER_STALE_MS: i64 = 30_000;
+
+/// A state change, as the job's log records it.
+pub fn state_event(state: JobState, note: Option<String>) -> JobEventBody {
+    JobEventBody::State { state, note }
+}
+
+/// What to do after a failure, in plain words.
+pub fn advice(cause: Cause, reason: &str, device: &Device) -> String {
+    let lower = reason.to_lowercase();
+    let oom = lower.contains("out of memory")
+        || lower.contains("signal 9")
+        || lower.contains("memory allocation")
+        || lower.contains("cannot allocate");
+    match cause {
+        _ if oom => format!(
+            "Out of memory on {} ({}): try QLoRA, a batch size of 2, or gradient checkpointing.",
+            device.name,
+            launch::gib(device.memory_bytes)
+        ),
+        Cause::User => "Change what the message names and launch again.".into(),
+        Cause::System => "This is not a problem with your data: launch it again, and tell your administrator if it happens again.".into(),
+    }
+}
+
+/// A setting refused by the engine's own rules, as a form error.
+fn invalid(e: TrainError) -> AppError {
+    match e {
+        TrainError::Invalid { field, message } => {
+            let text = format!("{field} {message}");
+            AppError::invalid(&field, text)
+        }
+        other => AppError::invalid("config", other.to_string()),
+    }
+}
+
+impl Services {
+    /// The job and its project, if `u` may do `action` to it (the same 404
+    /// for "absent" and "not yours").
+    async fn job_with(
+        &self,
+        u: &user::Model,
+        id: i64,
+        action: Action,
+    ) -> Result<(job::Model, project::Model)> {
+        let what = "that job";
+        let j = job::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::NotFound(what.into()))?;
+        let p = self.project_with(u, j.project_id, action, what).await?;
+        Ok((j, p))
+    }
+
+    pub async fn readable_job(&self, u: &user::Model, id: i64) -> Result<job::Model> {
+        Ok(self.job_with(u, id, Action::Read).await?.0)
+    }
+
+    /// Devices of workers that reported recently and can run jobs.
+    async fn offers(&self) -> Result<Vec<DeviceOffer>> {
+        let fresh = queue::now_ms() - WORKER_STALE_MS;
+        let rows = worker_row::Entity::find()
+            .filter(worker_row::Column::HeartbeatMs.gte(fresh))
+            .filter(worker_row::Column::Status.eq("ready"))
+            .all(&self.db)
+            .await?;
+        let mut out: Vec<DeviceOffer> = Vec::new();
+        for r in rows {
+            let d: Device = serde_json::from_str(&r.device)?;
+            match out.iter_mut().find(|o| o.device == d) {
+                Some(o) => o.slots += 1,
+                None => out.push(DeviceOffer {
+                    device: d,
+                    slots: 1,
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Why a queued job waits, in plain words.
+    async fn waiting_reason(&self, j: &job::Model) -> Result<String> {
+        let fresh = queue::now_ms() - WORKER_STALE_MS;
+        let workers = worker_row::Entity::find()
+            .filter(worker_row::Column::HeartbeatMs.gte(fresh))
+            .all(&self.db)
+            .await?;
+        if workers.is_empty() {
+            return Ok("No worker is running, so nothing can start. Hone's own workers start with `hone serve`; an administrator can check the server's log, or start one with `hone worker`.".into());
+        }
+        let ready = workers.iter().filter(|w| w.status == "ready").count();
+        if ready == 0 {
+            return Ok(format!("No worker can run jobs: {}", workers[0].status));
+        }
+        let ahead = job::Entity::find()
+            .filter(job::Column::State.eq(StoredState::Queued))
+            .filter(job::Column::Id.lt(j.id))
+            .count(&self.db)
+            .await?;
+        let running = job::Entity::find()
+            .filter(job::Column::State.is_in([StoredState::Running, StoredState::Cancelling]))
+            .count(&self.db)
+            .await?;
+        Ok(match ahead {
+            0 if running as usize >= ready => format!(
+                "Waiting for a free device: all {ready} are busy. It starts as soon as one is free."
+            ),
+            0 => "Starting: a worker picks it up in a moment.".into(),
+            n => format!("{n} job(s) ahead of it in the queue; {ready} device(s) work through them one job each."),
+        })
+    }
+
+    async fn summaries_of(&self, jobs: Vec<job::Model>) -> Result<Vec<JobSummary>> {
+        let names = self.usernames(jobs.iter().map(|j| j.created_by)).await?;
+        let datasets: HashMap<i64, String> = dataset_version::Entity::find()
+            .filter(dataset_version::Column::Id.is_in(jobs.iter().map(|j| j.dataset_version_id)))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d.name))
+            .collect();
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            let state: JobState = j.state.into();
+            let waiting_reason = match state {
+                JobState::Queued => Some(self.waiting_reason(&j).await?),
+                _ => None,
+            };
+            let failure = match (state, j.failure_cause, &j.failure_reason) {
+                (JobState::Failed, Some(cause), Some(reason)) => Some(Failure {
+                    cause: cause.into(),
+                    reason: reason.clone(),
+                    advice: String::new(),
+                }),
+                _ => None,
+            };
+            out.push(JobSummary {
+                id: j.id,
+                project_id: j.project_id,
+                dataset_id: j.dataset_version_id,
+                dataset_name: datasets
+                    .get(&j.dataset_version_id)
+                    .cloned()
+                    .unwrap_or_default(),
+                base_model: j.base_model.clone(),
+                method: j.method.into(),
+                state,
+                step: j.step.map(|s| s as u64),
+                total_steps: j.total_steps.map(|s| s as u64),
+                waiting_reason,
+                failure,
+                created_by: names.get(&j.created_by).cloned().unwrap_or_default(),
+                created_at: j.created_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The project's jobs, newest first.
+    pub(crate) async fn jobs_of(&self, project_id: i64) -> Result<Vec<JobSummary>> {
+        let jobs = job::Entity::find()
+            .filter(job::Column::ProjectId.eq(project_id))
+            .order_by_desc(job::Column::Id)
+            .limit(100)
+            .all(&self.db)
+            .await?;
+        self.summaries_of(jobs).await
+    }
+
+    /// The model's config.json, parsed; an unknown model is a form error
+    /// that lists the available ones.
+    async fn model_config(&self, name: &str) -> Result<ModelConfig> {
+        let dir = self.config.models_dir.clone();
+        let owned = name.to_owned();
+        let text =
+            tokio::task::spawn_blocking(move || crate::models::config_json(&dir, &owned)).await?;
+        let text = match text {
+            Ok(t) => t,
+            Err(crate::models::ModelError::Unknown(_)) => {
+                let names = crate::models::names(&self.config.models_dir).join(", ");
+                return Err(AppError::invalid(
+                    "model",
+                    format!("There is no base model named {name:?}. Available: {names}."),
+                )
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        ModelConfig::from_json(&text).map_err(|e| {
+            AppError::invalid(
+                "model",
+                format!("The model {name:?} cannot be trained: {e}"),
+            )
+            .into()
+        })
+    }
+
+    /// Settings from the page: JSON with `TrainConfig`'s names, the rest
+    /// defaults; checked against the engine's ranges (422 names the field).
+    fn parse_config(text: &str) -> Result<TrainConfig> {
+        let c: TrainConfig = serde_json::from_str(text).map_err(|e| {
+            AppError::invalid("config", format!("The settings could not be read: {e}."))
+        })?;
+        c.validate().map_err(invalid)?;
+        Ok(c)
+    }
+
+    /// Tokens one pass over the training split holds (from the server's
+    /// statistics; the mean length times the examples).
+    fn train_tokens(d: &dataset_version::Model) -> Result<u64> {
+        let stats: Option<hone_dataset::check::Stats> = match d.stats.as_deref() {
+            Some(s) => Some(serde_json::from_str(s)?),
+            None => None,
+        };
+        let mean = stats.map_or(0.0, |s| s.length.mean);
+        Ok((mean * d.train_count as f64).round() as u64)
+    }
+
+    /// Tokens/s of finished jobs of `model` on `kind` devices, newest first.
+    async fn measured(&self, model: &str, kind: DeviceKind) -> Result<Vec<f64>> {
+        let done = job::Entity::find()
+            .filter(job::Column::BaseModel.eq(model))
+            .filter(job::Column::State.eq(StoredState::Succeeded))
+            .filter(job::Column::TokensPerS.is_not_null())
+            .order_by_desc(job::Column::Id)
+            .limit(20)
+            .all(&self.db)
+            .await?;
+        Ok(done
+            .into_iter()
+            .filter(|j| {
+                j.device
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str::<Device>(d).ok())
+                    .is_some_and(|d| d.kind == kind)
+            })
+            .filter_map(|j| j.tokens_per_s)
+            .take(10)
+            .collect())
+    }
+
+    async fn launch_page_for(&self, req: &RequestParts, dataset_id: i64) -> Result<LaunchPage> {
+        let u = self.require_user(req).await?;
+        let (d, p) = self.dataset_for_training(&u, dataset_id).await?;
+        let models = crate::models::list(&self.config.models_dir);
+        let default_model = d
+            .base_model
+            .clone()
+            .filter(|m| models.iter().any(|x| &x.name == m))
+            .unwrap_or_else(|| crate::models::DEMO.to_owned());
+        let context = models
+            .iter()
+            .find(|m| m.name == default_model)
+            .and_then(|m| m.context_length);
+        let stats: Option<hone_dataset::check::Stats> = match d.stats.as_deref() {
+            Some(s) => Some(serde_json::from_str(s)?),
+            None => None,
+        };
+        let (defaults, reasons) = launch::defaults(d.train_count as u64, stats.as_ref(), context);
+        let source = crate::entity::file::Entity::find_by_id(d.source_file_id)
+            .one(&self.db)
+            .await?
+            .map(|f| f.name)
+            .unwrap_or_default();
+        let by = self.usernames([d.created_by]).await?;
+        Ok(LaunchPage {
+            user: current(&u),
+            project_id: p.id,
+            project_name: p.name,
+            dataset: crate::datasets::summary(
+                &d,
+                source,
+                by.get(&d.created_by).cloned().unwrap_or_default(),
+            ),
+            models,
+            default_model,
+            methods: launch::methods(),
+            defaults,
+            reasons,
+            devices: self.offers().await?,
+        })
+    }
+
+    /// The dataset version, if `u` may train on it.
+    async fn dataset_for_training(
+        &self,
+        u: &user::Model,
+        dataset_id: i64,
+    ) -> Result<(dataset_version::Model, project::Model)> {
+        let what = "that dataset";
+        let d = dataset_version::Entity::find_by_id(dataset_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::NotFound(what.into()))?;
+        let p = self
+            .project_with(u, d.project_id, Action::Train, what)
+            .await?;
+        Ok((d, p))
+    }
+
+    async fn check_launch_for(
+        &self,
+        req: &RequestParts,
+        dataset_id: i64,
+        model: String,
+        config: String,
+    ) -> Result<LaunchCheck> {
+        let u = self.require_user(req).await?;
+        let (d, _) = self.dataset_for_training(&u, dataset_id).await?;
+        let mc = self.model_config(&model).await?;
+        let c = Self::parse_config(&config)?;
+        let devices = self.offers().await?;
+        let kind = if devices.iter().any(|o| o.device.kind == DeviceKind::Cuda) {
+            DeviceKind::Cuda
+        } else {
+            DeviceKind::Cpu
+        };
+        let tokens = Self::train_tokens(&d)? * c.num_train_epochs as u64;
+        let measured = self.measured(&model, kind).await?;
+        launch::check(&mc, &c, &devices, tokens, &measured).map_err(|e| invalid(e).into())
+    }
+
+    #[tracing::instrument(skip_all, fields(dataset_id))]
+    async fn launch(
+        &self,
+        req: &RequestParts,
+        dataset_id: i64,
+        model: String,
+        config: String,
+    ) -> Result<i64> {
+        let u = self.require_user(req).await?;
+        let (d, p) = self.dataset_for_training(&u, dataset_id).await?;
+        self.model_config(&model).await?;
+        let c = Self::parse_config(&config)?;
+        let spec = JobSpec::new(model.clone(), d.id, c);
+        spec.validate().map_err(invalid)?;
+        let t = now();
+        let j = job::ActiveModel {
+            project_id: Set(p.id),
+            dataset_version_id: Set(d.id),
+            created_by: Set(u.id),
+            base_model: Set(model),
+            method: Set(spec.method.into()),
+            spec: Set(serde_json::to_string(&spec)?),
+            state: Set(StoredState::ValidatingFiles),
+            attempts: Set(0),
+            max_attempts: Set(MAX_ATTEMPTS),
+            created_at: Set(t),
+            updated_at: Set(t),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        queue::append(
+            &self.db,
+            j.id,
+            None,
+            &state_event(JobState::ValidatingFiles, None),
+        )
+        .await?;
+        // The splits were checked when the version was saved; what is left
+        // to check is that their files are still there.
+        let present =
+            self.blobs.exists(&d.train_key).await? && self.blobs.exists(&d.validation_key).await?;
+        let (state, note) = if present {
+            (StoredState::Queued, None)
+        } else {
+            (
+                StoredState::Failed,
+                Some(
+                    "The dataset's split files are missing from storage: save the dataset again."
+                        .to_string(),
+                ),
+            )
+        };
+        let mut m: job::ActiveModel = j.clone().into();
+        m.state = Set(state);
+        m.queued_at = Set((state == StoredState::Queued).then_some(t));
+        if state == StoredState::Failed {
+            m.failure_cause = Set(Some(crate::entity::job::StoredCause::System));
+            m.failure_reason = Set(note.clone());
+            m.finished_at = Set(Some(t));
+        }
+        m.update(&self.db).await?;
+        queue::append(&self.db, j.id, None, &state_event(state.into(), note)).await?;
+        self.hub.wake();
+        self.queue_wake.notify_one();
+        tracing::info!(user = %u.username, job = j.id, dataset = d.id, "job launched");
+        Ok(j.id)
+    }
+
+    async fn job_page_for(&self, req: &RequestParts, id: i64) -> Result<JobPage> {
+        let u = self.require_user(req).await?;
+        let (j, p) = self.job_with(&u, id, Action::Read).await?;
+        let spec: JobSpec = serde_json::from_str(&j.spec)?;
+        let device: Option<Device> = match j.device.as_deref() {
+            Some(d) => Some(serde_json::from_str(d)?),
+            None => None,
+        };
+        let rows = job_event::Entity::find()
+            .filter(job_event::Column::JobId.eq(j.id))
+            .order_by_asc(job_event::Column::Id)
+            .all(&self.db)
+            .await?;
+        let events: Vec<JobEvent> = rows
+            .into_iter()
+            .filter_map(|r| events::decode(r).ok().map(|r| r.event))
+            .collect();
+        let artifacts = job_artifact::Entity::find()
+            .filter(job_artifact::Column::JobId.eq(j.id))
+            .order_by_asc(job_artifact::Column::Path)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|a| Artifact {
+                path: a.path,
+                size: a.size,
+                sha256: a.sha256,
+            })
+            .collect();
+        let state: JobState = j.state.into();
+        let can_cancel = policy::may(u.role.into(), Action::Train)
+            && matches!(
+                state,
+                JobState::ValidatingFiles | JobState::Queued | JobState::Running
+            );
+        let mut job = self
+            .summaries_of(vec![j])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::internal("a job vanished while its page was read"))?;
+        if let (Some(f), Some(d)) = (job.failure.as_mut(), device.as_ref()) {
+            f.advice = advice(f.cause, &f.reason, d);
+        }
+        Ok(JobPage {
+            user: current(&u),
+            project_id: p.id,
+            project_name: p.name,
+            job,
+            config: spec.config,
+            device,
+            can_cancel,
+            events,
+            artifacts,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = id))]
+    async fn cancel(&self, req: &RequestParts, id: i64) -> Result<()> {
+        let u = self.require_user(req).await?;
+        let (j, _) = self.job_with(&u, id, Action::Train).await?;
+        let state: JobState = j.state.into();
+        // A job no worker holds is cancelled at once; a running one is
+        // asked to checkpoint and stop (its worker sees `cancelling`).
+        let to = match state {
+            JobState::ValidatingFiles | JobState::Queued => StoredState::Cancelled,
+            JobState::Running => StoredState::Cancelling,
+            JobState::Cancelling => return Ok(()),
+            _ => {
+                return Err(AppError::Conflict(format!(
+                    "The job has already {}.",
+                    state.label().to_lowercase()
+                ))
+                .into())
+            }
+        };
+        let t = now();
+        // Only from the state just read: a worker that finished meanwhile wins.
+        let changed = job::Entity::update_many()
+            .col_expr(job::Column::State, sea_orm::sea_query::Expr::value(to))
+            .col_expr(job::Column::UpdatedAt, sea_orm::sea_query::Expr::value(t))
+            .col_expr(
+                job::Column::FinishedAt,
+                sea_orm::sea_query::Expr::value((to == StoredState::Cancelled).then_some(t)),
+            )
+            .filter(job::Column::Id.eq(j.id))
+            .filter(job::Column::State.eq(j.state))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        if changed == 0 {
+            return Err(
+                AppError::Conflict("The job changed meanwhile; reload the page.".into()).into(),
+            );
+        }
+        let note = format!("Cancelled by {}.", u.username);
+        queue::append(&self.db, j.id, None, &state_event(to.into(), Some(note))).await?;
+        self.hub.wake();
+        tracing::info!(user = %u.username, job = j.id, "cancel requested");
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl JobsBackend for Services {
+    async fn launch_page(
+        &self,
+        req: &RequestParts,
+        dataset_id: i64,
+    ) -> Result<LaunchPage, AppError> {
+        Ok(self.launch_page_for(req, dataset_id).await?)
+    }
+
+    async fn check_launch(
+        &self,
+        req: &RequestParts,
+        dataset_id: i64,
+        model: String,
+        config: String,
+    ) -> Result<LaunchCheck, AppError> {
+        Ok(self
+            .check_launch_for(req, dataset_id, model, config)
+            .await?)
+    }
+
+    async fn launch_job(
+        &self,
+        req: &RequestParts,
+        dataset_id: i64,
+        model: String,
+        config: String,
+    ) -> Result<i64, AppError> {
+        Ok(self.launch(req, dataset_id, model, config).await?)
+    }
+
+    async fn job_page(&self, req: &RequestParts, id: i64) -> Result<JobPage, AppError> {
+        Ok(self.job_page_for(req, id).await?)
+    }
+
+    async fn cancel_job(&self, req: &RequestParts, id: i64) -> Result<(), AppError> {
+        Ok(self.cancel(req, id).await?)
+    }
+}
