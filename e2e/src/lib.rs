@@ -5,6 +5,8 @@
 // Harness failures are test failures: panicking with the reason is the point.
 #![allow(clippy::unwrap_used)]
 
+pub mod http;
+
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -55,27 +57,108 @@ pub fn server_log(data: &std::path::Path) -> String {
 }
 
 pub fn start_server(data: &std::path::Path) -> (Proc, String) {
-    let site = std::env::var("HONE_SITE_ROOT")
-        .unwrap_or_else(|_| workspace_root().join("target/site").display().to_string());
+    let site = site_root();
     assert!(
         PathBuf::from(&site).join("pkg/hone.js").exists(),
         "WASM bundle missing under {site}/pkg: run scripts/build-site"
     );
+    start_server_with(data, &[])
+}
+
+fn site_root() -> String {
+    std::env::var("HONE_SITE_ROOT")
+        .unwrap_or_else(|_| workspace_root().join("target/site").display().to_string())
+}
+
+/// The engine next to `hone`: `HONE_TRAIN_BIN`, else `hone-train` in the
+/// same target folder.
+pub fn train_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("HONE_TRAIN_BIN") {
+        return PathBuf::from(p);
+    }
+    hone_binary().with_file_name("hone-train")
+}
+
+impl Proc {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// `kill -9` of the process alone (not its group): its children see
+    /// their pipes close, as after a crash.
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", &self.0.id().to_string()])
+            .status();
+        self.0.wait().is_ok_and(|s| s.success())
+    }
+}
+
+/// `hone worker` against the data directory of a running server.
+pub fn start_worker(data: &std::path::Path, env: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(hone_binary());
+    cmd.process_group(0)
+        .arg("worker")
+        .env("HONE_DATA_DIR", data)
+        .env("HONE_TRAIN_BIN", train_binary())
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(data.join("worker.log"))
+                .unwrap(),
+        );
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {} worker: {e}", hone_binary().display()));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("hone worker exited before starting")
+            .unwrap();
+        if line.starts_with("Hone worker running") {
+            break;
+        }
+    }
+    Proc(child)
+}
+
+/// `start_server` with more environment (workers, leases…); the engine is
+/// [`train_binary`].
+pub fn start_server_with(data: &std::path::Path, env: &[(&str, &str)]) -> (Proc, String) {
+    let site = site_root();
     let mut child = Command::new(hone_binary())
         .process_group(0)
         .env("HONE_BIND", "127.0.0.1:0")
         .env("HONE_DATA_DIR", data)
         .env("HONE_SITE_ROOT", &site)
         .env("HONE_PUBLIC_URL", "")
+        .env("HONE_TRAIN_BIN", train_binary())
+        .envs(env.iter().copied())
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
         // HONE_E2E_SERVER_LOG=path keeps the server's log after the test.
         .stderr(
-            std::fs::File::create(
-                std::env::var_os("HONE_E2E_SERVER_LOG")
-                    .map_or_else(|| data.join("server.log"), PathBuf::from),
-            )
-            .unwrap(),
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(
+                    std::env::var_os("HONE_E2E_SERVER_LOG")
+                        .map_or_else(|| data.join("server.log"), PathBuf::from),
+                )
+                .unwrap(),
         )
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", hone_binary().display()));
@@ -86,6 +169,9 @@ pub fn start_server(data: &std::path::Path) -> (Proc, String) {
             break url.to_owned();
         }
     };
+    // Keep reading its standard output, so the server never blocks on a
+    // full pipe.
+    std::thread::spawn(move || for _ in lines {});
     (Proc(child), url)
 }
 

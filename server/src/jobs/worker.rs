@@ -326,7 +326,12 @@ impl Worker {
         )
         .await?;
 
-        let dir = self.options.work_dir.join(format!("job-{}", job.id));
+        // One folder per attempt: an engine of a lost attempt may still be
+        // writing its last checkpoint into its own.
+        let dir = self
+            .options
+            .work_dir
+            .join(format!("job-{}-{}", job.id, job.attempts));
         let _ = tokio::fs::remove_dir_all(&dir).await;
         let out = dir.join("out");
         tokio::fs::create_dir_all(&out)

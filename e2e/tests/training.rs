@@ -1,0 +1,344 @@
+//! Training jobs end to end on the demo model, with the real `hone`,
+//! `hone worker` and `hone-train` processes: a worker killed with -9 in the
+//! middle of a run, and a server stopped (SIGTERM) and killed (-9) in the
+//! middle of one — the job finishes by itself each time, resuming from its
+//! last stored checkpoint, and the resumed run's losses equal an
+//! uninterrupted run's.
+//!
+//! Waits are on events (the job's event stream, process exits), never on
+//! time.
+
+// Tests fail loudly: unwrapping is the point here.
+#![allow(clippy::unwrap_used)]
+
+use hone_e2e::http::Api;
+use hone_e2e::{hone_binary, start_server_with, start_worker};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const PASSWORD: &str = "a long passphrase";
+/// A short lease, so a lost worker's job is reclaimed within seconds.
+const LEASE: (&str, &str) = ("HONE_JOB_LEASE_MS", "1500");
+
+fn create_user(data: &Path, name: &str) {
+    let mut child = Command::new(hone_binary())
+        .args([
+            "user",
+            "create",
+            "--username",
+            name,
+            "--role",
+            "expert",
+            "--team",
+            "Ops",
+        ])
+        .env("HONE_DATA_DIR", data)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn examples(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"What is {i} plus one?\"}},{{\"role\":\"assistant\",\"content\":\"It is {}.\"}}]}}\n", i + 1))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// Signs in, makes a project and saves a dataset version of `n` examples
+/// the way the browser does (split counts from the same code: `hone
+/// dataset split`); returns its id.
+fn project_with_dataset(api: &mut Api, data: &Path, n: usize) -> i64 {
+    assert_eq!(
+        api.call("login", &[("username", "ada"), ("password", PASSWORD)])
+            .status,
+        200
+    );
+    let session = api.call("session", &[]).json();
+    assert_eq!(session["user"]["username"], "ada");
+    let team = api.call("dashboard", &[]).json()["teams"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let project = api
+        .call(
+            "create_project",
+            &[("team_id", &team.to_string()), ("name", "Arithmetic")],
+        )
+        .json()
+        .as_i64()
+        .unwrap();
+    let file = data.join("examples.jsonl");
+    std::fs::write(&file, examples(n)).unwrap();
+    let split = Command::new(hone_binary())
+        .args(["dataset", "split", "--seed", "42", "--out"])
+        .arg(data.join("splits"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&split.stdout);
+    let counts: Vec<&str> = said
+        .split(',')
+        .map(|p| p.split_whitespace().next().unwrap())
+        .collect();
+    let saved = api.post(
+        &format!(
+            "/api/projects/{project}/datasets?name=Arithmetic&seed=42&ratios=80,10,10&expect={},{},{}",
+            counts[0], counts[1], counts[2]
+        ),
+        "X-File-Name: examples.jsonl\r\n",
+        &examples(n),
+    );
+    assert_eq!(saved.status, 201, "{}", saved.body);
+    saved.json()["id"].as_i64().unwrap()
+}
+
+/// The launch page's defaults with `changes`, as the page would send them.
+fn settings(api: &mut Api, dataset: i64, changes: serde_json::Value) -> String {
+    let page = api.call("launch_page", &[("dataset_id", &dataset.to_string())]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let mut config = page.json()["defaults"].clone();
+    for (k, v) in changes.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    config.to_string()
+}
+
+fn launch(api: &mut Api, dataset: i64, config: &str) -> i64 {
+    let r = api.call(
+        "launch_job",
+        &[
+            ("dataset_id", &dataset.to_string()),
+            ("model", "hone-demo"),
+            ("config", config),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json().as_i64().unwrap()
+}
+
+/// Follows the job's event stream until `until` says stop; returns the
+/// events seen.
+fn follow(
+    api: &mut Api,
+    job: i64,
+    mut until: impl FnMut(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    let status = api.events(&format!("/api/jobs/{job}/events"), |data| {
+        let e: serde_json::Value = serde_json::from_str(data).unwrap();
+        let stop = until(&e);
+        seen.push(e);
+        !stop
+    });
+    assert_eq!(status, 200);
+    seen
+}
+
+fn is_step_at_least(e: &serde_json::Value, step: u64) -> bool {
+    e["kind"] == "engine"
+        && e["event"]["event"] == "step"
+        && e["event"]["step"].as_u64() >= Some(step)
+}
+
+fn is_final(e: &serde_json::Value) -> bool {
+    e["kind"] == "state"
+        && matches!(
+            e["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        )
+}
+
+/// The job's page data (state, events, artifacts).
+fn job(api: &mut Api, id: i64) -> serde_json::Value {
+    let r = api.call("job", &[("id", &id.to_string())]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+/// Each step's training loss; a step run twice (after a resume) counts as
+/// its last run.
+fn losses(page: &serde_json::Value) -> BTreeMap<u64, f64> {
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "engine" && e["event"]["event"] == "step")
+        .map(|e| {
+            (
+                e["event"]["step"].as_u64().unwrap(),
+                e["event"]["loss"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn engine_events<'a>(
+    page: &'a serde_json::Value,
+    kind: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(move |e| e["kind"] == "engine" && e["event"]["event"] == kind)
+        .map(|e| &e["event"])
+}
+
+fn assert_same_losses(resumed: &BTreeMap<u64, f64>, straight: &BTreeMap<u64, f64>) {
+    assert_eq!(
+        resumed.keys().collect::<Vec<_>>(),
+        straight.keys().collect::<Vec<_>>()
+    );
+    for (step, a) in resumed {
+        let b = straight[step];
+        assert!(
+            (a - b).abs() < 1e-5,
+            "step {step}: {a} resumed vs {b} uninterrupted"
+        );
+    }
+}
+
+/// 18 examples a pass, 6 steps an epoch: a run of a few hundred steps.
+const LONG: usize = 60;
+
+#[test]
+fn a_worker_killed_mid_run_loses_at_most_one_checkpoint_interval() {
+    let data = tempfile::tempdir().unwrap();
+    create_user(data.path(), "ada");
+    // The server runs no workers itself: two `hone worker` processes do.
+    let (_server, url) = start_server_with(data.path(), &[("HONE_WORKERS", "0"), LEASE]);
+    let mut first = start_worker(data.path(), &[LEASE]);
+    let mut api = Api::new(&url);
+    let dataset = project_with_dataset(&mut api, data.path(), LONG);
+    let config = settings(
+        &mut api,
+        dataset,
+        serde_json::json!({"num_train_epochs": 30, "save_steps": 10, "eval_steps": 1000, "logging_steps": 1}),
+    );
+    let interrupted = launch(&mut api, dataset, &config);
+    follow(&mut api, interrupted, |e| is_step_at_least(e, 25));
+    // A second worker stands by; the first dies without a word.
+    let _second = start_worker(data.path(), &[LEASE]);
+    first.kill9();
+    let seen = follow(&mut api, interrupted, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
+
+    let page = job(&mut api, interrupted);
+    let resumed: Vec<u64> = engine_events(&page, "resumed")
+        .map(|e| e["step"].as_u64().unwrap())
+        .collect();
+    let steps_before_kill = engine_events(&page, "step")
+        .map(|e| e["step"].as_u64().unwrap())
+        .take_while({
+            let mut last = 0;
+            move |s| {
+                let go = *s > last;
+                last = *s;
+                go
+            }
+        })
+        .last()
+        .unwrap();
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    assert!(
+        steps_before_kill - resumed[0] <= 10,
+        "resumed at {} after reaching {steps_before_kill}: more than one save_steps interval lost",
+        resumed[0]
+    );
+    let attempts: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "state" && e["state"] == "running")
+        .map(|e| e["note"].as_str().unwrap())
+        .collect();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(attempts[1].contains("resuming"), "{attempts:?}");
+
+    // The same settings without an interruption: the same losses.
+    let straight = launch(&mut api, dataset, &config);
+    let seen = follow(&mut api, straight, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "succeeded");
+    let reference = job(&mut api, straight);
+    assert_same_losses(&losses(&page), &losses(&reference));
+    // Both left a PEFT adapter.
+    for p in [&page, &reference] {
+        let files: Vec<&str> = p["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "adapter/adapter_config.json",
+                "adapter/adapter_model.safetensors"
+            ]
+        );
+    }
+}
+
+#[test]
+fn a_server_stopped_or_killed_mid_run_resumes_the_job_when_it_is_back() {
+    let data = tempfile::tempdir().unwrap();
+    create_user(data.path(), "ada");
+    let env = [LEASE];
+    let (mut server, url) = start_server_with(data.path(), &env);
+    let mut api = Api::new(&url);
+    let dataset = project_with_dataset(&mut api, data.path(), LONG);
+    let config = settings(
+        &mut api,
+        dataset,
+        serde_json::json!({"num_train_epochs": 30, "save_steps": 10, "eval_steps": 1000}),
+    );
+    let id = launch(&mut api, dataset, &config);
+    follow(&mut api, id, |e| is_step_at_least(e, 20));
+    // SIGTERM: the run checkpoints, the job goes back to the queue, the
+    // server exits cleanly.
+    assert!(server.terminate(), "hone serve did not exit 0 on SIGTERM");
+    let (mut server, url) = start_server_with(data.path(), &env);
+    let mut api = Api::new(&url);
+    api.call("login", &[("username", "ada"), ("password", PASSWORD)]);
+    follow(&mut api, id, |e| is_step_at_least(e, 100));
+    // kill -9: the lease runs out and the restarted server's worker takes
+    // the job back.
+    server.kill9();
+    let (_server, url) = start_server_with(data.path(), &env);
+    let mut api = Api::new(&url);
+    api.call("login", &[("username", "ada"), ("password", PASSWORD)]);
+    let seen = follow(&mut api, id, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
+    let page = job(&mut api, id);
+    let states: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "state")
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "validating_files",
+            "queued",
+            "running",
+            "queued",
+            "running",
+            "running",
+            "succeeded"
+        ],
+        "{states:?}"
+    );
+    assert_eq!(engine_events(&page, "resumed").count(), 2);
+    // The stop was graceful: it resumed exactly where it stopped.
+    let straight = launch(&mut api, dataset, &config);
+    follow(&mut api, straight, is_final);
+    assert_same_losses(&losses(&page), &losses(&job(&mut api, straight)));
+}
