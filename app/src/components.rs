@@ -1,4 +1,7 @@
-//! Pieces every page uses: the header, form error messages, navigation.
+//! Pieces every page uses: the header, form error messages, navigation,
+//! and (in `charts`) line charts.
+
+pub mod charts;
 
 use crate::api::{self, AppError, Role};
 use leptos::prelude::*;

@@ -1,5 +1,8 @@
-//! Plain-language formatting of sizes and times, identical on the server and
-//! in the browser (so hydration never sees a different string).
+//! Plain-language formatting of sizes, times, durations and numbers,
+//! identical on the server and in the browser (so hydration never sees a
+//! different string).
+
+use hone_protocol::{Device, DeviceKind, Method};
 
 /// `1536` → `"1.5 KiB"`; exact bytes below 1 KiB.
 pub fn bytes(n: i64) -> String {
@@ -40,6 +43,102 @@ pub fn utc(unix: i64) -> String {
     )
 }
 
+/// A length of time for people: `"45 s"`, `"3 min 20 s"`, `"2 h 05 min"`.
+pub fn duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "unknown".into();
+    }
+    let s = secs.round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// A time estimate as a range in one unit: `"about 2–8 minutes"`,
+/// `"about 1 hour"`.
+pub fn about(low_s: f64, high_s: f64) -> String {
+    if !(low_s.is_finite() && high_s.is_finite()) || high_s < 0.0 {
+        return "unknown".into();
+    }
+    let (low_s, high_s) = (low_s.max(0.0).min(high_s), high_s);
+    let (unit, name) = match high_s {
+        h if h < 90.0 => (1.0, "second"),
+        h if h < 90.0 * 60.0 => (60.0, "minute"),
+        h if h < 48.0 * 3600.0 => (3600.0, "hour"),
+        _ => (86_400.0, "day"),
+    };
+    let low = (low_s / unit).round().max(1.0) as u64;
+    let high = ((high_s / unit).round() as u64).max(low);
+    let plural = if high == 1 { "" } else { "s" };
+    if low == high {
+        format!("about {high} {name}{plural}")
+    } else {
+        format!("about {low}–{high} {name}{plural}")
+    }
+}
+
+/// A measured quantity with four significant digits; very small or large
+/// ones in scientific notation (`2.000e-4`).
+pub fn number(v: f64) -> String {
+    if !v.is_finite() {
+        return "not a number".into();
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e6).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        let digits = if a == 0.0 {
+            0
+        } else {
+            (3 - a.log10().floor() as i32).clamp(0, 6) as usize
+        };
+        format!("{v:.digits$}")
+    }
+}
+
+/// A chart's tick label, as precise as the distance `step` between ticks.
+pub fn tick(v: f64, step: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    if step < 1e-3 || v.abs() >= 1e6 {
+        return format!("{v:.1e}");
+    }
+    let digits = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10().floor()) as usize
+    };
+    format!("{v:.digits$}")
+}
+
+/// The method's name as people read it.
+pub fn method(m: Method) -> &'static str {
+    match m {
+        Method::Lora => "LoRA",
+        Method::Qlora => "QLoRA",
+        Method::Full => "Full fine-tuning",
+    }
+}
+
+/// `"NVIDIA H200 (GPU 0, 139.8 GiB)"`, `"CPU slot: AMD EPYC (125.0 GiB RAM)"`.
+pub fn device(d: &Device) -> String {
+    let memory = if d.memory_bytes == 0 {
+        "memory unknown".to_owned()
+    } else {
+        bytes(d.memory_bytes.min(i64::MAX as u64) as i64)
+    };
+    match d.kind {
+        DeviceKind::Cuda => match d.index {
+            Some(i) => format!("{} (GPU {i}, {memory})", d.name),
+            None => format!("{} (GPU, {memory})", d.name),
+        },
+        DeviceKind::Cpu => format!("CPU slot: {} ({memory} RAM)", d.name),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +156,31 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(utc(1_796_117_040), "2026-12-01 09:24 UTC");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(42.4), "42 s");
+        assert_eq!(duration(200.0), "3 min 20 s");
+        assert_eq!(duration(7500.0), "2 h 05 min");
+        assert_eq!(about(130.0, 470.0), "about 2–8 minutes");
+        assert_eq!(about(3000.0, 3300.0), "about 50–55 minutes");
+        assert_eq!(about(0.2, 0.9), "about 1 second");
+        assert_eq!(about(4000.0, 16000.0), "about 1–4 hours");
+        assert_eq!(about(f64::NAN, 1.0), "unknown");
+    }
+
+    #[test]
+    fn numbers_keep_four_digits() {
+        assert_eq!(number(2.34567), "2.346");
+        assert_eq!(number(0.0123456), "0.01235");
+        assert_eq!(number(2e-4), "2.000e-4");
+        assert_eq!(number(1234.4), "1234");
+        assert_eq!(number(f64::NAN), "not a number");
+        assert_eq!(tick(0.5, 0.5), "0.5");
+        assert_eq!(tick(2.2, 0.2), "2.2");
+        assert_eq!(tick(40.0, 20.0), "40");
+        assert_eq!(tick(2e-4, 5e-5), "2.0e-4");
+        assert_eq!(tick(0.0, 5e-5), "0");
     }
 }

@@ -52,6 +52,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/setup") view=pages::SetupPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:id") view=pages::ProjectPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:id/datasets/:dataset") view=pages::DatasetPage ssr=SsrMode::Async/>
+                    <Route path=path!("/projects/:id/datasets/:dataset/train") view=pages::LaunchPage ssr=SsrMode::Async/>
+                    <Route path=path!("/projects/:id/jobs/:job") view=pages::JobPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=pages::AdminPage ssr=SsrMode::Async/>
                 </Routes>
             </main>

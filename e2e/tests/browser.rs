@@ -1,6 +1,6 @@
 //! The walking skeleton in a real headless Chromium: first-run setup, an
 //! admin adding a team and an expert, the expert creating a project and
-//! uploading a file, the denials, and sign-out.
+//! checking and saving a dataset, the denials, and sign-out.
 //!
 //! Needs the `hone` binary and the WASM bundle built (the test script does
 //! both), `chromedriver` and `chromium` on PATH.
@@ -142,7 +142,7 @@ async fn walking_skeleton_in_a_real_browser() {
         "no admin link for experts"
     );
 
-    // Creates a project and uploads a file to it.
+    // Creates a project.
     p.fill("#project-name", "Support bot").await;
     p.click("#create-project").await;
     p.wait(Locator::LinkText("Support bot"))
@@ -155,39 +155,6 @@ async fn walking_skeleton_in_a_real_browser() {
     ))
     .await;
     p.hydrated().await;
-    let file = tmp.path().join("examples.jsonl");
-    let content = "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":\"Hello!\"}]}\n".repeat(300);
-    std::fs::write(&file, &content).unwrap();
-    p.wait(Locator::Css("#upload-file"))
-        .await
-        .send_keys(&file.display().to_string())
-        .await
-        .unwrap();
-    p.click("#upload-button").await;
-    let row = p
-        .wait(Locator::XPath(
-            "//tr[@class='file'][td[@class='file-name' and .='examples.jsonl']]",
-        ))
-        .await;
-    let size = row
-        .find(Locator::Css(".file-size"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(
-        size,
-        format!(
-            "{:.1} KiB ({} bytes)",
-            content.len() as f64 / 1024.0,
-            content.len()
-        )
-    );
-    assert!(p
-        .text_of("#upload-message")
-        .await
-        .contains("Uploaded examples.jsonl"));
 
     // The dataset check runs in the browser (WASM) on a file with known problems.
     let ok = |q: &str| {

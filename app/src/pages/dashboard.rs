@@ -1,7 +1,6 @@
 //! The signed-in user's projects, their files, and a form for a new project.
 
-use super::project::FileTable;
-use crate::api::{self, Dashboard, Team};
+use crate::api::{self, Dashboard, FileSummary, Team};
 use crate::components::{action_error, loaded, reset_on_success, FieldError, FormError};
 use crate::format;
 use leptos::prelude::*;
@@ -70,4 +69,33 @@ fn NewProjectForm(teams: Vec<Team>, create: ServerAction<api::CreateProject>) ->
 /// `1536` bytes as "1.5 KiB (1536 bytes)".
 pub fn size_label(size: i64) -> String {
     format!("{} ({size} bytes)", format::bytes(size))
+}
+
+/// The files uploaded to a project (the sources of its datasets).
+#[component]
+fn FileTable(files: Vec<FileSummary>) -> impl IntoView {
+    view! {
+        <table class="files">
+            <thead>
+                <tr>
+                    <th scope="col">"File"</th>
+                    <th scope="col">"Size"</th>
+                    <th scope="col">"SHA-256"</th>
+                    <th scope="col">"Uploaded by"</th>
+                    <th scope="col">"When"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {files.into_iter().map(|f| view! {
+                    <tr class="file">
+                        <td class="file-name">{f.name}</td>
+                        <td class="file-size">{size_label(f.size)}</td>
+                        <td><code title=f.sha256.clone()>{f.sha256.chars().take(12).collect::<String>()}</code></td>
+                        <td>{f.uploaded_by}</td>
+                        <td>{format::utc(f.uploaded_at)}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
 }

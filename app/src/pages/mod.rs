@@ -5,12 +5,16 @@ mod auth;
 mod check;
 mod dashboard;
 mod dataset;
+mod job;
+mod launch;
 mod project;
 
 pub use admin::AdminPage;
 pub use auth::{LoginPage, SetupPage};
 pub use dashboard::DashboardPage;
 pub use dataset::DatasetPage;
+pub use job::JobPage;
+pub use launch::LaunchPage;
 pub use project::ProjectPage;
 
 use leptos::prelude::*;

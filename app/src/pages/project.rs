@@ -1,9 +1,11 @@
-//! One project: its files and the upload form with a progress bar.
+//! One project, read top to bottom as the pipeline: "1 · Data" (check a
+//! file in the browser, save it as a dataset version) and "2 · Models"
+//! (the training jobs launched from those versions).
 
-use super::dashboard::size_label;
-use crate::api::{self, AppError, FileSummary, ProjectPage as Data};
+use crate::api::{self, AppError, DatasetSummary, JobState, JobSummary, ProjectPage as Data};
 use crate::components::loaded;
 use crate::format;
+use hone_protocol::Cause;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
@@ -11,17 +13,12 @@ use leptos_router::hooks::use_params_map;
 pub fn ProjectPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok());
-    // Bumped after each upload so the file list reloads. The upload state
-    // lives here, above the reloading part, so it survives the reload.
-    let uploads = RwSignal::new(0u32);
-    let state = UploadState {
-        uploads,
-        progress: RwSignal::new(None),
-        message: RwSignal::new(None),
-    };
+    // Bumped after each saved dataset so the lists reload. The check's
+    // state lives here, above the reloading part, so it survives the reload.
+    let saved = RwSignal::new(0u32);
     let check = super::check::CheckState::new();
     let data = Resource::new(
-        move || (id(), uploads.get()),
+        move || (id(), saved.get()),
         |(id, _)| async move {
             match id {
                 Some(id) => api::project(id).await,
@@ -31,182 +28,149 @@ pub fn ProjectPage() -> impl IntoView {
     );
     loaded(
         data,
-        move |d| view! { <ProjectView d=d state=state check=check/> },
+        move |d| view! { <ProjectView d=d saved=saved check=check/> },
     )
 }
 
 #[component]
-fn ProjectView(d: Data, state: UploadState, check: super::check::CheckState) -> impl IntoView {
-    let can_write = d.can_write;
+fn ProjectView(d: Data, saved: RwSignal<u32>, check: super::check::CheckState) -> impl IntoView {
     let project_id = d.project.id;
-    let max = d.max_upload_bytes;
     view! {
         <p class="crumbs"><a href="/">"Projects"</a> " / " {d.project.team.name.clone()}</p>
         <h1 id="project-name">{d.project.name.clone()}</h1>
-        <super::check::DatasetCheck project_id=project_id can_write=can_write saved=state.uploads state=check models=d.models.clone()/>
-        <DatasetList project_id=project_id datasets=d.datasets.clone()/>
-        {can_write.then(|| view! { <UploadForm project_id=project_id max=max state=state/> })}
-        <section class="panel">
-            <h2>"Files"</h2>
-            {if d.project.files.is_empty() {
-                view! { <p class="empty">"No files uploaded yet."</p> }.into_any()
-            } else {
-                view! { <FileTable files=d.project.files/> }.into_any()
-            }}
+        <section class="stage" id="stage-data" aria-labelledby="stage-data-title">
+            <h2 class="stage-title" id="stage-data-title"><span class="stage-n">"1"</span>" · Data"</h2>
+            <super::check::DatasetCheck project_id=project_id can_write=d.can_write saved=saved state=check models=d.models.clone()/>
+            <DatasetList project_id=project_id datasets=d.datasets.clone() can_train=d.can_train/>
+        </section>
+        <section class="stage" id="stage-models" aria-labelledby="stage-models-title">
+            <h2 class="stage-title" id="stage-models-title"><span class="stage-n">"2"</span>" · Models"</h2>
+            <JobList project_id=project_id jobs=d.jobs.clone() can_train=d.can_train has_data=!d.datasets.is_empty()/>
         </section>
     }
 }
 
 #[component]
-fn DatasetList(project_id: i64, datasets: Vec<api::DatasetSummary>) -> impl IntoView {
-    (!datasets.is_empty()).then(|| {
-        view! {
+fn DatasetList(project_id: i64, datasets: Vec<DatasetSummary>, can_train: bool) -> impl IntoView {
+    if datasets.is_empty() {
+        return view! {
             <section class="panel">
-                <h2>"Datasets"</h2>
-                <table class="datasets" id="datasets">
-                    <thead>
-                        <tr>
-                            <th scope="col">"Name"</th>
-                            <th scope="col">"Examples"</th>
-                            <th scope="col">"Train · validation · test"</th>
-                            <th scope="col">"Split"</th>
-                            <th scope="col">"Source"</th>
-                            <th scope="col">"Saved"</th>
-                        </tr>
-                    </thead>
-                    <tbody>
-                        {datasets.into_iter().map(|d| {
-                            let left_out = d.dropped_rejected.then(|| format!(" ({} with errors left out)", d.rejected));
-                            view! {
-                                <tr class="dataset" data-name=d.name.clone()>
-                                    <td><a href=format!("/projects/{}/datasets/{}", project_id, d.id)>{d.name.clone()}</a></td>
-                                    <td>{d.examples}{left_out}</td>
-                                    <td class="split-counts">{format!("{} · {} · {}", d.counts[0], d.counts[1], d.counts[2])}</td>
-                                    <td>{format!("{}% · seed {}", d.ratios.replace(',', "/"), d.seed)}</td>
-                                    <td>{format!("{} ({})", d.source_name, d.format)}</td>
-                                    <td>{format!("{}, {}", d.created_by, format::utc(d.created_at))}</td>
-                                </tr>
-                            }
-                        }).collect_view()}
-                    </tbody>
-                </table>
+                <h3>"Datasets"</h3>
+                <p class="empty" id="no-datasets">"No datasets yet. Check a file above, then save it as a dataset."</p>
             </section>
         }
-    })
-}
-
-#[component]
-pub fn FileTable(files: Vec<FileSummary>) -> impl IntoView {
-    view! {
-        <table class="files">
-            <thead>
-                <tr>
-                    <th scope="col">"File"</th>
-                    <th scope="col">"Size"</th>
-                    <th scope="col">"SHA-256"</th>
-                    <th scope="col">"Uploaded by"</th>
-                    <th scope="col">"When"</th>
-                </tr>
-            </thead>
-            <tbody>
-                {files.into_iter().map(|f| view! {
-                    <tr class="file">
-                        <td class="file-name">{f.name}</td>
-                        <td class="file-size">{size_label(f.size)}</td>
-                        <td><code title=f.sha256.clone()>{f.sha256.chars().take(12).collect::<String>()}</code></td>
-                        <td>{f.uploaded_by}</td>
-                        <td>{format::utc(f.uploaded_at)}</td>
-                    </tr>
-                }).collect_view()}
-            </tbody>
-        </table>
+        .into_any();
     }
-}
-
-/// An upload in progress and the outcome of the last one.
-#[derive(Clone, Copy)]
-struct UploadState {
-    /// Completed uploads (the file list reloads on change).
-    uploads: RwSignal<u32>,
-    /// Percent done while an upload runs.
-    progress: RwSignal<Option<f64>>,
-    /// `(succeeded, message)` of the last attempt.
-    message: RwSignal<Option<(bool, String)>>,
-}
-
-#[component]
-fn UploadForm(project_id: i64, max: u64, state: UploadState) -> impl IntoView {
-    let input = NodeRef::<leptos::html::Input>::new();
-    let UploadState {
-        uploads,
-        progress,
-        message,
-    } = state;
-    let on_submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        #[cfg(feature = "hydrate")]
-        {
-            let Some(file) = input.get().and_then(|i| i.files()).and_then(|f| f.get(0)) else {
-                message.set(Some((false, "Choose a file first.".into())));
-                return;
-            };
-            if file.size() as u64 > max {
-                message.set(Some((
-                    false,
-                    format!(
-                        "{} is {}, over the {} limit.",
-                        file.name(),
-                        format::bytes(file.size() as i64),
-                        format::bytes(max as i64)
-                    ),
-                )));
-                return;
-            }
-            message.set(None);
-            progress.set(Some(0.0));
-            crate::upload::send(
-                &format!("/api/projects/{project_id}/files"),
-                file,
-                move |pct| progress.set(Some(pct)),
-                move |result| {
-                    progress.set(None);
-                    match result {
-                        Ok(name) => {
-                            message.set(Some((true, format!("Uploaded {name}."))));
-                            if let Some(i) = input.get() {
-                                i.set_value("");
-                            }
-                            uploads.update(|n| *n += 1);
-                        }
-                        Err(e) => message.set(Some((false, e))),
-                    }
-                },
-            );
-        }
-        #[cfg(not(feature = "hydrate"))]
-        let _ = (project_id, max, uploads, input);
-    };
     view! {
         <section class="panel">
-            <h2>"Upload a file"</h2>
-            <form id="upload-form" on:submit=on_submit>
-                <label for="upload-file">"File"</label>
-                <input id="upload-file" type="file" node_ref=input required/>
-                <p class="hint">"Up to " {format::bytes(max as i64)} "."</p>
-                <button type="submit" id="upload-button" disabled=move || progress.get().is_some()>
-                    "Upload"
-                </button>
-                {move || progress.get().map(|p| view! {
-                    <div class="progress">
-                        <progress id="upload-progress" max="100" value=p.to_string()></progress>
-                        <span>{format!("{p:.0}%")}</span>
-                    </div>
-                })}
-                {move || message.get().map(|(ok, m)| view! {
-                    <p id="upload-message" class={if ok { "ok" } else { "form-error" }} role="status">{m}</p>
-                })}
-            </form>
+            <h3>"Datasets"</h3>
+            <table class="datasets" id="datasets">
+                <thead>
+                    <tr>
+                        <th scope="col">"Name"</th>
+                        <th scope="col">"Examples"</th>
+                        <th scope="col">"Train · validation · test"</th>
+                        <th scope="col">"Split"</th>
+                        <th scope="col">"Source"</th>
+                        <th scope="col">"Saved"</th>
+                        {can_train.then(|| view! { <th scope="col"><span class="sr-only">"Train"</span></th> })}
+                    </tr>
+                </thead>
+                <tbody>
+                    {datasets.into_iter().map(|d| {
+                        let left_out = d.dropped_rejected.then(|| format!(" ({} with errors left out)", d.rejected));
+                        let train = can_train.then(|| view! {
+                            <td>
+                                <a class="train-link button-link" href=format!("/projects/{project_id}/datasets/{}/train", d.id)>
+                                    "Train a model"
+                                </a>
+                            </td>
+                        });
+                        view! {
+                            <tr class="dataset" data-name=d.name.clone()>
+                                <td><a href=format!("/projects/{}/datasets/{}", project_id, d.id)>{d.name.clone()}</a></td>
+                                <td>{d.examples}{left_out}</td>
+                                <td class="split-counts">{format!("{} · {} · {}", d.counts[0], d.counts[1], d.counts[2])}</td>
+                                <td>{format!("{}% · seed {}", d.ratios.replace(',', "/"), d.seed)}</td>
+                                <td>{format!("{} ({})", d.source_name, d.format)}</td>
+                                <td>{format!("{}, {}", d.created_by, format::utc(d.created_at))}</td>
+                                {train}
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
         </section>
     }
     .into_any()
+}
+
+#[component]
+fn JobList(
+    project_id: i64,
+    jobs: Vec<JobSummary>,
+    can_train: bool,
+    has_data: bool,
+) -> impl IntoView {
+    if jobs.is_empty() {
+        let hint = match (can_train, has_data) {
+            (true, true) => {
+                "No models yet. Click “Train a model” beside a dataset above to start one."
+            }
+            (true, false) => {
+                "No models yet. Save a dataset above, then click “Train a model” beside it."
+            }
+            (false, _) => "No models have been trained in this project yet.",
+        };
+        return view! { <section class="panel"><p class="empty" id="no-jobs">{hint}</p></section> }
+            .into_any();
+    }
+    view! {
+        <ul class="jobs" id="jobs">
+            {jobs.into_iter().map(|j| view! { <JobRow project_id=project_id j=j/> }).collect_view()}
+        </ul>
+    }
+    .into_any()
+}
+
+/// A job's state as a coloured badge.
+#[component]
+fn StateBadge(state: JobState) -> impl IntoView {
+    view! { <span class=format!("state state-{}", state.as_str())>{state.label()}</span> }
+}
+
+#[component]
+fn JobRow(project_id: i64, j: JobSummary) -> impl IntoView {
+    let href = format!("/projects/{project_id}/jobs/{}", j.id);
+    let progress = match (j.step, j.total_steps) {
+        (Some(s), Some(t)) => format!("step {s} of {t}"),
+        (Some(s), None) => format!("step {s}"),
+        (None, Some(t)) => format!("{t} steps planned"),
+        (None, None) => "not started".to_owned(),
+    };
+    let why = match (j.state, &j.waiting_reason, &j.failure) {
+        (JobState::Queued, Some(r), _) => {
+            Some(view! { <p class="why waiting">{r.clone()}</p> }.into_any())
+        }
+        (JobState::Failed, _, Some(f)) => {
+            let who = match f.cause {
+                Cause::User => "Something in the data or the settings:",
+                Cause::System => "A problem with the system, not your data:",
+            };
+            Some(view! { <p class="why failed">{who}" "{f.reason.clone()}</p> }.into_any())
+        }
+        _ => None,
+    };
+    view! {
+        <li class="panel job" data-job=j.id.to_string() data-state=j.state.as_str()>
+            <div class="job-head">
+                <StateBadge state=j.state/>
+                <a class="job-link" href=href>{format!("{} on {}", j.dataset_name, j.base_model)}</a>
+            </div>
+            <p class="meta">
+                {format::method(j.method)}" · "{progress}" · launched by "{j.created_by.clone()}", "{format::utc(j.created_at)}
+            </p>
+            {why}
+        </li>
+    }
 }
