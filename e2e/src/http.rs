@@ -34,6 +34,16 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+impl Clone for Api {
+    /// Another connection with the same session (as another tab would be).
+    fn clone(&self) -> Api {
+        Api {
+            addr: self.addr.clone(),
+            cookie: self.cookie.clone(),
+        }
+    }
+}
+
 impl Api {
     /// `base`: `http://127.0.0.1:port`.
     pub fn new(base: &str) -> Api {

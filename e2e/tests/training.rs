@@ -342,3 +342,50 @@ fn a_server_stopped_or_killed_mid_run_resumes_the_job_when_it_is_back() {
     follow(&mut api, straight, is_final);
     assert_same_losses(&losses(&page), &losses(&job(&mut api, straight)));
 }
+
+#[test]
+fn bad_engine_lines_are_skipped_and_data_too_long_fails_as_the_users_input() {
+    let data = tempfile::tempdir().unwrap();
+    create_user(data.path(), "ada");
+    // The real engine, behind a wrapper that first prints a line that is
+    // not an event (as a crashing library's stray output would be).
+    let wrapper = data.path().join("hone-train-noisy");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" train \"*) echo 'warning: not an event {{' ;; esac\nexec '{}' \"$@\"\n",
+            hone_e2e::train_binary().display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&wrapper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&wrapper, perms).unwrap();
+    let (_server, url) = start_server_with(
+        data.path(),
+        &[LEASE, ("HONE_TRAIN_BIN", wrapper.to_str().unwrap())],
+    );
+    let mut api = Api::new(&url);
+    let dataset = project_with_dataset(&mut api, data.path(), 30);
+
+    let defaults = settings(&mut api, dataset, serde_json::json!({}));
+    let ok = launch(&mut api, dataset, &defaults);
+    let seen = follow(&mut api, ok, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
+    assert!(hone_e2e::server_log(data.path()).contains("malformed event line from the engine"));
+
+    // Every example is longer than 4 tokens: the person's settings, said so.
+    let short = settings(&mut api, dataset, serde_json::json!({"max_seq_length": 4}));
+    let failed = launch(&mut api, dataset, &short);
+    let seen = follow(&mut api, failed, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "failed");
+    let page = job(&mut api, failed);
+    let failure = &page["job"]["failure"];
+    assert_eq!(failure["cause"], "user", "{failure}");
+    let reason = failure["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("longer than max_seq_length")
+            && reason.contains("Raise max_seq_length to at least"),
+        "{reason}"
+    );
+}

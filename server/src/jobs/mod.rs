@@ -44,19 +44,22 @@ pub fn state_event(state: JobState, note: Option<String>) -> JobEventBody {
     JobEventBody::State { state, note }
 }
 
-/// What to do after a failure, in plain words.
-pub fn advice(cause: Cause, reason: &str, device: &Device) -> String {
+/// What to do after a failure, in plain words (`device`: where it ran).
+pub fn advice(cause: Cause, reason: &str, device: Option<&Device>) -> String {
     let lower = reason.to_lowercase();
     let oom = lower.contains("out of memory")
         || lower.contains("signal 9")
         || lower.contains("memory allocation")
         || lower.contains("cannot allocate");
     match cause {
-        _ if oom => format!(
-            "Out of memory on {} ({}): try QLoRA, a batch size of 2, or gradient checkpointing.",
-            device.name,
-            launch::gib(device.memory_bytes)
-        ),
+        _ if oom => match device {
+            Some(d) => format!(
+                "Out of memory on {} ({}): try QLoRA, a batch size of 2, or gradient checkpointing.",
+                d.name,
+                launch::gib(d.memory_bytes)
+            ),
+            None => "Out of memory: try QLoRA, a batch size of 2, or gradient checkpointing.".into(),
+        },
         Cause::User => "Change what the message names and launch again.".into(),
         Cause::System => "This is not a problem with your data: launch it again, and tell your administrator if it happens again.".into(),
     }
@@ -166,11 +169,17 @@ impl Services {
                 _ => None,
             };
             let failure = match (state, j.failure_cause, &j.failure_reason) {
-                (JobState::Failed, Some(cause), Some(reason)) => Some(Failure {
-                    cause: cause.into(),
-                    reason: reason.clone(),
-                    advice: String::new(),
-                }),
+                (JobState::Failed, Some(cause), Some(reason)) => {
+                    let device: Option<Device> = match j.device.as_deref() {
+                        Some(d) => Some(serde_json::from_str(d)?),
+                        None => None,
+                    };
+                    Some(Failure {
+                        cause: cause.into(),
+                        reason: reason.clone(),
+                        advice: advice(cause.into(), reason, device.as_ref()),
+                    })
+                }
                 _ => None,
             };
             out.push(JobSummary {
@@ -463,14 +472,11 @@ impl Services {
                 state,
                 JobState::ValidatingFiles | JobState::Queued | JobState::Running
             );
-        let mut job = self
+        let job = self
             .summaries_of(vec![j])
             .await?
             .pop()
             .ok_or_else(|| Error::internal("a job vanished while its page was read"))?;
-        if let (Some(f), Some(d)) = (job.failure.as_mut(), device.as_ref()) {
-            f.advice = advice(f.cause, &f.reason, d);
-        }
         Ok(JobPage {
             user: current(&u),
             project_id: p.id,

@@ -13,7 +13,7 @@
 //! dies, so the child never outlives it for long.
 
 use super::queue::{self, End, Progress};
-use super::{advice, state_event};
+use super::state_event;
 use crate::entity::job::{self, StoredCause};
 use crate::entity::{dataset_version, job_artifact, job_checkpoint, worker};
 use crate::error::{Error, Result};
@@ -192,7 +192,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    async fn heartbeat(&self) -> Result<()> {
+    /// Registers or refreshes this slot in `workers` (its device and status).
+    pub async fn heartbeat(&self) -> Result<()> {
         let status = self.unusable.clone().unwrap_or_else(|| "ready".into());
         worker::Entity::insert(worker::ActiveModel {
             id: Set(self.id.clone()),
@@ -560,12 +561,12 @@ impl Worker {
         }
         match (stop, failed, finished) {
             (_, Some((cause, reason)), _) => {
-                let full = format!("{reason} {}", advice(cause, &reason, &self.device));
+                // The advice is the page's to add (it knows the device).
                 self.end(
                     job.id,
                     End::Failed {
                         cause: cause.into(),
-                        reason: full.trim().to_owned(),
+                        reason: reason.clone(),
                     },
                     JobState::Failed,
                     Some(reason),
@@ -624,16 +625,11 @@ impl Worker {
                 };
                 let last = tail.back().cloned().unwrap_or_default();
                 let reason = format!("The training engine stopped unexpectedly ({how}). {last}");
-                let full = format!(
-                    "{} {}",
-                    reason.trim(),
-                    advice(Cause::System, &format!("{how} {last}"), &self.device)
-                );
                 self.end(
                     job.id,
                     End::Failed {
                         cause: StoredCause::System,
-                        reason: full.trim().to_owned(),
+                        reason: reason.trim().to_owned(),
                     },
                     JobState::Failed,
                     Some(reason.trim().to_owned()),

@@ -358,3 +358,40 @@ async fn a_job_that_keeps_losing_its_worker_fails_as_a_system_error() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_missing_engine_is_said_and_the_job_waits() {
+    on_each_db(|app| async move {
+        let w = world(&app).await;
+        let dataset = save_dataset(&app, "expert", w.alpha_project, chat_examples(30)).await;
+        let mut expert = Client::new(&app);
+        expert.login("expert", PASSWORD).await;
+        let id = launch(&mut expert, dataset, "hone-demo", "{}").await.json().as_i64().unwrap();
+        let why = hone_server::jobs::worker::devices(std::path::Path::new("/nonexistent/hone-train"))
+            .await
+            .unwrap_err();
+        assert!(why.contains("cannot be started") && why.contains("HONE_TRAIN_BIN"), "{why}");
+        // The slot registers with the reason and claims nothing.
+        let slot = hone_server::jobs::worker::Worker {
+            services: app.services.clone(),
+            options: std::sync::Arc::new(hone_server::jobs::worker::Options {
+                train_bin: "/nonexistent/hone-train".into(),
+                work_dir: app.services.config.data_dir.join("work"),
+                builtin_models: app.services.config.data_dir.join("builtin"),
+                lease: std::time::Duration::from_secs(30),
+                poll: std::time::Duration::from_secs(2),
+            }),
+            id: "broken".into(),
+            device: hone_server::jobs::worker::slots(&[], None).remove(0),
+            unusable: Some(why.clone()),
+        };
+        slot.heartbeat().await.unwrap();
+        let page: hone_app::api::JobPage =
+            serde_json::from_str(&expert.call("job", &[("id", &id.to_string())]).await.body)
+                .unwrap();
+        assert_eq!(page.job.state, JobState::Queued);
+        let reason = page.job.waiting_reason.unwrap();
+        assert!(reason.starts_with("No worker can run jobs:") && reason.contains(&why), "{reason}");
+    })
+    .await;
+}
