@@ -37,10 +37,12 @@ async fn upload_is_hashed_stored_and_listed() {
         let listed = &page["project"]["files"][0];
         assert_eq!(listed["name"], "résumé.jsonl");
         assert_eq!(listed["uploaded_by"], "expert");
-        let html = c.get(&format!("/projects/{}", w.alpha_project)).await.body;
+        // The dashboard lists a project's files (the project page reads as
+        // the pipeline: datasets, then models).
+        let html = c.get("/").await.body;
         assert!(
             html.contains("résumé.jsonl") && html.contains(&sha[..12]),
-            "file not listed on the page"
+            "file not listed on the dashboard"
         );
         assert!(html.contains("16.6 KiB (17000 bytes)"), "size not shown");
     })
