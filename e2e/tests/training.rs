@@ -389,3 +389,35 @@ fn bad_engine_lines_are_skipped_and_data_too_long_fails_as_the_users_input() {
         "{reason}"
     );
 }
+
+#[test]
+fn a_full_fine_tune_leaves_a_hugging_face_folder() {
+    let data = tempfile::tempdir().unwrap();
+    create_user(data.path(), "ada");
+    let (_server, url) = start_server_with(data.path(), &[LEASE]);
+    let mut api = Api::new(&url);
+    let dataset = project_with_dataset(&mut api, data.path(), 30);
+    let config = settings(
+        &mut api,
+        dataset,
+        serde_json::json!({"method": "full", "learning_rate": 2e-5, "num_train_epochs": 1}),
+    );
+    let id = launch(&mut api, dataset, &config);
+    let seen = follow(&mut api, id, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
+    let page = job(&mut api, id);
+    assert_eq!(page["job"]["method"], "full");
+    let files: Vec<&str> = page["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    for f in [
+        "model/config.json",
+        "model/model.safetensors",
+        "model/tokenizer.json",
+    ] {
+        assert!(files.contains(&f), "{f} missing from {files:?}");
+    }
+}
