@@ -229,7 +229,10 @@ impl MigrationTrait for Migration {
                 .col(big_integer(JobArtifacts::Size))
                 .col(string(JobArtifacts::Sha256))
                 .col(string(JobArtifacts::StorageKey))
-                .foreign_key(&mut belongs_to_job(JobArtifacts::Table, JobArtifacts::JobId))
+                .foreign_key(&mut belongs_to_job(
+                    JobArtifacts::Table,
+                    JobArtifacts::JobId,
+                ))
                 .to_owned(),
         )
         .await?;

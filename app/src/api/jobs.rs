@@ -254,9 +254,9 @@ mod backend {
 #[server(prefix = "/api", endpoint = "launch_page")]
 pub async fn load_launch_page(dataset_id: i64) -> Result<LaunchPage, AppError> {
     use std::sync::Arc;
-    super::ssr::call(|b: Arc<dyn JobsBackend>, r| async move {
-        b.launch_page(&r, dataset_id).await
-    })
+    super::ssr::call(
+        |b: Arc<dyn JobsBackend>, r| async move { b.launch_page(&r, dataset_id).await },
+    )
     .await
 }
 

@@ -366,11 +366,19 @@ async fn a_missing_engine_is_said_and_the_job_waits() {
         let dataset = save_dataset(&app, "expert", w.alpha_project, chat_examples(30)).await;
         let mut expert = Client::new(&app);
         expert.login("expert", PASSWORD).await;
-        let id = launch(&mut expert, dataset, "hone-demo", "{}").await.json().as_i64().unwrap();
-        let why = hone_server::jobs::worker::devices(std::path::Path::new("/nonexistent/hone-train"))
+        let id = launch(&mut expert, dataset, "hone-demo", "{}")
             .await
-            .unwrap_err();
-        assert!(why.contains("cannot be started") && why.contains("HONE_TRAIN_BIN"), "{why}");
+            .json()
+            .as_i64()
+            .unwrap();
+        let why =
+            hone_server::jobs::worker::devices(std::path::Path::new("/nonexistent/hone-train"))
+                .await
+                .unwrap_err();
+        assert!(
+            why.contains("cannot be started") && why.contains("HONE_TRAIN_BIN"),
+            "{why}"
+        );
         // The slot registers with the reason and claims nothing.
         let slot = hone_server::jobs::worker::Worker {
             services: app.services.clone(),
@@ -391,7 +399,10 @@ async fn a_missing_engine_is_said_and_the_job_waits() {
                 .unwrap();
         assert_eq!(page.job.state, JobState::Queued);
         let reason = page.job.waiting_reason.unwrap();
-        assert!(reason.starts_with("No worker can run jobs:") && reason.contains(&why), "{reason}");
+        assert!(
+            reason.starts_with("No worker can run jobs:") && reason.contains(&why),
+            "{reason}"
+        );
     })
     .await;
 }
