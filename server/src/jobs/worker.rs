@@ -515,7 +515,7 @@ impl Worker {
                     }
                     _ => stderr_open = false,
                 },
-                _ = beat.tick() => match queue::renew(db, job.id, &self.id, self.options.lease_ms()).await {
+                _ = beat.tick() => match self.beat(job.id).await {
                     Ok(None) => return self.fenced(&mut child).await,
                     Ok(Some(JobState::Cancelling)) if stop.is_none() => {
                         tracing::info!("cancel requested: the run checkpoints and stops");
@@ -637,6 +637,15 @@ impl Worker {
                 .await
             }
         }
+    }
+
+    /// While running: the slot's own heartbeat (it is busy, not gone) and
+    /// the job's lease; see [`queue::renew`].
+    async fn beat(&self, job: i64) -> Result<Option<JobState>> {
+        if let Err(e) = self.heartbeat().await {
+            tracing::warn!(error = %e, "worker heartbeat failed");
+        }
+        queue::renew(&self.services.db, job, &self.id, self.options.lease_ms()).await
     }
 
     /// Writes the job's end (fenced), then logs the state change.
