@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod http;
+pub mod scenario;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::{BufRead, BufReader};

@@ -8,12 +8,9 @@
 #![allow(clippy::unwrap_used)]
 
 use fantoccini::Locator;
-use hone_e2e::{browser, hone_binary, start_chromedriver, start_server, Page};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use hone_e2e::scenario::{chat_examples, create_user, PASSWORD};
+use hone_e2e::{browser, start_chromedriver, start_server, Page};
 use std::time::Duration;
-
-const PASSWORD: &str = "a long passphrase";
 
 /// Waits longer than `Page::wait`: a training run takes a while.
 async fn wait_long(p: &Page, xpath: &str) -> fantoccini::elements::Element {
@@ -56,25 +53,7 @@ async fn an_expert_trains_a_model_and_watches_it_learn() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let mut child = Command::new(hone_binary())
-        .args([
-            "user",
-            "create",
-            "--username",
-            "ada",
-            "--role",
-            "expert",
-            "--team",
-            "Support",
-        ])
-        .env("HONE_DATA_DIR", &data)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(child.wait().unwrap().success());
+    create_user(&data, "ada");
     let (_server, base) = start_server(&data);
     let (_driver, port) = start_chromedriver();
     let c = browser(port, &tmp.path().join("profile")).await;
@@ -101,10 +80,7 @@ async fn an_expert_trains_a_model_and_watches_it_learn() {
 
     // 1 · Data: check and save, in the browser.
     let file = tmp.path().join("arithmetic.jsonl");
-    let examples: String = (0..60)
-        .map(|i| format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"What is {i} plus one?\"}},{{\"role\":\"assistant\",\"content\":\"It is {}.\"}}]}}\n", i + 1))
-        .collect();
-    std::fs::write(&file, examples).unwrap();
+    std::fs::write(&file, chat_examples(60)).unwrap();
     p.wait(Locator::Css("#check-file"))
         .await
         .send_keys(&file.display().to_string())

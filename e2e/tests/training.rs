@@ -12,115 +12,12 @@
 #![allow(clippy::unwrap_used)]
 
 use hone_e2e::http::Api;
-use hone_e2e::{hone_binary, start_server_with, start_worker};
+use hone_e2e::scenario::{create_user, is_final, launch, login, project_with_dataset, settings};
+use hone_e2e::{start_server_with, start_worker};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
 
-const PASSWORD: &str = "a long passphrase";
 /// A short lease, so a lost worker's job is reclaimed within seconds.
 const LEASE: (&str, &str) = ("HONE_JOB_LEASE_MS", "1500");
-
-fn create_user(data: &Path, name: &str) {
-    let mut child = Command::new(hone_binary())
-        .args([
-            "user",
-            "create",
-            "--username",
-            name,
-            "--role",
-            "expert",
-            "--team",
-            "Ops",
-        ])
-        .env("HONE_DATA_DIR", data)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
-fn examples(n: usize) -> Vec<u8> {
-    (0..n)
-        .map(|i| format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"What is {i} plus one?\"}},{{\"role\":\"assistant\",\"content\":\"It is {}.\"}}]}}\n", i + 1))
-        .collect::<String>()
-        .into_bytes()
-}
-
-/// Signs in, makes a project and saves a dataset version of `n` examples
-/// the way the browser does (split counts from the same code: `hone
-/// dataset split`); returns its id.
-fn project_with_dataset(api: &mut Api, data: &Path, n: usize) -> i64 {
-    assert_eq!(
-        api.call("login", &[("username", "ada"), ("password", PASSWORD)])
-            .status,
-        200
-    );
-    let session = api.call("session", &[]).json();
-    assert_eq!(session["user"]["username"], "ada");
-    let team = api.call("dashboard", &[]).json()["teams"][0]["id"]
-        .as_i64()
-        .unwrap();
-    let project = api
-        .call(
-            "create_project",
-            &[("team_id", &team.to_string()), ("name", "Arithmetic")],
-        )
-        .json()
-        .as_i64()
-        .unwrap();
-    let file = data.join("examples.jsonl");
-    std::fs::write(&file, examples(n)).unwrap();
-    let split = Command::new(hone_binary())
-        .args(["dataset", "split", "--seed", "42", "--out"])
-        .arg(data.join("splits"))
-        .arg(&file)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&split.stdout);
-    let counts: Vec<&str> = said
-        .split(',')
-        .map(|p| p.split_whitespace().next().unwrap())
-        .collect();
-    let saved = api.post(
-        &format!(
-            "/api/projects/{project}/datasets?name=Arithmetic&seed=42&ratios=80,10,10&expect={},{},{}",
-            counts[0], counts[1], counts[2]
-        ),
-        "X-File-Name: examples.jsonl\r\n",
-        &examples(n),
-    );
-    assert_eq!(saved.status, 201, "{}", saved.body);
-    saved.json()["id"].as_i64().unwrap()
-}
-
-/// The launch page's defaults with `changes`, as the page would send them.
-fn settings(api: &mut Api, dataset: i64, changes: serde_json::Value) -> String {
-    let page = api.call("launch_page", &[("dataset_id", &dataset.to_string())]);
-    assert_eq!(page.status, 200, "{}", page.body);
-    let mut config = page.json()["defaults"].clone();
-    for (k, v) in changes.as_object().unwrap() {
-        config[k] = v.clone();
-    }
-    config.to_string()
-}
-
-fn launch(api: &mut Api, dataset: i64, config: &str) -> i64 {
-    let r = api.call(
-        "launch_job",
-        &[
-            ("dataset_id", &dataset.to_string()),
-            ("model", "hone-demo"),
-            ("config", config),
-        ],
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json().as_i64().unwrap()
-}
 
 /// Follows the job's event stream until `until` says stop; returns the
 /// events seen.
@@ -146,13 +43,6 @@ fn is_step_at_least(e: &serde_json::Value, step: u64) -> bool {
         && e["event"]["step"].as_u64() >= Some(step)
 }
 
-fn is_final(e: &serde_json::Value) -> bool {
-    e["kind"] == "state"
-        && matches!(
-            e["state"].as_str(),
-            Some("succeeded" | "failed" | "cancelled")
-        )
-}
 
 /// The job's page data (state, events, artifacts).
 fn job(api: &mut Api, id: i64) -> serde_json::Value {
@@ -305,14 +195,14 @@ fn a_server_stopped_or_killed_mid_run_resumes_the_job_when_it_is_back() {
     assert!(server.terminate(), "hone serve did not exit 0 on SIGTERM");
     let (mut server, url) = start_server_with(data.path(), &env);
     let mut api = Api::new(&url);
-    api.call("login", &[("username", "ada"), ("password", PASSWORD)]);
+    login(&mut api, "ada");
     follow(&mut api, id, |e| is_step_at_least(e, 100));
     // kill -9: the lease runs out and the restarted server's worker takes
     // the job back.
     server.kill9();
     let (_server, url) = start_server_with(data.path(), &env);
     let mut api = Api::new(&url);
-    api.call("login", &[("username", "ada"), ("password", PASSWORD)]);
+    login(&mut api, "ada");
     let seen = follow(&mut api, id, is_final);
     assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
     let page = job(&mut api, id);

@@ -17,12 +17,9 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use hone_e2e::http::Api;
-use hone_e2e::{hone_binary, start_server_with};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use hone_e2e::scenario::{create_user, is_final, launch, project_with_dataset, settings};
+use hone_e2e::start_server_with;
 use std::time::Instant;
-
-const PASSWORD: &str = "a long passphrase";
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -61,96 +58,13 @@ fn children_rss_kib(pid: u32) -> (usize, u64) {
     (kids.len(), kids.iter().map(|k| rss_kib(*k)).sum())
 }
 
-fn setup(data: &std::path::Path, api: &mut Api) -> i64 {
-    let mut child = Command::new(hone_binary())
-        .args([
-            "user",
-            "create",
-            "--username",
-            "ada",
-            "--role",
-            "expert",
-            "--team",
-            "Ops",
-        ])
-        .env("HONE_DATA_DIR", data)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(child.wait().unwrap().success());
-    login(api);
-    let team = api.call("dashboard", &[]).json()["teams"][0]["id"]
-        .as_i64()
-        .unwrap();
-    let project = api
-        .call(
-            "create_project",
-            &[("team_id", &team.to_string()), ("name", "Bench")],
-        )
-        .json()
-        .as_i64()
-        .unwrap();
-    let n = 60;
-    let bytes: String = (0..n)
-        .map(|i| format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"What is {i} plus one?\"}},{{\"role\":\"assistant\",\"content\":\"It is {}.\"}}]}}\n", i + 1))
-        .collect();
-    let file = data.join("bench.jsonl");
-    std::fs::write(&file, &bytes).unwrap();
-    let split = Command::new(hone_binary())
-        .args(["dataset", "split", "--seed", "42", "--out"])
-        .arg(data.join("splits"))
-        .arg(&file)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&split.stdout).into_owned();
-    let c: Vec<&str> = said
-        .split(',')
-        .map(|p| p.split_whitespace().next().unwrap())
-        .collect();
-    let r = api.post(
-        &format!(
-            "/api/projects/{project}/datasets?name=Bench&seed=42&ratios=80,10,10&expect={},{},{}",
-            c[0], c[1], c[2]
-        ),
-        "X-File-Name: bench.jsonl\r\n",
-        bytes.as_bytes(),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.json()["id"].as_i64().unwrap()
-}
-
-fn login(api: &mut Api) {
-    assert_eq!(
-        api.call("login", &[("username", "ada"), ("password", PASSWORD)])
-            .status,
-        200
-    );
-}
-
-fn config(api: &mut Api, dataset: i64, epochs: u64) -> String {
-    let mut c = api
-        .call("launch_page", &[("dataset_id", &dataset.to_string())])
-        .json()["defaults"]
-        .clone();
-    c["num_train_epochs"] = epochs.into();
-    c["save_steps"] = 50.into();
-    c["eval_steps"] = 1000.into();
-    c.to_string()
-}
-
-fn launch(api: &mut Api, dataset: i64, config: &str) -> i64 {
-    let r = api.call(
-        "launch_job",
-        &[
-            ("dataset_id", &dataset.to_string()),
-            ("model", "hone-demo"),
-            ("config", config),
-        ],
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json().as_i64().unwrap()
+/// `epochs` passes, rare checkpoints and evaluations: the events are steps.
+fn bench_settings(api: &mut Api, dataset: i64, epochs: u64) -> String {
+    settings(
+        api,
+        dataset,
+        serde_json::json!({"num_train_epochs": epochs, "save_steps": 50, "eval_steps": 1000}),
+    )
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
@@ -171,8 +85,9 @@ fn main() {
     let data = tempfile::tempdir().unwrap();
     let (server, url) = start_server_with(data.path(), &[("HONE_WORKERS", "1")]);
     let mut api = Api::new(&url);
-    let dataset = setup(data.path(), &mut api);
-    let short = config(&mut api, dataset, 3);
+    create_user(data.path(), "ada");
+    let dataset = project_with_dataset(&mut api, data.path(), 60);
+    let short = bench_settings(&mut api, dataset, 3);
     let mut first_step = Vec::new();
     let mut latencies = Vec::new();
     for _ in 0..runs {
@@ -192,11 +107,7 @@ fn main() {
             if to_first.is_none() && e["kind"] == "engine" && e["event"]["event"] == "step" {
                 to_first = Some(t0.elapsed().as_secs_f64() * 1000.0);
             }
-            !(e["kind"] == "state"
-                && matches!(
-                    e["state"].as_str(),
-                    Some("succeeded" | "failed" | "cancelled")
-                ))
+            !is_final(&e)
         });
         first_step.push(to_first.unwrap());
     }
@@ -218,9 +129,10 @@ fn main() {
     let (server, url) = start_server_with(data.path(), &[("HONE_WORKERS", "10")]);
     let pid = server.id();
     let mut api = Api::new(&url);
-    let dataset = setup(data.path(), &mut api);
+    create_user(data.path(), "ada");
+    let dataset = project_with_dataset(&mut api, data.path(), 60);
     let idle = rss_kib(pid);
-    let long = config(&mut api, dataset, 40);
+    let long = bench_settings(&mut api, dataset, 40);
     let jobs: Vec<i64> = (0..10).map(|_| launch(&mut api, dataset, &long)).collect();
     let (tx, rx) = std::sync::mpsc::channel::<Vec<i64>>();
     let mut threads = Vec::new();
@@ -237,11 +149,7 @@ fn main() {
                 if at >= connected {
                     lat.push(now_ms() - at);
                 }
-                !(e["kind"] == "state"
-                    && matches!(
-                        e["state"].as_str(),
-                        Some("succeeded" | "failed" | "cancelled")
-                    ))
+                !is_final(&e)
             });
             let _ = tx.send(lat);
         }));

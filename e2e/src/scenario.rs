@@ -1,0 +1,122 @@
+//! What the job tests and the job benchmark all start from: an expert
+//! account made with `hone user create`, a project with a saved dataset
+//! version of small chat examples, and launching with the launch page's
+//! defaults — through the same API the pages call.
+
+use crate::hone_binary;
+use crate::http::Api;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+pub const PASSWORD: &str = "a long passphrase";
+
+/// `hone user create` (an expert in team "Ops"), before the server starts.
+pub fn create_user(data: &Path, name: &str) {
+    let mut child = Command::new(hone_binary())
+        .args([
+            "user",
+            "create",
+            "--username",
+            name,
+            "--role",
+            "expert",
+            "--team",
+            "Ops",
+        ])
+        .env("HONE_DATA_DIR", data)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// `n` chat examples in the OpenAI `messages` format, one per line.
+pub fn chat_examples(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"What is {i} plus one?\"}},{{\"role\":\"assistant\",\"content\":\"It is {}.\"}}]}}\n", i + 1))
+        .collect::<String>()
+        .into_bytes()
+}
+
+pub fn login(api: &mut Api, name: &str) {
+    let r = api.call("login", &[("username", name), ("password", PASSWORD)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Signs in as `ada`, makes a project and saves a dataset version of `n`
+/// examples the way the browser does (split counts from the same code:
+/// `hone dataset split`); returns its id.
+pub fn project_with_dataset(api: &mut Api, data: &Path, n: usize) -> i64 {
+    login(api, "ada");
+    let team = api.call("dashboard", &[]).json()["teams"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let project = api
+        .call(
+            "create_project",
+            &[("team_id", &team.to_string()), ("name", "Arithmetic")],
+        )
+        .json()
+        .as_i64()
+        .unwrap();
+    let file = data.join("examples.jsonl");
+    std::fs::write(&file, chat_examples(n)).unwrap();
+    let split = Command::new(hone_binary())
+        .args(["dataset", "split", "--seed", "42", "--out"])
+        .arg(data.join("splits"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&split.stdout);
+    let counts: Vec<&str> = said
+        .split(',')
+        .map(|p| p.split_whitespace().next().unwrap())
+        .collect();
+    let saved = api.post(
+        &format!(
+            "/api/projects/{project}/datasets?name=Arithmetic&seed=42&ratios=80,10,10&expect={},{},{}",
+            counts[0], counts[1], counts[2]
+        ),
+        "X-File-Name: examples.jsonl\r\n",
+        &chat_examples(n),
+    );
+    assert_eq!(saved.status, 201, "{}", saved.body);
+    saved.json()["id"].as_i64().unwrap()
+}
+
+/// The launch page's defaults with `changes`, as the page would send them.
+pub fn settings(api: &mut Api, dataset: i64, changes: serde_json::Value) -> String {
+    let page = api.call("launch_page", &[("dataset_id", &dataset.to_string())]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let mut config = page.json()["defaults"].clone();
+    for (k, v) in changes.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    config.to_string()
+}
+
+pub fn launch(api: &mut Api, dataset: i64, config: &str) -> i64 {
+    let r = api.call(
+        "launch_job",
+        &[
+            ("dataset_id", &dataset.to_string()),
+            ("model", "hone-demo"),
+            ("config", config),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json().as_i64().unwrap()
+}
+
+/// A state event of a final state: the job's stream ends after it.
+pub fn is_final(e: &serde_json::Value) -> bool {
+    e["kind"] == "state"
+        && matches!(
+            e["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        )
+}
