@@ -31,6 +31,15 @@ async fn cpu_worker(app: &TestApp, id: &str, memory_gib: u64) {
     .unwrap();
 }
 
+/// The world, a saved dataset in team Alpha, and its expert signed in.
+async fn expert_with_dataset(app: &TestApp) -> (Client<'_>, i64) {
+    let w = world(app).await;
+    let dataset = save_dataset(app, "expert", w.alpha_project, chat_examples(30)).await;
+    let mut expert = Client::new(app);
+    expert.login("expert", PASSWORD).await;
+    (expert, dataset)
+}
+
 async fn launch(c: &mut Client<'_>, dataset: i64, model: &str, config: &str) -> Resp {
     c.call(
         "launch_job",
@@ -145,10 +154,7 @@ async fn launching_checks_the_settings_and_queues_the_job() {
 #[tokio::test]
 async fn cancelling_a_queued_job_ends_it_and_a_running_one_asks_its_worker() {
     on_each_db(|app| async move {
-        let w = world(&app).await;
-        let dataset = save_dataset(&app, "expert", w.alpha_project, chat_examples(30)).await;
-        let mut expert = Client::new(&app);
-        expert.login("expert", PASSWORD).await;
+        let (mut expert, dataset) = expert_with_dataset(&app).await;
         let a = launch(&mut expert, dataset, "hone-demo", "{}")
             .await
             .json()
@@ -207,10 +213,7 @@ async fn cancelling_a_queued_job_ends_it_and_a_running_one_asks_its_worker() {
 #[tokio::test]
 async fn concurrent_workers_never_claim_one_job_twice() {
     on_each_db(|app| async move {
-        let w = world(&app).await;
-        let dataset = save_dataset(&app, "expert", w.alpha_project, chat_examples(30)).await;
-        let mut expert = Client::new(&app);
-        expert.login("expert", PASSWORD).await;
+        let (mut expert, dataset) = expert_with_dataset(&app).await;
         let mut launched = HashSet::new();
         for _ in 0..24 {
             let id = launch(&mut expert, dataset, "hone-demo", "{}")
@@ -247,10 +250,7 @@ async fn concurrent_workers_never_claim_one_job_twice() {
 #[tokio::test]
 async fn expired_leases_are_reclaimed_and_the_old_worker_is_fenced_out() {
     on_each_db(|app| async move {
-        let w = world(&app).await;
-        let dataset = save_dataset(&app, "expert", w.alpha_project, chat_examples(30)).await;
-        let mut expert = Client::new(&app);
-        expert.login("expert", PASSWORD).await;
+        let (mut expert, dataset) = expert_with_dataset(&app).await;
         let id = launch(&mut expert, dataset, "hone-demo", "{}")
             .await
             .json()
@@ -327,10 +327,7 @@ async fn expired_leases_are_reclaimed_and_the_old_worker_is_fenced_out() {
 #[tokio::test]
 async fn a_job_that_keeps_losing_its_worker_fails_as_a_system_error() {
     on_each_db(|app| async move {
-        let w = world(&app).await;
-        let dataset = save_dataset(&app, "expert", w.alpha_project, chat_examples(30)).await;
-        let mut expert = Client::new(&app);
-        expert.login("expert", PASSWORD).await;
+        let (mut expert, dataset) = expert_with_dataset(&app).await;
         let id = launch(&mut expert, dataset, "hone-demo", "{}")
             .await
             .json()
@@ -362,10 +359,7 @@ async fn a_job_that_keeps_losing_its_worker_fails_as_a_system_error() {
 #[tokio::test]
 async fn a_missing_engine_is_said_and_the_job_waits() {
     on_each_db(|app| async move {
-        let w = world(&app).await;
-        let dataset = save_dataset(&app, "expert", w.alpha_project, chat_examples(30)).await;
-        let mut expert = Client::new(&app);
-        expert.login("expert", PASSWORD).await;
+        let (mut expert, dataset) = expert_with_dataset(&app).await;
         let id = launch(&mut expert, dataset, "hone-demo", "{}")
             .await
             .json()
