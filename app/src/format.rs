@@ -43,6 +43,19 @@ pub fn utc(unix: i64) -> String {
     )
 }
 
+/// A whole number with thousands separated: `36258` → `"36,258"`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A length of time for people: `"45 s"`, `"3 min 20 s"`, `"2 h 05 min"`.
 pub fn duration(secs: f64) -> String {
     if !secs.is_finite() || secs < 0.0 {
@@ -79,6 +92,30 @@ pub fn about(low_s: f64, high_s: f64) -> String {
     }
 }
 
+/// 10^`k`, exactly as the decimal literal reads. Not `powf`: its last bit
+/// may differ between the server and WASM, and a chart drawn on one and
+/// hydrated on the other must come out the same.
+pub fn pow10(k: i32) -> f64 {
+    format!("1e{k}").parse().unwrap_or(f64::NAN)
+}
+
+/// The largest `k` with 10^`k` ≤ |`v`| (0 for 0 and non-finite values);
+/// exact on every platform, unlike `log10().floor()`.
+pub fn decade(v: f64) -> i32 {
+    let a = v.abs();
+    if a == 0.0 || !a.is_finite() {
+        return 0;
+    }
+    let mut k = 0;
+    while k > -320 && pow10(k) > a {
+        k -= 1;
+    }
+    while k < 308 && pow10(k + 1) <= a {
+        k += 1;
+    }
+    k
+}
+
 /// A measured quantity with four significant digits; very small or large
 /// ones in scientific notation (`2.000e-4`).
 pub fn number(v: f64) -> String {
@@ -92,7 +129,7 @@ pub fn number(v: f64) -> String {
         let digits = if a == 0.0 {
             0
         } else {
-            (3 - a.log10().floor() as i32).clamp(0, 6) as usize
+            (3 - decade(a)).clamp(0, 6) as usize
         };
         format!("{v:.digits$}")
     }
@@ -104,12 +141,14 @@ pub fn tick(v: f64, step: f64) -> String {
         return "0".into();
     }
     if step < 1e-3 || v.abs() >= 1e6 {
-        return format!("{v:.1e}");
+        // As many mantissa digits as the step needs: 1.998e-4, 2.000e-4.
+        let digits = (decade(v) - decade(step)).clamp(1, 6) as usize;
+        return format!("{v:.digits$e}");
     }
     let digits = if step >= 1.0 {
         0
     } else {
-        (-step.log10().floor()) as usize
+        (-decade(step)).max(0) as usize
     };
     format!("{v:.digits$}")
 }
@@ -159,6 +198,14 @@ mod tests {
     }
 
     #[test]
+    fn counts_group_thousands() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(36_258), "36,258");
+        assert_eq!(count(1_234_567), "1,234,567");
+    }
+
+    #[test]
     fn durations_read_naturally() {
         assert_eq!(duration(42.4), "42 s");
         assert_eq!(duration(200.0), "3 min 20 s");
@@ -168,6 +215,17 @@ mod tests {
         assert_eq!(about(0.2, 0.9), "about 1 second");
         assert_eq!(about(4000.0, 16000.0), "about 1–4 hours");
         assert_eq!(about(f64::NAN, 1.0), "unknown");
+    }
+
+    #[test]
+    fn decades_are_exact() {
+        assert_eq!(decade(1.0), 0);
+        assert_eq!(decade(999.9), 2);
+        assert_eq!(decade(1000.0), 3);
+        assert_eq!(decade(0.001), -3);
+        assert_eq!(decade(0.00099), -4);
+        assert_eq!(decade(-0.05), -2);
+        assert_eq!(pow10(-3), 0.001);
     }
 
     #[test]
@@ -181,6 +239,7 @@ mod tests {
         assert_eq!(tick(2.2, 0.2), "2.2");
         assert_eq!(tick(40.0, 20.0), "40");
         assert_eq!(tick(2e-4, 5e-5), "2.0e-4");
+        assert_eq!(tick(1.998e-4, 2e-7), "1.998e-4");
         assert_eq!(tick(0.0, 5e-5), "0");
     }
 }

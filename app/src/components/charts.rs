@@ -9,8 +9,8 @@ use leptos::prelude::*;
 const W: f64 = 360.0;
 const H: f64 = 220.0;
 /// The plot area inside it: room for tick labels left and below.
-const LEFT: f64 = 52.0;
-const RIGHT: f64 = 12.0;
+const LEFT: f64 = 66.0;
+const RIGHT: f64 = 20.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 42.0;
 /// Points drawn as dots as well as a line up to this many.
@@ -19,7 +19,9 @@ const DOTS: usize = 80;
 /// `1`, `2` or `5` × a power of ten, near `span / target`.
 fn nice_step(span: f64, target: f64) -> f64 {
     let raw = (span / target).max(f64::MIN_POSITIVE);
-    let magnitude = 10f64.powf(raw.log10().floor());
+    // Exact powers of ten: the server and the browser must agree to the
+    // last bit, or the hydrated chart would differ from the rendered one.
+    let magnitude = format::pow10(format::decade(raw));
     let n = raw / magnitude;
     let nice = if n <= 1.0 {
         1.0
@@ -121,7 +123,8 @@ pub fn LineChart(
     #[prop(into)]
     x_max: Signal<Option<f64>>,
     /// What to say while there is nothing to draw.
-    empty: String,
+    #[prop(into)]
+    empty: Signal<String>,
 ) -> impl IntoView {
     let layout = Memo::new(move |_| plot(&points.get(), x_max.get()));
     let count = move || layout.with(|p| p.points.len());
@@ -168,9 +171,11 @@ pub fn LineChart(
                             <circle class="point" cx=format!("{x:.1}") cy=format!("{y:.1}") r="2.5"/>
                         }).collect_view()
                     });
+                    // Without points the ticks would be made up.
+                    let drawn = !p.points.is_empty();
                     view! {
-                        {y_ticks}
-                        {x_ticks}
+                        {drawn.then_some(y_ticks)}
+                        {drawn.then_some(x_ticks)}
                         <line class="axis" x1=LEFT x2=LEFT y1=TOP y2=plot_bottom/>
                         <line class="axis" x1=LEFT x2=W - RIGHT y1=plot_bottom y2=plot_bottom/>
                         <text class="axis-label" x=LEFT + (W - LEFT - RIGHT) / 2.0 y=H - 6.0 text-anchor="middle">"Step"</text>
@@ -180,7 +185,7 @@ pub fn LineChart(
                     }
                 }}
                 {move || (count() == 0).then(|| view! {
-                    <text class="chart-empty" x=LEFT + (W - LEFT - RIGHT) / 2.0 y=TOP + (H - TOP - BOTTOM) / 2.0 text-anchor="middle">{empty.clone()}</text>
+                    <text class="chart-empty" x=LEFT + (W - LEFT - RIGHT) / 2.0 y=TOP + (H - TOP - BOTTOM) / 2.0 text-anchor="middle">{move || empty.get()}</text>
                 })}
             </svg>
         </figure>

@@ -195,7 +195,23 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
     let job = d.job.clone();
     let total = job.total_steps;
     let total_steps = Memo::new(move |_| p.with(|p| p.total_steps).or(total));
-    let x_max = Signal::derive(move || total_steps.get().map(|t| t as f64));
+    // A running job's charts span the whole run, so the lines grow across
+    // them; an ended one's span what it did.
+    let x_max = Signal::derive(move || {
+        total_steps
+            .get()
+            .filter(|_| !state.get().is_final())
+            .map(|t| t as f64)
+    });
+    let empty = move |first: String| {
+        Signal::derive(move || {
+            if state.get().is_final() {
+                "The run ended before the first point.".to_owned()
+            } else {
+                first.clone()
+            }
+        })
+    };
     let logging = d.config.logging_steps;
     let eval_every = d.config.eval_steps;
     let dataset_href = format!("/projects/{}/datasets/{}", d.project_id, job.dataset_id);
@@ -210,8 +226,9 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
         match (step, total_steps.get()) {
             (Some(s), Some(t)) => format!("Step {s} of {t}"),
             (Some(s), None) => format!("Step {s}"),
+            (None, _) if state.get().is_final() => "No training step was run.".to_owned(),
             (None, Some(t)) => format!("Step 0 of {t}"),
-            (None, None) => "Not started".to_owned(),
+            (None, None) => "Not started yet".to_owned(),
         }
     };
     let fraction = move || {
@@ -236,7 +253,11 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
                     >
                         {move || state.get().label()}
                     </span>
-                    {move || p.with(|p| p.state.as_ref().and_then(|s| s.1.clone())).map(|n| view! { <span class="note" id="state-note">{n}</span> })}
+                    {move || p
+                        .with(|p| p.state.as_ref().and_then(|s| s.1.clone()))
+                        // A failure's note is its reason, shown below in full.
+                        .filter(|_| state.get() != JobState::Failed)
+                        .map(|n| view! { <span class="note" id="state-note">{n}</span> })}
                     {move || match updates.get() {
                         Updates::Live => Some(view! { <span class="live" id="live">"● updating live"</span> }.into_any()),
                         Updates::Retrying => Some(view! { <span class="live lost">"reconnecting…"</span> }.into_any()),
@@ -274,9 +295,9 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
                 <ul class="cards" id="job-numbers">
                     {move || p.with(|p| p.epoch).map(|e| view! { <li><span class="n" id="epoch">{format!("{e:.2}")}</span>" epochs done"</li> })}
                     {move || p.with(|p| p.tokens_per_s).map(|t| view! { <li><span class="n" id="tokens-per-s">{format!("{t:.0}")}</span>" tokens/s"</li> })}
-                    {move || p.with(|p| p.elapsed_ms).map(|ms| view! { <li><span class="n" id="elapsed">{format::duration(ms as f64 / 1000.0)}</span>" elapsed"</li> })}
+                    {move || p.with(|p| p.elapsed_ms).filter(|ms| *ms >= 1000).map(|ms| view! { <li><span class="n" id="elapsed">{format::duration(ms as f64 / 1000.0)}</span>" elapsed"</li> })}
                     {move || p.with(|p| p.eta_s).filter(|_| !state.get().is_final()).map(|s| view! { <li><span class="n" id="eta">{format::duration(s)}</span>" left (estimate)"</li> })}
-                    {move || p.with(|p| (p.device_ms > 0).then_some(p.device_ms)).map(|ms| view! { <li><span class="n" id="device-time">{format::duration(ms as f64 / 1000.0)}</span>" of device time"</li> })}
+                    {move || p.with(|p| (p.device_ms >= 1000).then_some(p.device_ms)).map(|ms| view! { <li><span class="n" id="device-time">{format::duration(ms as f64 / 1000.0)}</span>" of device time"</li> })}
                 </ul>
                 <CancelButton id=d.job.id can_cancel=d.can_cancel state=state data=data/>
             </section>
@@ -295,29 +316,34 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
                 <div class="charts">
                     <LineChart
                         id="chart-loss"
-                        title="Training loss (lower is better)"
+                        title="Training loss"
                         y_label="Loss"
                         points=Signal::derive(move || p.with(|p| p.loss.clone()))
                         x_max=x_max
-                        empty=format!("The first point comes after {logging} step(s).")
+                        empty=empty(format!("First point after step {logging}."))
                     />
                     <LineChart
                         id="chart-eval"
-                        title="Validation loss (on examples it does not train on)"
+                        title="Validation loss"
                         y_label="Loss"
                         points=Signal::derive(move || p.with(|p| p.eval.clone()))
                         x_max=x_max
-                        empty=format!("The first check comes after {eval_every} step(s).")
+                        empty=empty(format!("First check after step {eval_every}."))
                     />
                     <LineChart
                         id="chart-lr"
-                        title="Learning rate (step size)"
+                        title="Learning rate"
                         y_label="Learning rate"
                         points=Signal::derive(move || p.with(|p| p.rate.clone()))
                         x_max=x_max
-                        empty=format!("The first point comes after {logging} step(s).")
+                        empty=empty(format!("First point after step {logging}."))
                     />
                 </div>
+                <p class="hint">
+                    "Lower loss is better. The validation loss is measured on examples the model does not train on: "
+                    "when it stops falling while the training loss still falls, the model has started to memorise. "
+                    "The learning rate is the size of each correction."
+                </p>
             </section>
             {move || (state.get() == JobState::Succeeded).then(|| view! { <Results p=p/> })}
             <Artifacts artifacts=d.artifacts.clone()/>

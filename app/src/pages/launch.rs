@@ -599,8 +599,8 @@ fn SettingRow(f: Field, form: Form, server_error: RwSignal<Option<AppError>>) ->
     view! {
         <div class="setting" data-key=s.key hidden=move || !applies()>
             {control}
-            <p class="hint" id=help_id>{s.help}</p>
             {move || error().map(|m| view! { <p class="field-error" id=error_id.clone() role="alert">{m}</p> })}
+            <p class="hint" id=help_id>{s.help}</p>
         </div>
     }
 }
@@ -701,7 +701,7 @@ fn Eta(
             };
             view! {
                 {range}
-                <p>{format!("Training reads {} tokens: the training examples, {} times.", c.tokens, epochs())}</p>
+                <p>{format!("Training reads {} tokens: the training examples, {} times.", format::count(c.tokens), epochs())}</p>
                 <p class="hint" id="eta-basis">{c.eta_basis.clone()}</p>
             }
             .into_any()

@@ -73,14 +73,14 @@ fn DatasetList(project_id: i64, datasets: Vec<DatasetSummary>, can_train: bool) 
                         <th scope="col">"Split"</th>
                         <th scope="col">"Source"</th>
                         <th scope="col">"Saved"</th>
-                        {can_train.then(|| view! { <th scope="col"><span class="sr-only">"Train"</span></th> })}
+                        {can_train.then(|| view! { <th scope="col">"Next step"</th> })}
                     </tr>
                 </thead>
                 <tbody>
                     {datasets.into_iter().map(|d| {
                         let left_out = d.dropped_rejected.then(|| format!(" ({} with errors left out)", d.rejected));
                         let train = can_train.then(|| view! {
-                            <td>
+                            <td class="next">
                                 <a class="train-link button-link" href=format!("/projects/{project_id}/datasets/{}/train", d.id)>
                                     "Train a model"
                                 </a>
@@ -88,12 +88,12 @@ fn DatasetList(project_id: i64, datasets: Vec<DatasetSummary>, can_train: bool) 
                         });
                         view! {
                             <tr class="dataset" data-name=d.name.clone()>
-                                <td><a href=format!("/projects/{}/datasets/{}", project_id, d.id)>{d.name.clone()}</a></td>
-                                <td>{d.examples}{left_out}</td>
-                                <td class="split-counts">{format!("{} · {} · {}", d.counts[0], d.counts[1], d.counts[2])}</td>
-                                <td>{format!("{}% · seed {}", d.ratios.replace(',', "/"), d.seed)}</td>
-                                <td>{format!("{} ({})", d.source_name, d.format)}</td>
-                                <td>{format!("{}, {}", d.created_by, format::utc(d.created_at))}</td>
+                                <td class="name"><a href=format!("/projects/{}/datasets/{}", project_id, d.id)>{d.name.clone()}</a></td>
+                                <td data-label="Examples">{d.examples}{left_out}</td>
+                                <td data-label="Train · validation · test" class="split-counts">{format!("{} · {} · {}", d.counts[0], d.counts[1], d.counts[2])}</td>
+                                <td data-label="Split">{format!("{}% · seed {}", d.ratios.replace(',', "/"), d.seed)}</td>
+                                <td data-label="Source">{format!("{} ({})", d.source_name, d.format)}</td>
+                                <td data-label="Saved">{format!("{}, {}", d.created_by, format::utc(d.created_at))}</td>
                                 {train}
                             </tr>
                         }
