@@ -43,7 +43,6 @@ fn is_step_at_least(e: &serde_json::Value, step: u64) -> bool {
         && e["event"]["step"].as_u64() >= Some(step)
 }
 
-
 /// The job's page data (state, events, artifacts).
 fn job(api: &mut Api, id: i64) -> serde_json::Value {
     let r = api.call("job", &[("id", &id.to_string())]);

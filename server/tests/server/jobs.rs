@@ -400,3 +400,48 @@ async fn a_missing_engine_is_said_and_the_job_waits() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_event_stream_resumes_after_last_event_id_and_ends_with_the_job() {
+    on_each_db(|app| async move {
+        let (mut expert, dataset) = expert_with_dataset(&app).await;
+        let id = launch(&mut expert, dataset, "hone-demo", "{}")
+            .await
+            .json()
+            .as_i64()
+            .unwrap();
+        expert.call("cancel_job", &[("id", &id.to_string())]).await;
+        let path = format!("/api/jobs/{id}/events");
+        // From the start: every state change, each with its SSE id.
+        let all = expert.get(&path).await;
+        assert_eq!(all.status, StatusCode::OK);
+        let ids: Vec<i64> = all
+            .body
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: ")?.parse().ok())
+            .collect();
+        assert_eq!(ids.len(), 3, "{}", all.body);
+        for state in ["validating_files", "queued", "cancelled"] {
+            assert!(
+                all.body.contains(&format!("\"state\":\"{state}\"")),
+                "{}",
+                all.body
+            );
+        }
+        // A reconnect names the last id it saw: only what came after.
+        let rest = expert
+            .send(
+                axum::http::Request::get(&path).header("last-event-id", ids[0].to_string()),
+                axum::body::Body::empty(),
+            )
+            .await;
+        assert_eq!(rest.status, StatusCode::OK);
+        assert!(!rest.body.contains("validating_files"), "{}", rest.body);
+        assert!(
+            rest.body.contains("\"state\":\"cancelled\""),
+            "{}",
+            rest.body
+        );
+    })
+    .await;
+}
