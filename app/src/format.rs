@@ -142,7 +142,7 @@ pub fn tick(v: f64, step: f64) -> String {
     }
     if step < 1e-3 || v.abs() >= 1e6 {
         // As many mantissa digits as the step needs: 1.998e-4, 2.000e-4.
-        let digits = (decade(v) - decade(step)).clamp(1, 6) as usize;
+        let digits = (decade(v) - decade(step)).clamp(1, 3) as usize;
         return format!("{v:.digits$e}");
     }
     let digits = if step >= 1.0 {

@@ -79,7 +79,7 @@ struct Plot {
 /// Lays out `points` (`(step, value)`, non-finite values left out); the x
 /// axis reaches at least `x_max` (the run's last step) so the line grows
 /// across the chart as training goes on.
-fn plot(points: &[(f64, f64)], x_max: Option<f64>) -> Plot {
+fn plot(points: &[(f64, f64)], x_max: Option<f64>, from_zero: bool) -> Plot {
     let finite: Vec<(f64, f64)> = points
         .iter()
         .copied()
@@ -97,7 +97,7 @@ fn plot(points: &[(f64, f64)], x_max: Option<f64>) -> Plot {
     };
     // Losses and rates are never negative: start at zero when the values
     // come near it rather than below.
-    let y_min = if y_min >= 0.0 && y_min < (y_max - y_min) {
+    let y_min = if y_min >= 0.0 && (from_zero || y_min < (y_max - y_min)) {
         0.0
     } else {
         y_min
@@ -122,11 +122,15 @@ pub fn LineChart(
     /// The last step of the run, when known.
     #[prop(into)]
     x_max: Signal<Option<f64>>,
+    /// The y axis starts at zero (a learning rate's schedule reads
+    /// against it); otherwise only when the values come near it.
+    #[prop(optional)]
+    from_zero: bool,
     /// What to say while there is nothing to draw.
     #[prop(into)]
     empty: Signal<String>,
 ) -> impl IntoView {
-    let layout = Memo::new(move |_| plot(&points.get(), x_max.get()));
+    let layout = Memo::new(move |_| plot(&points.get(), x_max.get(), from_zero));
     let count = move || layout.with(|p| p.points.len());
     let title_id = format!("{id}-title");
     let plot_bottom = H - BOTTOM;
@@ -213,7 +217,11 @@ mod tests {
 
     #[test]
     fn points_land_inside_the_plot_and_the_run_spans_the_x_axis() {
-        let p = plot(&[(1.0, 2.0), (2.0, f64::NAN), (10.0, 1.0)], Some(100.0));
+        let p = plot(
+            &[(1.0, 2.0), (2.0, f64::NAN), (10.0, 1.0)],
+            Some(100.0),
+            false,
+        );
         assert_eq!(p.points.len(), 2, "the NaN is left out");
         assert_eq!(p.x.high, 100.0);
         for (x, y) in &p.points {
@@ -221,6 +229,10 @@ mod tests {
         }
         // The first point (step 1 of 100) sits near the left edge.
         assert!(p.points[0].0 < LEFT + 5.0);
-        assert!(plot(&[], None).points.is_empty());
+        assert!(plot(&[], None, false).points.is_empty());
+        // A nearly constant rate still reads against zero when asked to.
+        let rates = [(1.0, 2e-4), (2.0, 1.9996e-4)];
+        assert_eq!(plot(&rates, None, true).y.low, 0.0);
+        assert!(plot(&rates, None, false).y.low > 1e-4);
     }
 }

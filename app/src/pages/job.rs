@@ -334,6 +334,7 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
                         id="chart-lr"
                         title="Learning rate"
                         y_label="Learning rate"
+                        from_zero=true
                         points=Signal::derive(move || p.with(|p| p.rate.clone()))
                         x_max=x_max
                         empty=empty(format!("First point after step {logging}."))
