@@ -132,6 +132,8 @@ async fn an_expert_trains_a_model_and_watches_it_learn() {
     wait_long(&p, "//*[@id='job-state' and @data-state='succeeded']").await;
     let total = points(&p, "#chart-loss").await;
     assert!(total > before, "{total} > {before}");
+    // The page reloads its data after a state change: the files come then.
+    wait_long(&p, "//table[@id='artifacts']//tr[@class='artifact']").await;
     let rows =
         p.c.find_all(Locator::Css("#artifacts tr.artifact"))
             .await
