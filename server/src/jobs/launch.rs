@@ -355,8 +355,10 @@ mod tests {
 
     #[test]
     fn defaults_fit_the_longest_example_and_checkpoint_often() {
-        let mut stats = Stats::default();
-        stats.unit = Some(hone_dataset::check::Unit::Tokens);
+        let mut stats = Stats {
+            unit: Some(hone_dataset::check::Unit::Tokens),
+            ..Stats::default()
+        };
         stats.length.max = 301;
         let (c, why) = defaults(80, Some(&stats), Some(2048));
         c.validate().expect("derived defaults are valid");
