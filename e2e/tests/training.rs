@@ -17,7 +17,7 @@ use hone_e2e::{start_server_with, start_worker};
 use std::collections::BTreeMap;
 
 /// A short lease, so a lost worker's job is reclaimed within seconds.
-const LEASE: (&str, &str) = ("HONE_JOB_LEASE_MS", "1500");
+const LEASE: (&str, &str) = ("HONE_JOB_LEASE_MS", "4000");
 
 /// Follows the job's event stream until `until` says stop; returns the
 /// events seen.
@@ -119,36 +119,33 @@ fn a_worker_killed_mid_run_loses_at_most_one_checkpoint_interval() {
     assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
 
     let page = job(&mut api, interrupted);
-    let resumed: Vec<u64> = engine_events(&page, "resumed")
-        .map(|e| e["step"].as_u64().unwrap())
-        .collect();
-    // The last step the first worker recorded: the highest before the
-    // `resumed` event.
+    // Each resume (one for the kill; another only if a loaded machine
+    // starved a worker past its lease) starts at most one `save_steps`
+    // interval behind the highest step recorded before it.
     let events = page["events"].as_array().unwrap();
-    let resumed_at = events
-        .iter()
-        .position(|e| e["kind"] == "engine" && e["event"]["event"] == "resumed")
-        .unwrap();
-    let steps_before_kill = events[..resumed_at]
-        .iter()
-        .filter(|e| e["kind"] == "engine" && e["event"]["event"] == "step")
-        .map(|e| e["event"]["step"].as_u64().unwrap())
-        .max()
-        .unwrap();
-    assert_eq!(resumed.len(), 1, "{resumed:?}");
-    assert!(
-        steps_before_kill - resumed[0] <= 10,
-        "resumed at {} after reaching {steps_before_kill}: more than one save_steps interval lost",
-        resumed[0]
-    );
-    let attempts: Vec<&str> = page["events"]
-        .as_array()
-        .unwrap()
+    let mut highest = 0;
+    let mut resumes = Vec::new();
+    for e in events.iter().filter(|e| e["kind"] == "engine") {
+        let step = e["event"]["step"].as_u64().unwrap_or(0);
+        match e["event"]["event"].as_str() {
+            Some("step") => highest = highest.max(step),
+            Some("resumed") => resumes.push((step, highest)),
+            _ => {}
+        }
+    }
+    assert!(!resumes.is_empty(), "the job never resumed");
+    for (at, reached) in &resumes {
+        assert!(
+            reached - at <= 10,
+            "resumed at {at} after reaching {reached}: more than one save_steps interval lost"
+        );
+    }
+    let attempts: Vec<&str> = events
         .iter()
         .filter(|e| e["kind"] == "state" && e["state"] == "running")
         .map(|e| e["note"].as_str().unwrap())
         .collect();
-    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts.len(), resumes.len() + 1, "{attempts:?}");
     assert!(attempts[1].contains("resuming"), "{attempts:?}");
 
     // The same settings without an interruption: the same losses.
@@ -213,20 +210,32 @@ fn a_server_stopped_or_killed_mid_run_resumes_the_job_when_it_is_back() {
         .filter(|e| e["kind"] == "state")
         .map(|e| e["state"].as_str().unwrap())
         .collect();
+    // Stopped → queued → running again; killed → running again (the
+    // lease ran out); then done. (A worker starved past its lease on a
+    // loaded machine would add one more "running" and resume: allowed.)
     assert_eq!(
-        states,
+        states[..6],
         [
             "validating_files",
             "queued",
             "running",
             "queued",
             "running",
-            "running",
-            "succeeded"
+            "running"
         ],
         "{states:?}"
     );
-    assert_eq!(engine_events(&page, "resumed").count(), 2);
+    assert_eq!(states.last(), Some(&"succeeded"), "{states:?}");
+    assert!(
+        states[6..]
+            .iter()
+            .all(|s| *s == "running" || *s == "succeeded"),
+        "{states:?}"
+    );
+    assert_eq!(
+        engine_events(&page, "resumed").count(),
+        states.iter().filter(|s| **s == "running").count() - 1
+    );
     // The stop was graceful: it resumed exactly where it stopped.
     let straight = launch(&mut api, dataset, &config);
     follow(&mut api, straight, is_final);
