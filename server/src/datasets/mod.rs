@@ -39,6 +39,15 @@ pub fn summary(
     }
 }
 
+/// The server's statistics of a version (absent for versions saved before
+/// they were kept); stored JSON that does not decode is an error.
+pub fn stats_of(row: &dataset_version::Model) -> Result<Option<hone_dataset::check::Stats>> {
+    Ok(match row.stats.as_deref() {
+        Some(s) => Some(serde_json::from_str(s)?),
+        None => None,
+    })
+}
+
 impl Services {
     /// A dataset version and its project, if `u` may read the project (the
     /// same 404 for "absent" and "not yours").
@@ -95,10 +104,7 @@ impl Services {
                 .into_iter()
                 .collect();
         finding_counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let stats = match row.stats.as_deref() {
-            Some(s) => Some(serde_json::from_str(s)?),
-            None => None,
-        };
+        let stats = stats_of(&row)?;
         Ok(DatasetPage {
             user: current(&u),
             project_id: p.id,

@@ -256,10 +256,7 @@ impl Services {
     /// Tokens one pass over the training split holds (from the server's
     /// statistics; the mean length times the examples).
     fn train_tokens(d: &dataset_version::Model) -> Result<u64> {
-        let stats: Option<hone_dataset::check::Stats> = match d.stats.as_deref() {
-            Some(s) => Some(serde_json::from_str(s)?),
-            None => None,
-        };
+        let stats = crate::datasets::stats_of(d)?;
         let mean = stats.map_or(0.0, |s| s.length.mean);
         Ok((mean * d.train_count as f64).round() as u64)
     }
@@ -300,10 +297,7 @@ impl Services {
             .iter()
             .find(|m| m.name == default_model)
             .and_then(|m| m.context_length);
-        let stats: Option<hone_dataset::check::Stats> = match d.stats.as_deref() {
-            Some(s) => Some(serde_json::from_str(s)?),
-            None => None,
-        };
+        let stats = crate::datasets::stats_of(&d)?;
         let (defaults, reasons) = launch::defaults(d.train_count as u64, stats.as_ref(), context);
         let source = crate::entity::file::Entity::find_by_id(d.source_file_id)
             .one(&self.db)
