@@ -7,6 +7,7 @@ mod m20261129_000001_foundation;
 mod m20261129_000002_dataset_versions;
 mod m20261129_000003_dataset_model_stats;
 mod m20261201_000004_jobs;
+mod m20261202_000005_api;
 
 /// The ordered list of migrations the server runs at start.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_dataset_versions::Migration),
             Box::new(m20261129_000003_dataset_model_stats::Migration),
             Box::new(m20261201_000004_jobs::Migration),
+            Box::new(m20261202_000005_api::Migration),
         ]
     }
 }

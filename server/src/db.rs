@@ -9,27 +9,62 @@ use sea_orm::{
 use std::path::Path;
 
 /// Connects and migrates. SQLite gets WAL (readers never wait for the
-/// writer) and foreign keys on every connection.
+/// writer) and foreign keys on every connection of the pool.
+///
+/// On SQLite the migrations run first on a connection of their own with
+/// foreign keys off: some rebuild a table (SQLite cannot alter a column),
+/// which its documented procedure does with them off. The keys are then
+/// checked whole (`PRAGMA foreign_key_check`) before the pool opens.
 pub async fn connect(url: Option<&str>, data_dir: &Path) -> anyhow::Result<DatabaseConnection> {
     let url = match url {
         Some(u) => u.to_owned(),
         None => format!("sqlite://{}?mode=rwc", data_dir.join("hone.db").display()),
     };
-    let mut opts = ConnectOptions::new(url.clone());
-    opts.sqlx_logging(false);
-    if url.starts_with("sqlite:") {
-        opts.map_sqlx_sqlite_opts(|o| {
-            o.foreign_keys(true)
-                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .busy_timeout(std::time::Duration::from_secs(10))
-        });
+    let sqlite = url.starts_with("sqlite:");
+    let options = |foreign_keys: bool| {
+        let mut opts = ConnectOptions::new(url.clone());
+        opts.sqlx_logging(false);
+        if sqlite {
+            if !foreign_keys {
+                opts.max_connections(1).min_connections(1);
+            }
+            opts.map_sqlx_sqlite_opts(move |o| {
+                o.foreign_keys(foreign_keys)
+                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .busy_timeout(std::time::Duration::from_secs(10))
+            });
+        }
+        opts
+    };
+    let context = || format!("connecting to the database at {}", redact(&url));
+    if sqlite {
+        let migrating = Database::connect(options(false))
+            .await
+            .with_context(context)?;
+        Migrator::up(&migrating, None)
+            .await
+            .context("applying database migrations")?;
+        let broken = migrating
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA foreign_key_check",
+            ))
+            .await?;
+        anyhow::ensure!(
+            broken.is_empty(),
+            "the database has {} rows whose references are broken after migrating",
+            broken.len()
+        );
+        migrating.close().await?;
     }
-    let db = Database::connect(opts)
+    let db = Database::connect(options(true))
         .await
-        .with_context(|| format!("connecting to the database at {}", redact(&url)))?;
-    Migrator::up(&db, None)
-        .await
-        .context("applying database migrations")?;
+        .with_context(context)?;
+    if !sqlite {
+        Migrator::up(&db, None)
+            .await
+            .context("applying database migrations")?;
+    }
     Ok(db)
 }
 

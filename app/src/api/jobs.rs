@@ -87,7 +87,8 @@ pub struct Failure {
 pub struct JobSummary {
     pub id: i64,
     pub project_id: i64,
-    pub dataset_id: i64,
+    /// `None` while an API job's files are still being checked.
+    pub dataset_id: Option<i64>,
     pub dataset_name: String,
     pub base_model: String,
     pub method: Method,

@@ -214,7 +214,9 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
     };
     let logging = d.config.logging_steps;
     let eval_every = d.config.eval_steps;
-    let dataset_href = format!("/projects/{}/datasets/{}", d.project_id, job.dataset_id);
+    let dataset_href = job
+        .dataset_id
+        .map(|id| format!("/projects/{}/datasets/{id}", d.project_id));
     let device = d.device.as_ref().map_or_else(
         || "Not chosen yet: a device is picked when the job starts.".to_owned(),
         format::device,
@@ -306,7 +308,10 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
                 <dl class="facts" id="job-facts">
                     <dt>"Base model"</dt><dd id="job-model">{d.job.base_model.clone()}</dd>
                     <dt>"Method"</dt><dd id="job-method">{format::method(d.job.method)}</dd>
-                    <dt>"Dataset"</dt><dd><a href=dataset_href id="job-dataset">{d.job.dataset_name.clone()}</a></dd>
+                    <dt>"Dataset"</dt><dd>{match dataset_href {
+                        Some(href) => view! { <a href=href id="job-dataset">{d.job.dataset_name.clone()}</a> }.into_any(),
+                        None => view! { <span id="job-dataset">{d.job.dataset_name.clone()}</span> }.into_any(),
+                    }}</dd>
                     <dt>"Device"</dt><dd id="job-device">{device}</dd>
                     <dt>"Launched"</dt><dd>{format!("by {}, {}", d.job.created_by, format::utc(d.job.created_at))}</dd>
                 </dl>

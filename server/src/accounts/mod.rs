@@ -69,9 +69,11 @@ impl Services {
         let Some(id) = id else {
             return Err(AppError::Unauthenticated.into());
         };
+        // A disabled account's sessions end at once, like a removed one's.
         user::Entity::find_by_id(id)
             .one(&self.db)
             .await?
+            .filter(|u| u.disabled_at.is_none())
             .ok_or_else(|| AppError::Unauthenticated.into())
     }
 
@@ -217,6 +219,10 @@ impl Services {
         let ok = tokio::task::spawn_blocking(move || password::verify_password(&password, &hash))
             .await?;
         match found {
+            Some(u) if ok && u.disabled_at.is_some() => {
+                tracing::info!(user = %u.username, "sign-in refused: account disabled");
+                Err(AppError::Forbidden.into())
+            }
             Some(u) if ok => {
                 self.clear_throttle(account_key).await?;
                 tracing::info!(user = %u.username, "signed in");

@@ -102,6 +102,171 @@ fn parse(q: NewDataset) -> Result<Settings, AppError> {
     })
 }
 
+/// The tokenizer that counts tokens as training on `model` will, and the
+/// model's context length (examples longer than it are findings).
+pub(crate) async fn measure_for(
+    s: &Services,
+    model: &str,
+) -> Result<(Arc<ChatTokenizer>, Option<u32>), AppError> {
+    let models_dir = s.config.models_dir.clone();
+    let model = model.to_owned();
+    let found = tokio::task::spawn_blocking(move || {
+        let files = crate::models::tokenizer_files(&models_dir, &model)?;
+        Ok::<_, crate::models::ModelError>((
+            crate::models::chat_tokenizer(&files)?,
+            files.context_length,
+        ))
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "the tokenizer task failed");
+        AppError::Internal
+    })?;
+    let (tokenizer, context) = found.map_err(|e| match e {
+        crate::models::ModelError::Unknown(_) => AppError::invalid("model", e.to_string()),
+        other => {
+            tracing::error!(error = %other, "a model's tokenizer cannot be used");
+            AppError::invalid(
+                "model",
+                format!("The model cannot be used for counting tokens: {other}"),
+            )
+        }
+    })?;
+    Ok((Arc::new(tokenizer), context))
+}
+
+/// A version of an already stored file, made off any request (the API's
+/// files and the splits its jobs ask for): the same checks and split as
+/// [`create`], with no browser to compare counts with and no choice to
+/// leave examples out — a file with errors is refused with its findings.
+pub(crate) struct FromFile<'a> {
+    pub file: &'a file::Model,
+    pub created_by: i64,
+    pub name: String,
+    pub seed: u64,
+    pub ratios: Ratios,
+    pub model: String,
+}
+
+/// Why a file cannot become a version: the findings, errors first.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub message: String,
+    pub findings: Vec<hone_dataset::Finding>,
+}
+
+pub(crate) async fn version_from_file(
+    s: &Services,
+    from: FromFile<'_>,
+) -> Result<Result<dataset_version::Model, Refused>> {
+    let (tokenizer, context_length) = measure_for(s, &from.model).await?;
+    let mut options = Options::default();
+    options.max_tokens = context_length;
+    let report = check_blob(s, &from.file.storage_key, &options, tokenizer.clone()).await?;
+    let mut findings: Vec<_> = report.findings.clone();
+    findings.sort_by_key(|f| !f.is_error());
+    findings.retain(|f| f.is_error());
+    findings.truncate(200);
+    if report.examples == 0 {
+        return Ok(Err(Refused {
+            message: "The file has no usable examples.".into(),
+            findings,
+        }));
+    }
+    if report.has_errors() {
+        return Ok(Err(Refused {
+            message: format!(
+                "The checks found {} errors in {} examples.",
+                report.errors, report.rejected
+            ),
+            findings,
+        }));
+    }
+    let plan = report.plan(from.seed, from.ratios);
+    let counts = Report::split_counts(&plan);
+    let splits = write_splits(s, &from.file.storage_key, &options, tokenizer, plan).await?;
+    let settings = Recorded {
+        name: from.name,
+        seed: from.seed,
+        ratios: from.ratios,
+        drop_rejected: false,
+        model: from.model,
+    };
+    let row = record(
+        &s.db,
+        from.file.project_id,
+        from.created_by,
+        from.file.id,
+        &report,
+        &settings,
+        counts,
+        splits,
+    )
+    .await?;
+    Ok(Ok(row))
+}
+
+/// What a version records of how it was made.
+struct Recorded {
+    name: String,
+    seed: u64,
+    ratios: Ratios,
+    drop_rejected: bool,
+    model: String,
+}
+
+/// The version's row, once its split files are written.
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    db: &impl sea_orm::ConnectionTrait,
+    project_id: i64,
+    created_by: i64,
+    source_file_id: i64,
+    report: &Report,
+    settings: &Recorded,
+    counts: [u64; 3],
+    [train, validation, test]: [Stored; 3],
+) -> Result<dataset_version::Model> {
+    let finding_counts: serde_json::Map<String, serde_json::Value> = report
+        .counts
+        .iter()
+        .map(|(code, n)| (code.as_str().to_owned(), (*n).into()))
+        .collect();
+    Ok(dataset_version::ActiveModel {
+        project_id: Set(project_id),
+        name: Set(settings.name.clone()),
+        source_file_id: Set(source_file_id),
+        format: Set(report.format.map_or("unknown", |f| f.label()).to_owned()),
+        examples: Set(report.examples as i64),
+        rejected: Set(report.rejected as i64),
+        dropped_rejected: Set(settings.drop_rejected && report.rejected > 0),
+        errors: Set(report.errors as i64),
+        warnings: Set(report.warnings as i64),
+        finding_counts: Set(serde_json::Value::Object(finding_counts).to_string()),
+        seed: Set(settings.seed.to_string()),
+        ratios: Set(format!(
+            "{},{},{}",
+            settings.ratios.0[0], settings.ratios.0[1], settings.ratios.0[2]
+        )),
+        train_count: Set(counts[0] as i64),
+        validation_count: Set(counts[1] as i64),
+        test_count: Set(counts[2] as i64),
+        train_key: Set(train.key),
+        validation_key: Set(validation.key),
+        test_key: Set(test.key),
+        train_sha256: Set(train.sha256),
+        validation_sha256: Set(validation.sha256),
+        test_sha256: Set(test.sha256),
+        created_by: Set(created_by),
+        created_at: Set(now()),
+        base_model: Set(Some(settings.model.clone())),
+        stats: Set(serde_json::to_string(&report.stats).ok()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?)
+}
+
 fn refuse(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
@@ -213,32 +378,12 @@ pub async fn create(
     let p = s.writable_project(&u, project_id).await?;
     let mut settings = parse(query)?;
     // The same tokenizer and context length the browser counted with.
-    let models_dir = s.config.models_dir.clone();
-    let model = settings.model.clone();
-    let (tokenizer, context_length) = tokio::task::spawn_blocking(move || {
-        let files = crate::models::tokenizer_files(&models_dir, &model)?;
-        Ok::<_, crate::models::ModelError>((
-            crate::models::chat_tokenizer(&files)?,
-            files.context_length,
-        ))
-    })
-    .await?
-    .map_err(|e| match e {
-        crate::models::ModelError::Unknown(_) => AppError::invalid("model", e.to_string()),
-        other => {
-            tracing::error!(error = %other, "a model's tokenizer cannot be used");
-            AppError::invalid(
-                "model",
-                format!("The model cannot be used for counting tokens: {other}"),
-            )
-        }
-    })?;
+    let (tokenizer, context_length) = measure_for(&s, &settings.model).await?;
     settings.options.max_tokens = context_length;
     let source_name = crate::http::file_name(&headers)?;
     let limit = s.config.max_upload_bytes;
     crate::http::check_declared_size(&headers, limit)?;
     let source = s.blobs.put_stream(body.into_data_stream(), limit).await?;
-    let tokenizer = Arc::new(tokenizer);
     let report = check_blob(&s, &source.key, &settings.options, tokenizer.clone()).await?;
     // The per-line report of what blocks saving: errors first.
     let mut findings: Vec<_> = report.findings.iter().collect();
@@ -280,15 +425,7 @@ pub async fn create(
             }),
         ));
     }
-    let [train, validation, test] =
-        write_splits(&s, &source.key, &settings.options, tokenizer, plan).await?;
-
-    let finding_counts: serde_json::Map<String, serde_json::Value> = report
-        .counts
-        .iter()
-        .map(|(code, n)| (code.as_str().to_owned(), (*n).into()))
-        .collect();
-    let t = now();
+    let splits = write_splits(&s, &source.key, &settings.options, tokenizer, plan).await?;
     let tx = s.db.begin().await?;
     let source_row = file::ActiveModel {
         project_id: Set(p.id),
@@ -297,43 +434,28 @@ pub async fn create(
         sha256: Set(source.sha256.clone()),
         storage_key: Set(source.key.clone()),
         uploaded_by: Set(u.id),
-        created_at: Set(t),
+        created_at: Set(now()),
         ..Default::default()
     }
     .insert(&tx)
     .await?;
-    let row = dataset_version::ActiveModel {
-        project_id: Set(p.id),
-        name: Set(settings.name),
-        source_file_id: Set(source_row.id),
-        format: Set(report.format.map_or("unknown", |f| f.label()).to_owned()),
-        examples: Set(report.examples as i64),
-        rejected: Set(report.rejected as i64),
-        dropped_rejected: Set(settings.drop_rejected && report.rejected > 0),
-        errors: Set(report.errors as i64),
-        warnings: Set(report.warnings as i64),
-        finding_counts: Set(serde_json::Value::Object(finding_counts).to_string()),
-        seed: Set(settings.seed.to_string()),
-        ratios: Set(format!(
-            "{},{},{}",
-            settings.ratios.0[0], settings.ratios.0[1], settings.ratios.0[2]
-        )),
-        train_count: Set(counts[0] as i64),
-        validation_count: Set(counts[1] as i64),
-        test_count: Set(counts[2] as i64),
-        train_key: Set(train.key),
-        validation_key: Set(validation.key),
-        test_key: Set(test.key),
-        train_sha256: Set(train.sha256),
-        validation_sha256: Set(validation.sha256),
-        test_sha256: Set(test.sha256),
-        created_by: Set(u.id),
-        created_at: Set(t),
-        base_model: Set(Some(settings.model.clone())),
-        stats: Set(serde_json::to_string(&report.stats).ok()),
-        ..Default::default()
-    }
-    .insert(&tx)
+    let recorded = Recorded {
+        name: settings.name,
+        seed: settings.seed,
+        ratios: settings.ratios,
+        drop_rejected: settings.drop_rejected,
+        model: settings.model,
+    };
+    let row = record(
+        &tx,
+        p.id,
+        u.id,
+        source_row.id,
+        &report,
+        &recorded,
+        counts,
+        splits,
+    )
     .await?;
     tx.commit().await?;
     tracing::info!(user = %u.username, project = p.id, dataset = row.id, examples = row.examples, "dataset version saved");

@@ -9,7 +9,8 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub project_id: i64,
-    pub dataset_version_id: i64,
+    /// `None` only while an API job waits for its files' checks.
+    pub dataset_version_id: Option<i64>,
     pub created_by: i64,
     pub base_model: String,
     pub method: StoredMethod,
@@ -39,6 +40,20 @@ pub struct Model {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub updated_at: i64,
+    /// API jobs: the files they were made from (`file-{id}`).
+    pub training_file_id: Option<i64>,
+    pub validation_file_id: Option<i64>,
+    /// The validation file's version, used whole as the validation split.
+    pub validation_dataset_version_id: Option<i64>,
+    /// The split's seed, as given to the API (a decimal u64).
+    pub seed: Option<String>,
+    pub suffix: Option<String>,
+    /// `ft:{base}:{team}:{suffix}:ftjob-{id}`, set on success.
+    pub fine_tuned_model: Option<String>,
+    /// `crate::openai::jobs::Request` as JSON: what the API asked for,
+    /// applied once the files are checked.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub api_request: Option<String>,
 }
 
 /// A job state as stored, with OpenAI's names.

@@ -1,6 +1,7 @@
 //! sea-orm entities, one per table created in `hone-migrations`.
 //! Relations are joined by hand in the queries that need them.
 
+pub mod api_key;
 pub mod dataset_version;
 pub mod file;
 pub mod job;

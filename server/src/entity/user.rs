@@ -12,6 +12,9 @@ pub struct Model {
     pub password_hash: String,
     pub role: StoredRole,
     pub created_at: i64,
+    /// Set when an admin disabled the account: no sign-in, no session,
+    /// no API key works from then on.
+    pub disabled_at: Option<i64>,
 }
 
 /// A role as stored: an unknown value in the database is an error when

@@ -155,7 +155,9 @@ impl Services {
     async fn summaries_of(&self, jobs: Vec<job::Model>) -> Result<Vec<JobSummary>> {
         let names = self.usernames(jobs.iter().map(|j| j.created_by)).await?;
         let datasets: HashMap<i64, String> = dataset_version::Entity::find()
-            .filter(dataset_version::Column::Id.is_in(jobs.iter().map(|j| j.dataset_version_id)))
+            .filter(
+                dataset_version::Column::Id.is_in(jobs.iter().filter_map(|j| j.dataset_version_id)),
+            )
             .all(&self.db)
             .await?
             .into_iter()
@@ -186,10 +188,10 @@ impl Services {
                 id: j.id,
                 project_id: j.project_id,
                 dataset_id: j.dataset_version_id,
-                dataset_name: datasets
-                    .get(&j.dataset_version_id)
-                    .cloned()
-                    .unwrap_or_default(),
+                dataset_name: j
+                    .dataset_version_id
+                    .and_then(|d| datasets.get(&d).cloned())
+                    .unwrap_or_else(|| "(its files are being checked)".into()),
                 base_model: j.base_model.clone(),
                 method: j.method.into(),
                 state,
@@ -379,7 +381,7 @@ impl Services {
         let t = now();
         let j = job::ActiveModel {
             project_id: Set(p.id),
-            dataset_version_id: Set(d.id),
+            dataset_version_id: Set(Some(d.id)),
             created_by: Set(u.id),
             base_model: Set(model),
             method: Set(spec.method.into()),

@@ -353,13 +353,24 @@ impl Worker {
     ) -> Result<()> {
         let db = &self.services.db;
         let blobs = &self.services.blobs;
-        let data = dataset_version::Entity::find_by_id(job.dataset_version_id)
-            .one(db)
-            .await?
-            .ok_or_else(|| Error::internal("the job's dataset version is gone"))?;
+        let version = |id: Option<i64>| async move {
+            let id = id.ok_or_else(|| Error::internal("a queued job has no dataset version"))?;
+            dataset_version::Entity::find_by_id(id)
+                .one(db)
+                .await?
+                .ok_or_else(|| Error::internal("the job's dataset version is gone"))
+        };
+        let data = version(job.dataset_version_id).await?;
         let train = dir.join("train.jsonl");
         blobs.get_file(&data.train_key, &train).await?;
-        let validation = if data.validation_count > 0 {
+        // An API job's validation file is used whole: its version put
+        // every example in its training split.
+        let validation = if job.validation_dataset_version_id.is_some() {
+            let v = dir.join("validation.jsonl");
+            let whole = version(job.validation_dataset_version_id).await?;
+            blobs.get_file(&whole.train_key, &v).await?;
+            Some(v)
+        } else if data.validation_count > 0 {
             let v = dir.join("validation.jsonl");
             blobs.get_file(&data.validation_key, &v).await?;
             Some(v)
