@@ -11,6 +11,7 @@ pub mod entity;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod keys;
 pub mod models;
 pub mod policy;
 pub mod projects;
@@ -67,6 +68,7 @@ pub fn router(services: Arc<Services>) -> Router {
             provide_context::<Arc<dyn DatasetsBackend>>(s.clone());
             provide_context::<Arc<dyn AdminBackend>>(s.clone());
             provide_context::<Arc<dyn JobsBackend>>(s.clone());
+            provide_context::<Arc<dyn hone_app::api::KeysBackend>>(s.clone());
         }
     };
     let shell_options = leptos.clone();

@@ -1,5 +1,6 @@
 //! The `hone` binary: `hone serve` (the default) runs the web server;
-//! `hone user create` adds an account without the browser.
+//! `hone user create` adds an account and `hone api-key create` makes an
+//! API key without the browser.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -41,6 +42,11 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Manage API keys (for OpenAI's client and other scripts).
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
     },
     /// Check and split training data files (no server or database needed).
     Dataset {
@@ -148,6 +154,23 @@ enum UserCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Make a key that acts as USER in one project, and print it once on
+    /// standard output (Hone stores only its hash).
+    Create {
+        /// The key's owner: it acts with their role and teams.
+        #[arg(long)]
+        user: String,
+        /// The project's id (in the address of its page: /projects/ID).
+        #[arg(long)]
+        project: i64,
+        /// A label to recognise the key by on the settings page.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -197,6 +220,22 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             tracing::info!(user = %user.username, role = role.as_str(), team = %team.name, "user created");
+            Ok(())
+        }
+        Command::ApiKey {
+            command:
+                ApiKeyCommand::Create {
+                    user,
+                    project,
+                    name,
+                },
+        } => {
+            let key = hone_server::cli::api_key::create(&services, &user, project, &name).await?;
+            // The key, alone on standard output, for scripts to capture.
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{key}");
+            }
             Ok(())
         }
     }
@@ -276,6 +315,11 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
                 }
             }
         }
+    });
+    let checks = services.clone();
+    supervisor.spawn("file checks", move |shutdown| {
+        let s = checks.clone();
+        async move { s.check_files(shutdown).await }
     });
     let hub_services = services.clone();
     supervisor.spawn("event hub", move |shutdown| {

@@ -15,12 +15,14 @@ use serde::{Deserialize, Serialize};
 mod admin;
 mod datasets;
 mod jobs;
+mod keys;
 mod projects;
 mod session;
 
 pub use admin::*;
 pub use datasets::*;
 pub use jobs::*;
+pub use keys::*;
 pub use projects::*;
 pub use session::*;
 

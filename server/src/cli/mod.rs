@@ -1,3 +1,4 @@
 //! The `hone` subcommands that work without the web server.
 
+pub mod api_key;
 pub mod dataset;

@@ -10,4 +10,5 @@ mod common;
 mod datasets;
 mod flows;
 mod jobs;
+mod keys;
 mod upload;
