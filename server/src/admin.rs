@@ -6,7 +6,7 @@ use crate::entity::user::StoredRole;
 use crate::entity::{membership, team, user};
 use crate::error::Result;
 use crate::policy::{self, Action};
-use crate::state::Services;
+use crate::state::{now, Services};
 use hone_app::api::{AdminBackend, AdminOverview, AppError, RequestParts, Role, Team, UserRow};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
@@ -54,6 +54,7 @@ impl Services {
                     })
                     .cloned()
                     .collect(),
+                disabled: u.disabled_at.is_some(),
                 username: u.username,
             })
             .collect();
@@ -173,6 +174,31 @@ impl Services {
         }
         Ok(())
     }
+
+    /// Disables an account (no sign-in, its sessions and API keys stop at
+    /// once: both are checked against `disabled_at` on every request) or
+    /// enables it again.
+    async fn set_disabled(&self, req: &RequestParts, user_id: i64, disabled: bool) -> Result<()> {
+        let admin = self.require_admin(req).await?;
+        let target = user::Entity::find_by_id(user_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::NotFound("that user".into()))?;
+        if disabled && target.id == admin.id {
+            return Err(AppError::Conflict(
+                "You cannot disable your own account. Ask another administrator.".into(),
+            )
+            .into());
+        }
+        if target.disabled_at.is_some() == disabled {
+            return Ok(());
+        }
+        let mut m: user::ActiveModel = target.into();
+        m.disabled_at = Set(disabled.then(now));
+        let u = m.update(&self.db).await?;
+        tracing::info!(by = %admin.username, user = %u.username, disabled, "account disabled or enabled");
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -213,5 +239,14 @@ impl AdminBackend for Services {
         member: bool,
     ) -> Result<(), AppError> {
         Ok(Services::set_membership(self, req, user_id, team_id, member).await?)
+    }
+
+    async fn set_disabled(
+        &self,
+        req: &RequestParts,
+        user_id: i64,
+        disabled: bool,
+    ) -> Result<(), AppError> {
+        Ok(Services::set_disabled(self, req, user_id, disabled).await?)
     }
 }

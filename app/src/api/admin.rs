@@ -10,6 +10,8 @@ pub struct UserRow {
     pub username: String,
     pub role: Role,
     pub teams: Vec<Team>,
+    /// An admin disabled the account: no sign-in, no session, no API key.
+    pub disabled: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +53,12 @@ mod backend {
             user_id: i64,
             team_id: i64,
             member: bool,
+        ) -> Result<(), AppError>;
+        async fn set_disabled(
+            &self,
+            req: &RequestParts,
+            user_id: i64,
+            disabled: bool,
         ) -> Result<(), AppError>;
     }
 }
@@ -96,6 +104,15 @@ pub async fn set_membership(user_id: i64, team_id: i64, member: bool) -> Result<
     use std::sync::Arc;
     super::ssr::call(|b: Arc<dyn AdminBackend>, r| async move {
         b.set_membership(&r, user_id, team_id, member).await
+    })
+    .await
+}
+
+#[server(prefix = "/api", endpoint = "set_disabled")]
+pub async fn set_disabled(user_id: i64, disabled: bool) -> Result<(), AppError> {
+    use std::sync::Arc;
+    super::ssr::call(|b: Arc<dyn AdminBackend>, r| async move {
+        b.set_disabled(&r, user_id, disabled).await
     })
     .await
 }

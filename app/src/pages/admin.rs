@@ -10,6 +10,7 @@ struct Actions {
     create_team: ServerAction<api::CreateTeam>,
     set_role: ServerAction<api::SetRole>,
     set_membership: ServerAction<api::SetMembership>,
+    set_disabled: ServerAction<api::SetDisabled>,
 }
 
 #[component]
@@ -19,6 +20,7 @@ pub fn AdminPage() -> impl IntoView {
         create_team: ServerAction::new(),
         set_role: ServerAction::new(),
         set_membership: ServerAction::new(),
+        set_disabled: ServerAction::new(),
     };
     let data = Resource::new(
         move || {
@@ -27,6 +29,7 @@ pub fn AdminPage() -> impl IntoView {
                 actions.create_team.version().get(),
                 actions.set_role.version().get(),
                 actions.set_membership.version().get(),
+                actions.set_disabled.version().get(),
             )
         },
         |_| api::load_admin(),
@@ -38,23 +41,27 @@ pub fn AdminPage() -> impl IntoView {
 fn AdminView(d: AdminOverview, actions: Actions) -> impl IntoView {
     let role_error = action_error(actions.set_role.value());
     let member_error = action_error(actions.set_membership.value());
+    let disable_error = action_error(actions.set_disabled.value());
     let teams = d.teams.clone();
+    let me = d.user.id;
     view! {
         <h1>"Administration"</h1>
         <section class="panel">
             <h2>"People"</h2>
             <FormError error=role_error fields=&[]/>
             <FormError error=member_error fields=&[]/>
+            <FormError error=disable_error fields=&[]/>
             <table class="users" id="users">
                 <thead>
                     <tr>
                         <th scope="col">"Username"</th>
                         <th scope="col">"Role"</th>
                         <th scope="col">"Teams"</th>
+                        <th scope="col">"Account"</th>
                     </tr>
                 </thead>
                 <tbody>
-                    {d.users.into_iter().map(|u| view! { <UserRowView u=u teams=teams.clone() actions=actions/> }).collect_view()}
+                    {d.users.into_iter().map(|u| view! { <UserRowView u=u teams=teams.clone() actions=actions me=me/> }).collect_view()}
                 </tbody>
             </table>
         </section>
@@ -66,7 +73,7 @@ fn AdminView(d: AdminOverview, actions: Actions) -> impl IntoView {
 }
 
 #[component]
-fn UserRowView(u: UserRow, teams: Vec<Team>, actions: Actions) -> impl IntoView {
+fn UserRowView(u: UserRow, teams: Vec<Team>, actions: Actions, me: i64) -> impl IntoView {
     let others: Vec<Team> = teams.into_iter().filter(|t| !u.teams.contains(t)).collect();
     let user_id = u.id.to_string();
     let chips = u
@@ -109,9 +116,38 @@ fn UserRowView(u: UserRow, teams: Vec<Team>, actions: Actions) -> impl IntoView 
     let role_id = format!("role-{}", u.id);
     let role_label = format!("Role of {}", u.username);
     let current_role = u.role;
+    let disabled = u.disabled;
+    // An admin cannot lock themselves out (the server refuses it too).
+    let account = if u.id == me {
+        view! { <span class="hint">"You"</span> }.into_any()
+    } else {
+        let uid = user_id.clone();
+        let (label, button_class, next) = if disabled {
+            (format!("Enable {}", u.username), "secondary", "false")
+        } else {
+            (
+                format!("Disable {}", u.username),
+                "secondary danger-text",
+                "true",
+            )
+        };
+        view! {
+            <ActionForm action=actions.set_disabled attr:class="inline">
+                <input type="hidden" name="user_id" value=uid/>
+                <input type="hidden" name="disabled" value=next/>
+                <button type="submit" class=button_class aria-label=label>
+                    {if disabled { "Enable" } else { "Disable" }}
+                </button>
+            </ActionForm>
+        }
+        .into_any()
+    };
     view! {
-        <tr id=format!("user-{}", u.username)>
-            <th scope="row">{u.username.clone()}</th>
+        <tr id=format!("user-{}", u.username) class:disabled=disabled>
+            <th scope="row">
+                {u.username.clone()}
+                {disabled.then(|| view! { " " <span class="state state-disabled">"Disabled"</span> })}
+            </th>
             <td>
                 <ActionForm action=actions.set_role attr:class="inline">
                     <input type="hidden" name="user_id" value=user_id/>
@@ -128,6 +164,7 @@ fn UserRowView(u: UserRow, teams: Vec<Team>, actions: Actions) -> impl IntoView 
                 <ul class="chips">{chips}</ul>
                 {add}
             </td>
+            <td>{account}</td>
         </tr>
     }
 }
