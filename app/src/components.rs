@@ -28,6 +28,7 @@ pub fn Header() -> impl IntoView {
                             view! {
                                 <nav aria-label="Main">
                                     <a href="/">"Projects"</a>
+                                    <a href="/settings/keys">"API keys"</a>
                                     {is_admin.then(|| view! { <a href="/admin">"Admin"</a> })}
                                 </nav>
                                 <span class="who" id="who">

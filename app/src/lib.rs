@@ -55,6 +55,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/projects/:id/datasets/:dataset/train") view=pages::LaunchPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:id/jobs/:job") view=pages::JobPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=pages::AdminPage ssr=SsrMode::Async/>
+                    <Route path=path!("/settings/keys") view=pages::ApiKeysPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

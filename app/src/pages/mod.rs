@@ -6,6 +6,7 @@ mod check;
 mod dashboard;
 mod dataset;
 mod job;
+mod keys;
 mod launch;
 mod project;
 
@@ -14,6 +15,7 @@ pub use auth::{LoginPage, SetupPage};
 pub use dashboard::DashboardPage;
 pub use dataset::DatasetPage;
 pub use job::JobPage;
+pub use keys::ApiKeysPage;
 pub use launch::LaunchPage;
 pub use project::ProjectPage;
 
