@@ -69,10 +69,24 @@ async fn every_role_against_every_route() {
                 .to_string()
         };
 
+        // An API key of the expert's, for revoking.
+        let expert_key = {
+            let mut c = client_for(&app, "expert").await;
+            let r = c
+                .call(
+                    "create_api_key",
+                    &[("project_id", &alpha), ("name", "expert's key")],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            r.json()["id"].as_i64().unwrap().to_string()
+        };
+
         // Pages (server-rendered): anonymous visitors are sent to sign in.
         let pages: Vec<(String, Row)> = vec![
             ("/".into(), [302, 200, 200, 200, 200]),
             ("/admin".into(), [302, 403, 403, 200, 403]),
+            ("/settings/keys".into(), [302, 200, 200, 200, 200]),
             (format!("/projects/{alpha}"), [302, 200, 200, 200, 404]),
             (format!("/projects/{beta}"), [302, 404, 404, 404, 200]),
             ("/projects/999999".into(), [302, 404, 404, 404, 404]),
@@ -154,6 +168,34 @@ async fn every_role_against_every_route() {
                     ("member", "false".into()),
                 ],
                 [401, 403, 403, 200, 403],
+            ),
+            // Enabling (not disabling), so the expert can still sign in below.
+            (
+                "set_disabled",
+                vec![("user_id", expert_id.clone()), ("disabled", "false".into())],
+                [401, 403, 403, 200, 403],
+            ),
+            // Keys: anyone signed in, for a project they may read; their own only.
+            ("keys_page", vec![], [401, 200, 200, 200, 200]),
+            (
+                "create_api_key",
+                vec![("project_id", alpha.clone()), ("name", "K {who}".into())],
+                [401, 200, 200, 200, 404],
+            ),
+            (
+                "create_api_key",
+                vec![("project_id", beta.clone()), ("name", "K {who}".into())],
+                [401, 404, 404, 404, 200],
+            ),
+            (
+                "revoke_api_key",
+                vec![("id", expert_key.clone())],
+                [401, 200, 404, 404, 404],
+            ),
+            (
+                "revoke_api_key",
+                vec![("id", "999999".into())],
+                [401, 404, 404, 404, 404],
             ),
             (
                 "create_project",
