@@ -213,7 +213,11 @@ fn jobs_table(name: impl IntoIden) -> TableCreateStatement {
         .to_owned()
 }
 
-async fn add_column(m: &SchemaManager<'_>, table: impl IntoIden, col: ColumnDef) -> Result<(), DbErr> {
+async fn add_column(
+    m: &SchemaManager<'_>,
+    table: impl IntoIden,
+    col: ColumnDef,
+) -> Result<(), DbErr> {
     // One column per statement: SQLite alters one column at a time.
     m.alter_table(Table::alter().table(table).add_column(col).to_owned())
         .await
@@ -255,8 +259,16 @@ async fn alter_jobs_postgres(m: &SchemaManager<'_>) -> Result<(), DbErr> {
     }
     add_column(m, Jobs::Table, text_null(Jobs::ApiRequest)).await?;
     for (col, table, to) in [
-        (Jobs::TrainingFileId, Files::Table.into_iden(), Files::Id.into_iden()),
-        (Jobs::ValidationFileId, Files::Table.into_iden(), Files::Id.into_iden()),
+        (
+            Jobs::TrainingFileId,
+            Files::Table.into_iden(),
+            Files::Id.into_iden(),
+        ),
+        (
+            Jobs::ValidationFileId,
+            Files::Table.into_iden(),
+            Files::Id.into_iden(),
+        ),
         (
             Jobs::ValidationDatasetVersionId,
             DatasetVersions::Table.into_iden(),

@@ -13,6 +13,7 @@ pub mod http;
 pub mod jobs;
 pub mod keys;
 pub mod models;
+pub mod openai;
 pub mod policy;
 pub mod projects;
 pub mod sessions;
@@ -107,6 +108,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/api/models/{name}/tokenizer", get(models::tokenizer_route))
         .route("/api/datasets/{id}/{file}", get(datasets::download))
         .route("/api/jobs/{id}/events", get(jobs::events::stream))
+        // The OpenAI-compatible API: API keys, OpenAI's shapes and errors.
+        .nest("/v1", openai::router())
         .merge(pages)
         .layer(axum::middleware::from_fn(http::same_origin_only))
         .layer(sessions)

@@ -17,6 +17,11 @@ pub struct Services {
     pub hub: Arc<EventHub>,
     /// Wakes this process's idle workers when a job is queued here.
     pub queue_wake: Arc<Notify>,
+    /// Wakes the checks of files uploaded through the API.
+    pub files_wake: Arc<Notify>,
+    /// One API job is readied at a time in this process, so two callers
+    /// (its creation, its file's check) do not split its data twice.
+    pub readying: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Services {
@@ -27,6 +32,8 @@ impl Services {
             config,
             hub: Arc::default(),
             queue_wake: Arc::default(),
+            files_wake: Arc::default(),
+            readying: Arc::default(),
         }
     }
 }

@@ -160,8 +160,10 @@ pub(crate) async fn version_from_file(
     from: FromFile<'_>,
 ) -> Result<Result<dataset_version::Model, Refused>> {
     let (tokenizer, context_length) = measure_for(s, &from.model).await?;
-    let mut options = Options::default();
-    options.max_tokens = context_length;
+    let options = Options {
+        max_tokens: context_length,
+        ..Options::default()
+    };
     let report = check_blob(s, &from.file.storage_key, &options, tokenizer.clone()).await?;
     let mut findings: Vec<_> = report.findings.clone();
     findings.sort_by_key(|f| !f.is_error());

@@ -92,16 +92,23 @@ pub fn defaults(
             "can use"
         }
     ));
-    let total = total_steps(&c, train_examples);
-    c.logging_steps = (total / 50).max(1);
-    c.eval_steps = (total / 10).max(1);
-    c.save_steps = (total / 10).max(1);
-    c.warmup_steps = (total / 20).min(100);
+    let total = pace(&mut c, train_examples);
     why.push(format!(
         "{total} training steps: progress every {} step(s), a checkpoint every {} so a crash loses little.",
         c.logging_steps, c.save_steps
     ));
     (c, why)
+}
+
+/// Progress about 50 times a run, evaluation and a checkpoint 10 times,
+/// warm-up over the first 5% (at most 100 steps); returns the steps.
+pub fn pace(c: &mut TrainConfig, train_examples: u64) -> usize {
+    let total = total_steps(c, train_examples);
+    c.logging_steps = (total / 50).max(1);
+    c.eval_steps = (total / 10).max(1);
+    c.save_steps = (total / 10).max(1);
+    c.warmup_steps = (total / 20).min(100);
+    total
 }
 
 /// Optimizer steps a run of `c` takes over `examples`.

@@ -27,6 +27,7 @@ use hone_app::api::{
     JobSummary, JobsBackend, LaunchCheck, LaunchPage, RequestParts,
 };
 use hone_protocol::{Cause, Device, DeviceKind, JobSpec, ModelConfig, TrainConfig, TrainError};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -38,6 +39,30 @@ pub const MAX_ATTEMPTS: i32 = 3;
 
 /// A worker that has not beaten its heart for this long is gone.
 pub const WORKER_STALE_MS: i64 = 30_000;
+
+/// A job to record ([`Services::insert_job`]).
+#[derive(Debug)]
+pub(crate) struct NewJob {
+    pub spec: JobSpec,
+    /// `None` while an API job's files are being checked.
+    pub dataset_version_id: Option<i64>,
+    pub training_file_id: Option<i64>,
+    pub validation_file_id: Option<i64>,
+    pub seed: Option<u64>,
+    pub suffix: Option<String>,
+    pub api_request: Option<String>,
+}
+
+/// OpenAI's name for a fine-tuned model: `ft:{base}:{team}:{suffix}:ftjob-{id}`
+/// (the team in lower case, `-` for anything but letters and digits).
+pub fn fine_tuned_name(base: &str, team: &str, suffix: Option<&str>, id: i64) -> String {
+    let team: String = team
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("ft:{base}:{team}:{}:ftjob-{id}", suffix.unwrap_or(""))
+}
 
 /// A state change, as the job's log records it.
 pub fn state_event(state: JobState, note: Option<String>) -> JobEventBody {
@@ -79,7 +104,7 @@ fn invalid(e: TrainError) -> AppError {
 impl Services {
     /// The job and its project, if `u` may do `action` to it (the same 404
     /// for "absent" and "not yours").
-    async fn job_with(
+    pub(crate) async fn job_with(
         &self,
         u: &user::Model,
         id: i64,
@@ -378,23 +403,67 @@ impl Services {
         let c = Self::parse_config(&config)?;
         let spec = JobSpec::new(model.clone(), d.id, c);
         spec.validate().map_err(invalid)?;
+        let j = self
+            .insert_job(
+                &u,
+                &p,
+                NewJob {
+                    spec,
+                    dataset_version_id: Some(d.id),
+                    training_file_id: None,
+                    validation_file_id: None,
+                    seed: None,
+                    suffix: None,
+                    api_request: None,
+                },
+            )
+            .await?;
+        self.enqueue(&j, &d).await?;
+        tracing::info!(user = %u.username, job = j.id, dataset = d.id, "job launched");
+        Ok(j.id)
+    }
+
+    /// Records a new job in `validating_files` (the first entry of its
+    /// log). The pages and the API both make jobs here.
+    pub(crate) async fn insert_job(
+        &self,
+        u: &user::Model,
+        p: &project::Model,
+        new: NewJob,
+    ) -> Result<job::Model> {
         let t = now();
-        let j = job::ActiveModel {
+        let team = crate::entity::team::Entity::find_by_id(p.team_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::internal("a project's team is gone"))?;
+        let mut j = job::ActiveModel {
             project_id: Set(p.id),
-            dataset_version_id: Set(Some(d.id)),
+            dataset_version_id: Set(new.dataset_version_id),
             created_by: Set(u.id),
-            base_model: Set(model),
-            method: Set(spec.method.into()),
-            spec: Set(serde_json::to_string(&spec)?),
+            base_model: Set(new.spec.base_model.clone()),
+            method: Set(new.spec.method.into()),
+            spec: Set(serde_json::to_string(&new.spec)?),
             state: Set(StoredState::ValidatingFiles),
             attempts: Set(0),
             max_attempts: Set(MAX_ATTEMPTS),
             created_at: Set(t),
             updated_at: Set(t),
+            training_file_id: Set(new.training_file_id),
+            validation_file_id: Set(new.validation_file_id),
+            seed: Set(new.seed.map(|s| s.to_string())),
+            suffix: Set(new.suffix.clone()),
+            api_request: Set(new.api_request),
             ..Default::default()
         }
         .insert(&self.db)
         .await?;
+        // Its name once it succeeds, fixed now: renaming the team later
+        // does not rename what scripts already use.
+        let name = fine_tuned_name(&j.base_model, &team.name, new.suffix.as_deref(), j.id);
+        let mut m: job::ActiveModel = j.clone().into();
+        m.fine_tuned_model = Set(Some(name.clone()));
+        m.update(&self.db).await?;
+        j.fine_tuned_model = Some(name);
         queue::append(
             &self.db,
             j.id,
@@ -402,35 +471,74 @@ impl Services {
             &state_event(JobState::ValidatingFiles, None),
         )
         .await?;
+        Ok(j)
+    }
+
+    /// A `validating_files` job whose data is ready: queued, or failed if
+    /// its split files are gone from storage. Only from
+    /// `validating_files`: a cancel meanwhile wins.
+    pub(crate) async fn enqueue(&self, j: &job::Model, d: &dataset_version::Model) -> Result<()> {
         // The splits were checked when the version was saved; what is left
         // to check is that their files are still there.
         let present =
             self.blobs.exists(&d.train_key).await? && self.blobs.exists(&d.validation_key).await?;
-        let (state, note) = if present {
-            (StoredState::Queued, None)
-        } else {
-            (
-                StoredState::Failed,
-                Some(
-                    "The dataset's split files are missing from storage: save the dataset again."
-                        .to_string(),
-                ),
-            )
-        };
-        let mut m: job::ActiveModel = j.clone().into();
-        m.state = Set(state);
-        m.queued_at = Set((state == StoredState::Queued).then_some(t));
-        if state == StoredState::Failed {
-            m.failure_cause = Set(Some(crate::entity::job::StoredCause::System));
-            m.failure_reason = Set(note.clone());
-            m.finished_at = Set(Some(t));
+        if !present {
+            return self
+                .fail_validating(
+                    j.id,
+                    crate::entity::job::StoredCause::System,
+                    "The dataset's split files are missing from storage: save the dataset again.",
+                )
+                .await;
         }
-        m.update(&self.db).await?;
-        queue::append(&self.db, j.id, None, &state_event(state.into(), note)).await?;
-        self.hub.wake();
-        self.queue_wake.notify_one();
-        tracing::info!(user = %u.username, job = j.id, dataset = d.id, "job launched");
-        Ok(j.id)
+        let t = now();
+        let changed = job::Entity::update_many()
+            .col_expr(job::Column::State, Expr::value(StoredState::Queued))
+            .col_expr(job::Column::QueuedAt, Expr::value(t))
+            .col_expr(job::Column::UpdatedAt, Expr::value(t))
+            .filter(job::Column::Id.eq(j.id))
+            .filter(job::Column::State.eq(StoredState::ValidatingFiles))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        if changed > 0 {
+            queue::append(&self.db, j.id, None, &state_event(JobState::Queued, None)).await?;
+            self.hub.wake();
+            self.queue_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Fails a job that never started (`validating_files` only).
+    pub(crate) async fn fail_validating(
+        &self,
+        id: i64,
+        cause: crate::entity::job::StoredCause,
+        reason: &str,
+    ) -> Result<()> {
+        let t = now();
+        let changed = job::Entity::update_many()
+            .col_expr(job::Column::State, Expr::value(StoredState::Failed))
+            .col_expr(job::Column::FailureCause, Expr::value(cause))
+            .col_expr(job::Column::FailureReason, Expr::value(reason))
+            .col_expr(job::Column::FinishedAt, Expr::value(t))
+            .col_expr(job::Column::UpdatedAt, Expr::value(t))
+            .filter(job::Column::Id.eq(id))
+            .filter(job::Column::State.eq(StoredState::ValidatingFiles))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        if changed > 0 {
+            queue::append(
+                &self.db,
+                id,
+                None,
+                &state_event(JobState::Failed, Some(reason.to_owned())),
+            )
+            .await?;
+            self.hub.wake();
+        }
+        Ok(())
     }
 
     async fn job_page_for(&self, req: &RequestParts, id: i64) -> Result<JobPage> {
@@ -486,10 +594,10 @@ impl Services {
         })
     }
 
+    /// Cancels job `id` for `u` (the pages and the API).
     #[tracing::instrument(skip_all, fields(job_id = id))]
-    async fn cancel(&self, req: &RequestParts, id: i64) -> Result<()> {
-        let u = self.require_user(req).await?;
-        let (j, _) = self.job_with(&u, id, Action::Train).await?;
+    pub(crate) async fn cancel_as(&self, u: &user::Model, id: i64) -> Result<()> {
+        let (j, _) = self.job_with(u, id, Action::Train).await?;
         let state: JobState = j.state.into();
         // A job no worker holds is cancelled at once; a running one is
         // asked to checkpoint and stop (its worker sees `cancelling`).
@@ -569,6 +677,7 @@ impl JobsBackend for Services {
     }
 
     async fn cancel_job(&self, req: &RequestParts, id: i64) -> Result<(), AppError> {
-        Ok(self.cancel(req, id).await?)
+        let u = self.require_user(req).await?;
+        Ok(self.cancel_as(&u, id).await?)
     }
 }

@@ -11,4 +11,5 @@ mod datasets;
 mod flows;
 mod jobs;
 mod keys;
+mod openai;
 mod upload;
