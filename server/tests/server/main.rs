@@ -11,5 +11,6 @@ mod datasets;
 mod flows;
 mod jobs;
 mod keys;
+mod migrations;
 mod openai;
 mod upload;
