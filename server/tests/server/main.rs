@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod authz;
+mod authz_api;
 mod common;
 mod datasets;
 mod flows;

@@ -13,13 +13,13 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-struct Answer {
-    status: StatusCode,
-    body: String,
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: String,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
@@ -40,7 +40,7 @@ impl Answer {
 }
 
 /// A key for `username` in `project`, made as the keys page does.
-async fn key_for(app: &TestApp, username: &str, project: i64) -> (i64, String) {
+pub async fn key_for(app: &TestApp, username: &str, project: i64) -> (i64, String) {
     let u = user::Entity::find()
         .filter(user::Column::Username.eq(username))
         .one(&app.services.db)
@@ -63,7 +63,7 @@ async fn key_for(app: &TestApp, username: &str, project: i64) -> (i64, String) {
     (row.id, secret.key)
 }
 
-async fn send(
+pub async fn send(
     app: &TestApp,
     key: Option<&str>,
     req: axum::http::request::Builder,
@@ -87,11 +87,11 @@ async fn send(
     }
 }
 
-async fn get(app: &TestApp, key: &str, path: &str) -> Answer {
+pub async fn get(app: &TestApp, key: &str, path: &str) -> Answer {
     send(app, Some(key), Request::get(path), Body::empty()).await
 }
 
-async fn post_json(app: &TestApp, key: &str, path: &str, body: Value) -> Answer {
+pub async fn post_json(app: &TestApp, key: &str, path: &str, body: Value) -> Answer {
     send(
         app,
         Some(key),
@@ -103,7 +103,7 @@ async fn post_json(app: &TestApp, key: &str, path: &str, body: Value) -> Answer 
 
 const BOUNDARY: &str = "hone-test-boundary";
 
-fn multipart(purpose: &str, name: &str, content: &[u8]) -> Vec<u8> {
+pub fn multipart(purpose: &str, name: &str, content: &[u8]) -> Vec<u8> {
     let mut b = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n{purpose}\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
     )
@@ -113,7 +113,7 @@ fn multipart(purpose: &str, name: &str, content: &[u8]) -> Vec<u8> {
     b
 }
 
-async fn upload(app: &TestApp, key: &str, purpose: &str, content: &[u8]) -> Answer {
+pub async fn upload(app: &TestApp, key: &str, purpose: &str, content: &[u8]) -> Answer {
     let body = multipart(purpose, "train.jsonl", content);
     send(
         app,
@@ -129,7 +129,7 @@ async fn upload(app: &TestApp, key: &str, purpose: &str, content: &[u8]) -> Answ
     .await
 }
 
-fn examples(n: usize) -> Vec<u8> {
+pub fn examples(n: usize) -> Vec<u8> {
     (0..n)
         .map(|i| format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"What is {i} plus one?\"}},{{\"role\":\"assistant\",\"content\":\"It is {}.\"}}]}}\n", i + 1))
         .collect::<String>()
@@ -137,14 +137,14 @@ fn examples(n: usize) -> Vec<u8> {
 }
 
 /// Line 2 is not JSON; line 3 has no answer.
-fn broken() -> Vec<u8> {
+pub fn broken() -> Vec<u8> {
     let mut b = examples(1);
     b.extend_from_slice(b"{not json\n");
     b.extend_from_slice(b"{\"messages\":[{\"role\":\"user\",\"content\":\"Hello?\"}]}\n");
     b
 }
 
-fn job_request(file: &str) -> Value {
+pub fn job_request(file: &str) -> Value {
     json!({
         "training_file": file,
         "model": "hone-demo",
