@@ -19,6 +19,12 @@ const CALLERS: [&str; 6] = [
 
 type Row = [u16; 6];
 
+/// A request body: its content type and bytes.
+type Payload = Option<(String, Vec<u8>)>;
+
+/// A route: method, path, body, and what each caller gets.
+type Route = (Method, String, Payload, Row);
+
 fn id_of(a: &crate::openai::Answer) -> String {
     a.json()["id"]
         .as_str()
@@ -74,8 +80,8 @@ async fn every_key_against_every_v1_route() {
         let job_body = job_request(&alpha_file).to_string();
         let file_body = crate::openai::multipart("fine-tune", "more.jsonl", &examples(3));
 
-        let get = |path: String, row: Row| (Method::GET, path, None::<(String, Vec<u8>)>, row);
-        let routes: Vec<(Method, String, Option<(String, Vec<u8>)>, Row)> = vec![
+        let get = |path: String, row: Row| (Method::GET, path, Payload::None, row);
+        let routes: Vec<Route> = vec![
             get("/v1/models".into(), [401, 401, 200, 200, 200, 200]),
             get(
                 "/v1/models/hone-demo".into(),
