@@ -17,7 +17,7 @@ impl Services {
     /// Makes a key for `user` in `project_id` (which they must be able to
     /// read) and returns it with its value — the only time the value exists
     /// outside the caller. Used by the settings page and `hone api-key`.
-    #[tracing::instrument(skip_all, fields(user = %user.username, project_id))]
+    #[tracing::instrument(skip_all, fields(user = %user.username, project_id = project_id))]
     pub async fn create_key(
         &self,
         user: &user::Model,
