@@ -48,6 +48,7 @@ fn AdminView(d: AdminOverview, actions: Actions) -> impl IntoView {
         <h1>"Administration"</h1>
         <section class="panel">
             <h2>"People"</h2>
+            <p class="hint">"Disabling someone signs them out at once and stops their API keys. You can enable them again at any time."</p>
             <FormError error=role_error fields=&[]/>
             <FormError error=member_error fields=&[]/>
             <FormError error=disable_error fields=&[]/>

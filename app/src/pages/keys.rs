@@ -163,7 +163,7 @@ fn KeyRowView(k: ApiKeyRow, actions: Actions) -> impl IntoView {
     let confirming = RwSignal::new(false);
     let id = k.id.to_string();
     let status = match k.revoked_at {
-        Some(at) => view! { <span class="revoked">"Revoked " {format::utc(at)}</span> }.into_any(),
+        Some(at) => view! { <span class="revoked">"Revoked" <span class="when">{format::utc(at)}</span></span> }.into_any(),
         None => {
             let label = format!("Revoke {}", k.name);
             view! {
