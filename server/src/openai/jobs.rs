@@ -332,7 +332,9 @@ pub async fn create(
         )
         .await?;
     tracing::info!(user = %c.user.username, key = c.key.id, job = j.id, "job created through the API");
-    s.ready_api_job(j.id).await?;
+    // Splitting may take minutes on a large file: the file-check task
+    // readies the job, off this request.
+    s.files_wake.notify_one();
     Ok(Json(s.job_object(&find_in(&s, &c, j.id).await?).await?))
 }
 

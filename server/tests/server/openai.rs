@@ -304,6 +304,11 @@ async fn a_job_waits_for_its_file_then_trains_on_the_split_it_asked_for() {
         let j = post_json(&app, &key, "/v1/fine_tuning/jobs", r)
             .await
             .json();
+        // Answered at once; readied off the request.
+        assert_eq!(j["status"], "validating_files", "{j}");
+        app.services.ready_waiting_api_jobs().await.unwrap();
+        let path = format!("/v1/fine_tuning/jobs/{}", j["id"].as_str().unwrap());
+        let j = get(&app, &key, &path).await.json();
         assert_eq!(j["status"], "queued", "{j}");
         assert_eq!(j["validation_file"], val.as_str());
         let jid = hone_server::openai::parse_id(j["id"].as_str().unwrap(), "ftjob").unwrap();
@@ -385,8 +390,16 @@ async fn a_job_on_a_file_with_errors_fails_with_its_findings() {
             message.contains("Line 2") && message.contains(&file),
             "{message}"
         );
-        // A job made once the file is known to be bad fails at once.
-        let j = post_json(&app, &key, "/v1/fine_tuning/jobs", job_request(&file))
+        // A job made once the file is known to be bad fails as soon as
+        // it is looked at (off the request).
+        let id = post_json(&app, &key, "/v1/fine_tuning/jobs", job_request(&file))
+            .await
+            .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.services.ready_waiting_api_jobs().await.unwrap();
+        let j = get(&app, &key, &format!("/v1/fine_tuning/jobs/{id}"))
             .await
             .json();
         assert_eq!(j["status"], "failed", "{j}");
