@@ -368,7 +368,22 @@ impl Services {
             else {
                 return Ok(done);
             };
-            self.check_file(&f).await?;
+            if let Err(e) = self.check_file(&f).await {
+                // Never retried in a loop: one file the server cannot
+                // read must not hold up every upload after it.
+                tracing::error!(file = f.id, error = %e, "an uploaded file could not be checked");
+                file::Entity::update_many()
+                    .col_expr(file::Column::Status, Expr::value(STATUS_ERROR))
+                    .col_expr(
+                        file::Column::StatusDetails,
+                        Expr::value("The server could not check this file (the problem is in its log). Upload it again; tell your administrator if it happens again."),
+                    )
+                    .filter(file::Column::Id.eq(f.id))
+                    .filter(file::Column::Status.eq(STATUS_UPLOADED))
+                    .exec(&self.db)
+                    .await?;
+                self.file_checked(f.id).await?;
+            }
             done += 1;
         }
     }

@@ -616,3 +616,49 @@ async fn keys_are_checked_and_bound_to_their_project() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_file_the_server_cannot_read_is_an_error_and_holds_up_nothing() {
+    on_each_db(|app| async move {
+        let w = world(&app).await;
+        let (_, key) = key_for(&app, "expert", w.alpha_project).await;
+        let u = user::Entity::find()
+            .filter(user::Column::Username.eq("expert"))
+            .one(&app.services.db)
+            .await
+            .unwrap()
+            .unwrap();
+        // A row whose blob is gone (a lost disk, a bad restore).
+        let lost = hone_server::entity::file::ActiveModel {
+            project_id: Set(w.alpha_project),
+            name: Set("lost.jsonl".into()),
+            size: Set(10),
+            sha256: Set("0".repeat(64)),
+            storage_key: Set("blobs/no-such-blob".into()),
+            uploaded_by: Set(u.id),
+            created_at: Set(0),
+            purpose: Set(Some("fine-tune".into())),
+            status: Set(Some("uploaded".into())),
+            ..Default::default()
+        }
+        .insert(&app.services.db)
+        .await
+        .unwrap();
+        let good = upload(&app, &key, "fine-tune", &examples(10)).await.json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(app.services.check_pending_files().await.unwrap(), 2);
+        let f = get(&app, &key, &format!("/v1/files/file-{}", lost.id))
+            .await
+            .json();
+        assert_eq!(f["status"], "error", "{f}");
+        assert!(f["status_details"]
+            .as_str()
+            .unwrap()
+            .contains("could not check"));
+        let f = get(&app, &key, &format!("/v1/files/{good}")).await.json();
+        assert_eq!(f["status"], "processed", "{f}");
+    })
+    .await;
+}
