@@ -65,14 +65,23 @@ pub fn refuse(status: StatusCode, code: &str, message: String) -> Response {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match self {
-            Error::Storage(crate::storage::Error::TooLarge { limit }) => refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!(
-                    "The file is larger than the upload limit of {}.",
-                    hone_app::format::bytes(limit as i64)
-                ),
-            ),
+            Error::Storage(crate::storage::Error::TooLarge { limit }) => {
+                let mut r = refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!(
+                        "The file is larger than the upload limit of {}.",
+                        hone_app::format::bytes(limit as i64)
+                    ),
+                );
+                // The rest of the body is left unread: this connection
+                // cannot carry another request.
+                r.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                r
+            }
             Error::Storage(crate::storage::Error::Interrupted(e)) => {
                 tracing::info!(error = %e, "upload interrupted");
                 refuse(

@@ -597,41 +597,55 @@ impl Services {
     /// Cancels job `id` for `u` (the pages and the API).
     #[tracing::instrument(skip_all, fields(job_id = id))]
     pub(crate) async fn cancel_as(&self, u: &user::Model, id: i64) -> Result<()> {
-        let (j, _) = self.job_with(u, id, Action::Train).await?;
-        let state: JobState = j.state.into();
-        // A job no worker holds is cancelled at once; a running one is
-        // asked to checkpoint and stop (its worker sees `cancelling`).
-        let to = match state {
-            JobState::ValidatingFiles | JobState::Queued => StoredState::Cancelled,
-            JobState::Running => StoredState::Cancelling,
-            JobState::Cancelling => return Ok(()),
-            _ => {
-                return Err(AppError::Conflict(format!(
-                    "The job has already {}.",
-                    state.label().to_lowercase()
-                ))
-                .into())
+        let (mut j, _) = self.job_with(u, id, Action::Train).await?;
+        // A job moves on by itself (files checked, claimed by a worker): a
+        // cancel that loses that race reads the new state and tries again.
+        let mut tries = 0;
+        let to = loop {
+            let state: JobState = j.state.into();
+            // A job no worker holds is cancelled at once; a running one is
+            // asked to checkpoint and stop (its worker sees `cancelling`).
+            let to = match state {
+                JobState::ValidatingFiles | JobState::Queued => StoredState::Cancelled,
+                JobState::Running => StoredState::Cancelling,
+                JobState::Cancelling => return Ok(()),
+                _ => {
+                    return Err(AppError::Conflict(format!(
+                        "The job has already {}.",
+                        state.label().to_lowercase()
+                    ))
+                    .into())
+                }
+            };
+            let t = now();
+            // Only from the state just read: a worker that finished meanwhile wins.
+            let changed = job::Entity::update_many()
+                .col_expr(job::Column::State, Expr::value(to))
+                .col_expr(job::Column::UpdatedAt, Expr::value(t))
+                .col_expr(
+                    job::Column::FinishedAt,
+                    Expr::value((to == StoredState::Cancelled).then_some(t)),
+                )
+                .filter(job::Column::Id.eq(j.id))
+                .filter(job::Column::State.eq(j.state))
+                .exec(&self.db)
+                .await?
+                .rows_affected;
+            if changed > 0 {
+                break to;
             }
+            tries += 1;
+            if tries == 10 {
+                return Err(AppError::Conflict(
+                    "The job keeps changing state; try cancelling it again.".into(),
+                )
+                .into());
+            }
+            j = job::Entity::find_by_id(j.id)
+                .one(&self.db)
+                .await?
+                .ok_or_else(|| AppError::NotFound("that job".into()))?;
         };
-        let t = now();
-        // Only from the state just read: a worker that finished meanwhile wins.
-        let changed = job::Entity::update_many()
-            .col_expr(job::Column::State, sea_orm::sea_query::Expr::value(to))
-            .col_expr(job::Column::UpdatedAt, sea_orm::sea_query::Expr::value(t))
-            .col_expr(
-                job::Column::FinishedAt,
-                sea_orm::sea_query::Expr::value((to == StoredState::Cancelled).then_some(t)),
-            )
-            .filter(job::Column::Id.eq(j.id))
-            .filter(job::Column::State.eq(j.state))
-            .exec(&self.db)
-            .await?
-            .rows_affected;
-        if changed == 0 {
-            return Err(
-                AppError::Conflict("The job changed meanwhile; reload the page.".into()).into(),
-            );
-        }
         let note = format!("Cancelled by {}.", u.username);
         queue::append(&self.db, j.id, None, &state_event(to.into(), Some(note))).await?;
         self.hub.wake();

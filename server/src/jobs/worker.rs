@@ -680,7 +680,17 @@ impl Worker {
 
     /// Stores a checkpoint folder's files and records it; `false`: fenced.
     async fn store_checkpoint(&self, job: i64, step: u64, folder: &Path) -> Result<bool> {
-        let files = self.store_folder(folder).await?;
+        let files = match self.store_folder(folder).await {
+            Ok(files) => files,
+            // The engine keeps only its last `save_total_limit` folders: on
+            // a fast run it may remove this one while it is being copied.
+            // A newer checkpoint exists then, and is stored next.
+            Err(e) if !tokio::fs::try_exists(folder).await.unwrap_or(true) => {
+                tracing::info!(job, step, error = %e, "checkpoint removed by the engine before it was stored; a newer one follows");
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        };
         let manifest = Manifest {
             folder: folder
                 .file_name()

@@ -258,23 +258,48 @@ async fn parse_create(s: &Services, c: &ApiCaller, body: &[u8]) -> ApiResult<Cre
             )
         })?,
     };
-    let method = o.get("method").filter(|m| !m.is_null());
-    if let Some(m) = method {
-        match m.get("type").and_then(Value::as_str) {
-            None | Some("supervised") => {}
-            Some(other) => {
+    // Each level is an object or absent; anything else is named.
+    let object_at = |v: Option<&Value>, param: &str| -> ApiResult<Option<Map<String, Value>>> {
+        match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m.clone())),
+            Some(_) => Err(ApiError::bad_request(
+                param,
+                format!("{param} must be an object (see OpenAI's fine-tuning API)."),
+            )),
+        }
+    };
+    let method = object_at(o.get("method"), "method")?;
+    if let Some(m) = &method {
+        match m.get("type") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(t)) if t == "supervised" => {}
+            Some(Value::String(other)) => {
                 return Err(ApiError::bad_request(
                     "method.type",
                     format!("Hone trains supervised fine-tunes only; {other:?} is not supported."),
                 ))
             }
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "method.type",
+                    "method.type must be the string \"supervised\".",
+                ))
+            }
         }
     }
+    let supervised = object_at(
+        method.as_ref().and_then(|m| m.get("supervised")),
+        "method.supervised",
+    )?;
+    let nested = object_at(
+        supervised.as_ref().and_then(|s| s.get("hyperparameters")),
+        HYPER,
+    )?;
     // OpenAI's current place for them, else the older top-level one.
-    let h = method
-        .and_then(|m| m.get("supervised"))
-        .and_then(|m| m.get("hyperparameters"))
-        .or_else(|| o.get("hyperparameters"));
+    let legacy = object_at(o.get("hyperparameters"), "hyperparameters")?;
+    let h = nested.or(legacy).map(Value::Object);
+    let h = h.as_ref();
     let hone = match o.get("hone") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),

@@ -479,6 +479,24 @@ async fn bad_input_gets_openai_errors_never_a_500() {
             "{}",
             r.body
         );
+        for (method, param) in [
+            (json!("lora"), "method"),
+            (json!({"type": 5}), "method.type"),
+            (
+                json!({"type": "supervised", "supervised": 1}),
+                "method.supervised",
+            ),
+            (
+                json!({"type": "supervised", "supervised": {"hyperparameters": "fast"}}),
+                "method.supervised.hyperparameters",
+            ),
+        ] {
+            let mut q = job_request(&file);
+            q["method"] = method.clone();
+            let r = post_json(&app, &key, "/v1/fine_tuning/jobs", q).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method}: {}", r.body);
+            assert_eq!(r.error().1.as_deref(), Some(param), "{method}: {}", r.body);
+        }
         let mut q = job_request(&file);
         q["method"] = json!({"type": "dpo"});
         let r = post_json(&app, &key, "/v1/fine_tuning/jobs", q).await;
