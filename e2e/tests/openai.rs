@@ -247,6 +247,19 @@ fn the_openai_python_client_drives_files_jobs_and_models() {
         states.iter().any(|s| s.contains("succeeded")),
         "no succeeded job on the project page: {states:?}"
     );
+
+    // No key ever reaches the log, not even the part after the prefix.
+    let log = server_log(data.path());
+    assert!(
+        log.contains("job created through the API"),
+        "the server log is not where it was expected"
+    );
+    for k in [&key, &reader_key, &other_team_key, &revoked_key] {
+        assert!(
+            !log.contains(&k["sk-hone-".len()..]),
+            "an API key is in the server's log"
+        );
+    }
 }
 
 fn tail(text: &str, lines: usize) -> String {
