@@ -232,17 +232,14 @@ impl<'m> Checker<'m> {
         let text = ex.text();
         let hits = pii::scan(&text);
         if !hits.is_empty() {
+            // Each kind once per example, however often and wherever it occurs.
             let mut kinds: Vec<pii::Kind> = hits.iter().map(|h| h.kind).collect();
+            kinds.sort_unstable();
             kinds.dedup();
             for k in &kinds {
                 *self.stats.personal_data.entry(*k).or_insert(0) += 1;
             }
-            let labels: Vec<&str> = {
-                let mut k = kinds.clone();
-                k.sort();
-                k.dedup();
-                k.iter().map(|k| k.label()).collect()
-            };
+            let labels: Vec<&str> = kinds.iter().map(|k| k.label()).collect();
             let mut f = Finding::new(Code::PersonalData, format!("Line {line} seems to contain {}.", labels.join(", ")), "Remove or replace personal data (e.g. with [EMAIL]) unless the model must learn it.").at(line);
             f.excerpt = Some(crate::parse::excerpt(head));
             self.note(f);

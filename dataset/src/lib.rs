@@ -17,6 +17,7 @@ pub mod split;
 pub mod stats;
 #[cfg(feature = "tokens")]
 pub mod tokens;
+mod work;
 
 pub use check::{check_bytes, Checker, Measure, Options, Report, SplitWriter};
 pub use example::{Example, Message};

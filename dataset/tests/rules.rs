@@ -307,6 +307,15 @@ fn duplicates_personal_data_and_categories() {
     "#]].assert_eq(&out);
 }
 
+/// `personal_data` counts examples: one that mentions two emails with an
+/// IP address between them is one example with an email address.
+#[test]
+fn personal_data_counts_each_kind_once_per_example() {
+    let line = r#"{"messages": [{"role": "user", "content": "ada@example.org on 10.0.0.1, or bob@example.org"}, {"role": "assistant", "content": "Noted."}]}"#;
+    let r = check_bytes(line.as_bytes(), Options::default(), None);
+    expect![[r#"{Email: 1, IpAddress: 1}"#]].assert_eq(&format!("{:?}", r.stats.personal_data));
+}
+
 #[test]
 fn advice_follows_the_example_count() {
     let make = |n: usize| {
