@@ -171,6 +171,9 @@ struct CsvState {
     /// A record spanning lines (an open quoted field).
     record: Vec<u8>,
     record_line: u64,
+    /// Whether `record` holds an odd number of quotes, kept line by line
+    /// so a long record is not counted again on each of its lines.
+    open_quote: bool,
 }
 
 /// The incremental parser. Feed chunks, then `finish`.
@@ -356,6 +359,7 @@ impl Parser {
                     map: None,
                     record: Vec::new(),
                     record_line: 0,
+                    open_quote: false,
                 });
             }
         }
@@ -523,9 +527,13 @@ impl Parser {
         }
         csv.record.extend_from_slice(line);
         // An odd number of quotes: a quoted field continues on the next line.
-        if csv.record.iter().filter(|b| **b == b'"').count() % 2 == 1 {
+        crate::work::add(line.len());
+        let quotes = line.iter().filter(|b| **b == b'"').count();
+        csv.open_quote ^= quotes % 2 == 1;
+        if csv.open_quote {
             if csv.record.len() > self.opts.max_line_bytes {
                 csv.record.clear();
+                csv.open_quote = false;
                 let start = self.offset;
                 self.too_long(start, out);
             }
@@ -816,6 +824,7 @@ impl Parser {
                     if !csv.record.is_empty() {
                         let line = csv.record_line;
                         csv.record.clear();
+                        csv.open_quote = false;
                         out.push(Parsed::Finding(Finding::new(Code::CsvRow, format!("The row starting at line {line} has a quote that is never closed."), "Close the quoted cell with \", or write a quote inside a cell as \"\".").at(line)));
                     }
                 }
@@ -914,4 +923,72 @@ fn plain_json_error(e: &serde_json::Error) -> String {
         .iter()
         .find(|(k, _)| bare.starts_with(k))
         .map_or_else(|| bare.to_owned(), |(_, p)| (*p).to_owned())
+}
+
+#[cfg(test)]
+mod work_tests {
+    use super::*;
+
+    /// A quoted cell over thousands of lines: each line's quotes are
+    /// counted once, not the whole record again on every line.
+    #[test]
+    fn an_open_quote_over_many_lines_is_scanned_once() {
+        let mut csv = String::from("prompt,response\n\"a\n");
+        for _ in 0..5000 {
+            csv.push_str("x\n");
+        }
+        csv.push_str("\",b\n");
+        let mut parser = Parser::new(ParseOptions::default());
+        let mut out = Vec::new();
+        let ((), steps) = crate::work::count(|| {
+            parser.feed(csv.as_bytes(), &mut out);
+            parser.finish(&mut out);
+        });
+        let [Parsed::Record { normalised, .. }] = &out[..] else {
+            panic!("one record expected: {out:?}");
+        };
+        let example = normalised
+            .example
+            .as_ref()
+            .map(|e| e.messages[0].content.clone());
+        assert_eq!(example, Some(Some(format!("a\n{}", "x\n".repeat(5000)))));
+        let bound = 10 * csv.len() as u64;
+        assert!(steps < bound, "{steps} steps for {} bytes", csv.len());
+    }
+
+    /// A record dropped for its length leaves no open quote behind: the
+    /// rows after it are rows of their own.
+    #[test]
+    fn an_open_quote_over_the_limit_ends_with_its_record() {
+        let csv = "prompt,response\n\"a\nbbbbbbbbbb\ncccccccc\nd,e\n";
+        let mut parser = Parser::new(ParseOptions {
+            max_line_bytes: 16,
+            columns: None,
+        });
+        let mut out = Vec::new();
+        parser.feed(csv.as_bytes(), &mut out);
+        parser.finish(&mut out);
+        let seen: Vec<String> = out
+            .iter()
+            .map(|p| match p {
+                Parsed::Finding(f) => format!("{} {}", f.line.unwrap_or(0), f.code),
+                Parsed::Record {
+                    line, normalised, ..
+                } => format!(
+                    "{line} record {:?}",
+                    normalised
+                        .example
+                        .as_ref()
+                        .map(|e| e.messages[0].content.clone())
+                ),
+            })
+            .collect();
+        expect_test::expect![[r#"
+            [
+                "4 line_too_long",
+                "5 record Some(Some(\"d\"))",
+            ]
+        "#]]
+        .assert_debug_eq(&seen);
+    }
 }
