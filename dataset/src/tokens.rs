@@ -171,30 +171,39 @@ impl ChatTokenizer {
         let rendered = self.render(example)?;
         let encoding = self.encode_text(&rendered)?;
         let spans = self.assistant_spans(example, &rendered);
-        let assistant = encoding
-            .get_offsets()
-            .iter()
-            .map(|&(s, e)| spans.iter().any(|&(a, b)| s < b && e > a))
-            .collect();
         Ok(Encoded {
             ids: encoding.get_ids().to_vec(),
-            assistant,
+            assistant: mark(encoding.get_offsets(), &spans),
         })
     }
 
     /// Byte ranges of trainable assistant text in `rendered`: each message's
     /// content is found in order; assistant ones (weight ≠ 0) count, with
-    /// the end-of-turn token that directly follows.
+    /// the end-of-turn token that directly follows. The ranges come by
+    /// their start.
     fn assistant_spans(&self, example: &Example, rendered: &str) -> Vec<(usize, usize)> {
         let mut spans = Vec::new();
         let mut at = 0;
+        // A content the template rewrote is not found, and looking for it
+        // scans the rest of the text. Once those fruitless scans have read
+        // the text many times over (never, for templates in use: it takes
+        // a template that rewrites most messages), later contents are not
+        // looked for, so a long conversation costs linear time.
+        let mut fruitless = 16 * rendered.len() + (64 << 10);
         for m in &example.messages {
             let Some(content) = m.content.as_deref().filter(|c| !c.is_empty()) else {
                 continue;
             };
-            let Some(found) = rendered.get(at..).and_then(|r| r.find(content)) else {
+            let rest = rendered.get(at..).unwrap_or_default();
+            let Some(found) = rest.find(content) else {
+                crate::work::add(rest.len());
+                match fruitless.checked_sub(rest.len()) {
+                    Some(left) => fruitless = left,
+                    None => break,
+                }
                 continue;
             };
+            crate::work::add(found + content.len());
             let start = at + found;
             let mut end = start + content.len();
             at = end;
@@ -209,6 +218,44 @@ impl ChatTokenizer {
         }
         spans
     }
+}
+
+/// Per token (byte offsets in the rendered text), whether it overlaps one
+/// of `spans` (ordered by start). Overlapping spans are merged, so the
+/// spans are disjoint and ordered; the tokens come in order too, and both
+/// are walked together — linear, where testing each token against every
+/// span was quadratic. A token that starts before the one before it (no
+/// tokenizer in use does that) is placed by binary search.
+fn mark(offsets: &[(usize, usize)], spans: &[(usize, usize)]) -> Vec<bool> {
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for &(a, b) in spans {
+        crate::work::add(1);
+        match merged.last_mut() {
+            Some(last) if a < last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let mut next = 0;
+    let mut previous = 0;
+    offsets
+        .iter()
+        .map(|&(s, e)| {
+            crate::work::add(1);
+            if s < previous {
+                crate::work::add(merged.len().max(1).ilog2() as usize + 1);
+                next = merged.partition_point(|&(_, b)| b <= s);
+            }
+            previous = s;
+            // Spans that end before this token cannot overlap it or a later one.
+            while merged.get(next).is_some_and(|&(_, b)| b <= s) {
+                crate::work::add(1);
+                next += 1;
+            }
+            // The first span that ends after the token's start: it overlaps
+            // the token if any span does.
+            merged.get(next).is_some_and(|&(a, b)| s < b && e > a)
+        })
+        .collect()
 }
 
 impl Measure for ChatTokenizer {
@@ -245,5 +292,91 @@ fn special(config: &Value, key: &str) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Object(o) => o.get("content").and_then(Value::as_str).map(str::to_owned),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod work_tests {
+    use super::*;
+    use crate::example::Message;
+
+    const TOKENIZER: &[u8] = include_bytes!("../../models/hone-demo/tokenizer.json");
+    const CONFIG: &[u8] = include_bytes!("../../models/hone-demo/tokenizer_config.json");
+
+    fn conversation(turns: usize) -> Example {
+        let messages = (0..turns)
+            .flat_map(|i| {
+                [
+                    Message::new("user", format!("question {i}")),
+                    Message::new("assistant", format!("answer {i}")),
+                ]
+            })
+            .collect();
+        Example {
+            messages,
+            category: None,
+        }
+    }
+
+    /// Thousands of assistant turns: each token is matched against the
+    /// spans by walking both in order, not against every span.
+    #[test]
+    fn assistant_masks_grow_linearly_with_tokens_and_turns() {
+        let t = ChatTokenizer::from_files(TOKENIZER, Some(CONFIG), None).unwrap();
+        let ex = conversation(2000);
+        let rendered = t.render(&ex).unwrap();
+        let (encoded, steps) = crate::work::count(|| t.encode(&ex).unwrap());
+        // "answer N" and the end-of-turn token after it, in every turn.
+        let expected: usize = (0..2000)
+            .map(|i| {
+                t.encode_text(&format!("answer {i}<|im_end|>"))
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(encoded.assistant.iter().filter(|a| **a).count(), expected);
+        let bound = 10 * rendered.len() as u64;
+        assert!(steps < bound, "{steps} steps for {} bytes", rendered.len());
+    }
+
+    proptest::proptest! {
+        /// The walk marks exactly the tokens that overlap some span, for
+        /// overlapping spans, empty tokens and offsets that go back.
+        #[test]
+        fn the_walk_marks_what_testing_every_span_marks(
+            starts in proptest::collection::vec((0usize..4, 1usize..6), 0..12),
+            tokens in proptest::collection::vec((0usize..40, 0usize..5), 0..40),
+            sorted: bool,
+        ) {
+            let mut spans = Vec::new();
+            let mut at = 0;
+            for (gap, len) in starts {
+                at += gap + 1;
+                spans.push((at, at + len));
+            }
+            let mut offsets: Vec<(usize, usize)> = tokens.iter().map(|&(s, l)| (s, s + l)).collect();
+            if sorted {
+                offsets.sort_unstable();
+            }
+            let naive: Vec<bool> = offsets
+                .iter()
+                .map(|&(s, e)| spans.iter().any(|&(a, b)| s < b && e > a))
+                .collect();
+            proptest::prop_assert_eq!(mark(&offsets, &spans), naive);
+        }
+    }
+
+    /// A template that rewrites every message: no content is found, and
+    /// looking for them does not scan the rest of the text each time.
+    #[test]
+    fn contents_a_template_rewrites_are_not_searched_for_without_end() {
+        let template = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | upper }}<|im_end|>\n{% endfor %}";
+        let t = ChatTokenizer::from_files(TOKENIZER, Some(CONFIG), Some(template)).unwrap();
+        let ex = conversation(2000);
+        let rendered = t.render(&ex).unwrap();
+        let (encoded, steps) = crate::work::count(|| t.encode(&ex).unwrap());
+        assert!(encoded.assistant.iter().all(|a| !a));
+        let bound = 32 * rendered.len() as u64;
+        assert!(steps < bound, "{steps} steps for {} bytes", rendered.len());
     }
 }
