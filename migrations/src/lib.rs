@@ -8,6 +8,7 @@ mod m20261129_000002_dataset_versions;
 mod m20261129_000003_dataset_model_stats;
 mod m20261201_000004_jobs;
 mod m20261202_000005_api;
+mod m20261202_000006_hardening;
 
 /// The ordered list of migrations the server runs at start.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_dataset_model_stats::Migration),
             Box::new(m20261201_000004_jobs::Migration),
             Box::new(m20261202_000005_api::Migration),
+            Box::new(m20261202_000006_hardening::Migration),
         ]
     }
 }

@@ -29,6 +29,10 @@ pub struct Config {
     pub train_bin: PathBuf,
     /// How long a job stays a worker's after its last heartbeat.
     pub job_lease_ms: u64,
+    /// A session ends after this long unused (hours)…
+    pub session_idle_hours: i64,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<crate::http::client::Net>,
 }
 
 /// The engine: `hone-train` beside the running `hone` (as `scripts/run`
@@ -55,6 +59,8 @@ struct FileConfig {
     workers: Option<usize>,
     train_bin: Option<PathBuf>,
     job_lease_ms: Option<u64>,
+    session_idle_hours: Option<i64>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 pub const DEFAULT_MAX_UPLOAD: u64 = 2 * 1024 * 1024 * 1024;
@@ -94,6 +100,28 @@ impl Config {
         if session_hours < 1 {
             bail!("HONE_SESSION_HOURS / session_hours must be at least 1");
         }
+        let session_idle_hours = match env("HONE_SESSION_IDLE_HOURS") {
+            Some(v) => v.parse().with_context(|| {
+                format!("HONE_SESSION_IDLE_HOURS: {v:?} is not a whole number of hours")
+            })?,
+            None => file.session_idle_hours.unwrap_or(12),
+        };
+        if !(1..=session_hours).contains(&session_idle_hours) {
+            bail!("HONE_SESSION_IDLE_HOURS / session_idle_hours must be from 1 to HONE_SESSION_HOURS ({session_hours})");
+        }
+        let proxies: Vec<String> = match env("HONE_TRUSTED_PROXIES") {
+            Some(v) => v
+                .split(',')
+                .map(str::to_owned)
+                .filter(|s| !s.trim().is_empty())
+                .collect(),
+            None => file.trusted_proxies.unwrap_or_default(),
+        };
+        let trusted_proxies = proxies
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<Vec<crate::http::client::Net>, String>>()
+            .map_err(|e| anyhow::anyhow!("HONE_TRUSTED_PROXIES / trusted_proxies: {e}"))?;
         let workers = match env("HONE_WORKERS") {
             Some(v) => Some(v.parse().with_context(|| {
                 format!("HONE_WORKERS: {v:?} is not a whole number of worker slots")
@@ -136,6 +164,8 @@ impl Config {
                 .or(file.train_bin)
                 .unwrap_or_else(default_train_bin),
             job_lease_ms,
+            session_idle_hours,
+            trusted_proxies,
         })
     }
 
@@ -170,6 +200,8 @@ mod tests {
         assert_eq!(c.bind.to_string(), "127.0.0.1:3000");
         assert_eq!(c.max_upload_bytes, 2 * 1024 * 1024 * 1024);
         assert_eq!(c.session_hours, 168);
+        assert_eq!(c.session_idle_hours, 12);
+        assert!(c.trusted_proxies.is_empty());
         assert!(c.database_url.is_none());
         assert!(!c.secure_cookies());
     }

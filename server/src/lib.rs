@@ -79,13 +79,23 @@ pub fn router(services: Arc<Services>) -> Router {
     };
     let routes = generate_route_list(hone_app::App);
 
+    // Over HTTPS the cookie is `Secure` and `__Host-` prefixed (browsers
+    // then refuse it from any other host or path, or without TLS). It ends
+    // after `session_idle_hours` unused; `accounts` ends it `session_hours`
+    // after sign-in however busy.
+    let secure = services.config.secure_cookies();
     let sessions = SessionManagerLayer::new(sessions::DbSessionStore::new(services.db.clone()))
-        .with_name("hone_session")
+        .with_name(if secure {
+            "__Host-hone_session"
+        } else {
+            "hone_session"
+        })
+        .with_path("/")
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_secure(services.config.secure_cookies())
+        .with_secure(secure)
         .with_expiry(Expiry::OnInactivity(time::Duration::hours(
-            services.config.session_hours,
+            services.config.session_idle_hours,
         )));
 
     let pages = Router::new()

@@ -191,7 +191,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let db = db::connect(config.database_url.as_deref(), &config.data_dir).await?;
     let blobs = BlobStore::local(&config.data_dir.join("files")).context("opening file storage")?;
-    let services = Arc::new(Services::new(db, blobs, config));
+    let mut services = Services::new(db, blobs, config);
+    if matches!(command, Command::Serve) {
+        services.setup_token = setup_token(&services).await?;
+    }
+    let services = Arc::new(services);
     match command {
         Command::Serve => serve(services).await,
         Command::Worker { slots } => workers_only(services, slots).await,
@@ -290,6 +294,21 @@ fn dataset(command: DatasetCommand) -> anyhow::Result<()> {
     }
 }
 
+/// A one-time setup token when nobody has an account yet and the server
+/// listens beyond loopback: whoever reaches a fresh server first must also
+/// be able to read its log. Printed (standard error, in the log) once.
+async fn setup_token(services: &Services) -> anyhow::Result<Option<String>> {
+    if services.config.bind.ip().is_loopback() || services.user_count().await? > 0 {
+        return Ok(None);
+    }
+    let token = hone_server::openai::auth::new_secret().key["sk-hone-".len()..][..24].to_owned();
+    let url = services.config.public_url.trim_end_matches('/');
+    tracing::warn!(
+        "First-run setup: nobody has an account yet and this server is reachable from other machines. Open {url}/setup?token={token} to create the administrator (the token is needed once)."
+    );
+    Ok(Some(token))
+}
+
 async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
     let swept = services
         .blobs
@@ -301,8 +320,10 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
     }
     let mut supervisor = Supervisor::new();
     let db = services.db.clone();
+    let purging = services.clone();
     supervisor.spawn("expired sessions", move |mut shutdown| {
         let store = sessions::DbSessionStore::new(db.clone());
+        let purge = purging.clone();
         async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
             loop {
@@ -312,6 +333,9 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
                 }
                 if let Err(e) = store.delete_expired().await {
                     tracing::warn!(error = %e, "deleting expired sessions failed");
+                }
+                if let Err(e) = purge.purge_throttle().await {
+                    tracing::warn!(error = %e, "purging old sign-in throttle rows failed");
                 }
             }
         }

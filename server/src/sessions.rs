@@ -33,12 +33,15 @@ impl DbSessionStore {
     }
 
     fn active_model(record: &Record) -> Result<session::ActiveModel> {
+        let number = |k: &str| record.data.get(k).and_then(serde_json::Value::as_i64);
         Ok(session::ActiveModel {
             id: Set(key(&record.id)),
             data: Set(
                 serde_json::to_string(&record.data).map_err(|e| Error::Encode(e.to_string()))?
             ),
             expires_at: Set(record.expiry_date.unix_timestamp()),
+            user_id: Set(number(crate::accounts::USER_KEY)),
+            created_at: Set(number(crate::accounts::SIGNED_IN_KEY)),
         })
     }
 }
@@ -78,7 +81,12 @@ impl SessionStore for DbSessionStore {
         session::Entity::insert(Self::active_model(record)?)
             .on_conflict(
                 OnConflict::column(session::Column::Id)
-                    .update_columns([session::Column::Data, session::Column::ExpiresAt])
+                    .update_columns([
+                        session::Column::Data,
+                        session::Column::ExpiresAt,
+                        session::Column::UserId,
+                        session::Column::CreatedAt,
+                    ])
                     .to_owned(),
             )
             .exec(&self.db)

@@ -22,6 +22,15 @@ pub struct Services {
     /// One API job is readied at a time in this process, so two callers
     /// (its creation, its file's check) do not split its data twice.
     pub readying: Arc<tokio::sync::Mutex<()>>,
+    /// Password hashing (argon2id, ~19 MiB and tens of ms each) runs
+    /// under this limit, about one per core: a burst of sign-ins waits
+    /// instead of exhausting memory.
+    pub hashing: Arc<tokio::sync::Semaphore>,
+    /// Passwords checked since start (the throttle's tests count them).
+    pub password_checks: Arc<std::sync::atomic::AtomicU64>,
+    /// Required by the first-run setup when set (`hone serve` sets one
+    /// when it listens beyond loopback and nobody has an account yet).
+    pub setup_token: Option<String>,
 }
 
 impl Services {
@@ -34,6 +43,11 @@ impl Services {
             queue_wake: Arc::default(),
             files_wake: Arc::default(),
             readying: Arc::default(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
+            password_checks: Arc::default(),
+            setup_token: None,
         }
     }
 }

@@ -91,12 +91,21 @@ pub enum AppError {
     Conflict(String),
     #[error("Wrong username or password.")]
     BadCredentials,
-    #[error("Too many failed sign-in attempts. Wait {minutes} minute(s) and try again.")]
-    TooManyAttempts { minutes: i64 },
+    #[error("Too many failed sign-in attempts. Wait {} and try again.", wait_words(*seconds))]
+    TooManyAttempts { seconds: i64 },
     #[error("Something went wrong on the server. It has been logged; please try again.")]
     Internal,
     #[error("Could not reach the server: {0}")]
     Transport(String),
+}
+
+/// A wait in words: "3 seconds", "2 minutes".
+fn wait_words(seconds: i64) -> String {
+    match seconds {
+        ..=1 => "1 second".into(),
+        2..=90 => format!("{seconds} seconds"),
+        _ => format!("{} minutes", (seconds + 59) / 60),
+    }
 }
 
 impl AppError {
@@ -198,6 +207,11 @@ mod ssr {
         if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
             if let Ok(status) = http::StatusCode::from_u16(error.status()) {
                 options.set_status(status);
+            }
+            if let AppError::TooManyAttempts { seconds } = error {
+                if let Ok(v) = http::HeaderValue::from_str(&seconds.to_string()) {
+                    options.insert_header(http::header::RETRY_AFTER, v);
+                }
             }
         }
     }

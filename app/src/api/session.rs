@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub setup_needed: bool,
+    /// The setup needs the token from the server's log (the server is
+    /// reachable beyond this machine).
+    pub setup_token_required: bool,
     pub user: Option<CurrentUser>,
 }
 
@@ -29,6 +32,7 @@ mod backend {
             username: String,
             password: String,
             team: String,
+            token: String,
         ) -> Result<(), AppError>;
         async fn login(
             &self,
@@ -47,10 +51,15 @@ pub async fn load_session() -> Result<SessionInfo, AppError> {
 }
 
 #[server(prefix = "/api", endpoint = "setup")]
-pub async fn setup_admin(username: String, password: String, team: String) -> Result<(), AppError> {
+pub async fn setup_admin(
+    username: String,
+    password: String,
+    team: String,
+    #[server(default)] token: String,
+) -> Result<(), AppError> {
     use std::sync::Arc;
     super::ssr::call(|b: Arc<dyn SessionBackend>, r| async move {
-        b.setup_admin(&r, username, password, team).await
+        b.setup_admin(&r, username, password, team, token).await
     })
     .await
 }

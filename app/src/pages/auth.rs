@@ -25,10 +25,19 @@ pub fn LoginPage() -> impl IntoView {
 fn LoginForm() -> impl IntoView {
     let action = ServerAction::<api::Login>::new();
     let error = action_error(action.value());
-    Effect::new(move |_| {
-        if matches!(action.value().get(), Some(Ok(()))) {
-            go("/");
+    // After a failure the server asks for a short wait (1 s, doubling):
+    // the button says so and comes back by itself.
+    let waiting = RwSignal::new(false);
+    Effect::new(move |_| match action.value().get() {
+        Some(Ok(())) => go("/"),
+        Some(Err(AppError::TooManyAttempts { seconds })) => {
+            waiting.set(true);
+            set_timeout(
+                move || waiting.set(false),
+                std::time::Duration::from_secs(seconds.max(1) as u64),
+            );
         }
+        _ => {}
     });
     view! {
         <section class="panel narrow">
@@ -38,7 +47,14 @@ fn LoginForm() -> impl IntoView {
                 <input id="username" name="username" autocomplete="username" required/>
                 <PasswordField id="password" name="password" autocomplete="current-password"/>
                 <FormError error=error fields=&[]/>
-                <button type="submit" id="sign-in">"Sign in"</button>
+                <button
+                    type="submit"
+                    id="sign-in"
+                    disabled=move || waiting.get() || action.pending().get()
+                    data-waiting=move || waiting.get().then_some("true")
+                >
+                    {move || if waiting.get() { "Wait a moment…" } else { "Sign in" }}
+                </button>
             </ActionForm>
         </section>
     }
@@ -82,7 +98,9 @@ pub fn SetupPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match info.await {
-                    Ok(i) if i.setup_needed => view! { <SetupForm/> }.into_any(),
+                    Ok(i) if i.setup_needed => {
+                        view! { <SetupForm token_required=i.setup_token_required/> }.into_any()
+                    }
                     _ => view! { <Redirect path="/login"/> }.into_any(),
                 }
             })}
@@ -91,7 +109,12 @@ pub fn SetupPage() -> impl IntoView {
 }
 
 #[component]
-fn SetupForm() -> impl IntoView {
+fn SetupForm(token_required: bool) -> impl IntoView {
+    // The link the server prints carries the token (`/setup?token=…`).
+    let given = leptos_router::hooks::use_query_map()
+        .get_untracked()
+        .get("token")
+        .unwrap_or_default();
     let action = ServerAction::<api::SetupAdmin>::new();
     let error: Signal<Option<AppError>> = action_error(action.value());
     Effect::new(move |_| {
@@ -116,7 +139,18 @@ fn SetupForm() -> impl IntoView {
                 <label for="team">"Your first team"</label>
                 <input id="team" name="team" placeholder="e.g. Support" required/>
                 <FieldError error=error field="team"/>
-                <FormError error=error fields=&["username", "password", "team"]/>
+                {if token_required {
+                    view! {
+                        <label for="token">"Setup token"</label>
+                        <input id="token" name="token" value=given autocomplete="off" required/>
+                        <p class="hint">"This server can be reached from other machines, so setting it up needs the token printed in its log when it started."</p>
+                        <FieldError error=error field="token"/>
+                    }
+                    .into_any()
+                } else {
+                    view! { <input type="hidden" name="token" value=""/> }.into_any()
+                }}
+                <FormError error=error fields=&["username", "password", "team", "token"]/>
                 <button type="submit" id="create-admin">"Create administrator"</button>
             </ActionForm>
         </section>

@@ -17,7 +17,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tower_sessions::Session;
 
-const USER_KEY: &str = "uid";
+/// The session's user id…
+pub(crate) const USER_KEY: &str = "uid";
+/// …and when they signed in (Unix seconds): a session ends
+/// `HONE_SESSION_HOURS` after it, however busy.
+pub(crate) const SIGNED_IN_KEY: &str = "signed_in_at";
 
 fn session_of(req: &RequestParts) -> Result<Session> {
     req.extensions
@@ -26,11 +30,45 @@ fn session_of(req: &RequestParts) -> Result<Session> {
         .ok_or_else(|| Error::internal("no session layer"))
 }
 
-fn client_ip(req: &RequestParts) -> String {
-    req.extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+impl Services {
+    /// The client's address (through trusted proxies), for throttling.
+    fn client_ip(&self, req: &RequestParts) -> String {
+        let peer = req
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        crate::http::client::client_ip(peer, forwarded, &self.config.trusted_proxies)
+            .map_or_else(|| "unknown".into(), |ip| ip.to_string())
+    }
+
+    /// Checks a password against a hash, under the hashing limit.
+    pub async fn verify_password(&self, password: String, hash: String) -> Result<bool> {
+        let _slot = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("the hashing limit closed"))?;
+        self.password_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(
+            tokio::task::spawn_blocking(move || password::verify_password(&password, &hash))
+                .await?,
+        )
+    }
+
+    /// Hashes a new password, under the hashing limit.
+    pub async fn hash_password(&self, password: String) -> Result<String> {
+        let _slot = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("the hashing limit closed"))?;
+        Ok(tokio::task::spawn_blocking(move || password::hash_password(&password)).await??)
+    }
 }
 
 /// The page's view of a user.
@@ -69,6 +107,13 @@ impl Services {
         let Some(id) = id else {
             return Err(AppError::Unauthenticated.into());
         };
+        let since: Option<i64> = session.get(SIGNED_IN_KEY).await?;
+        let lifetime = self.config.session_hours * 3600;
+        if since.is_none_or(|t| now() - t >= lifetime) {
+            // Past its absolute lifetime: signed out, however busy.
+            session.flush().await?;
+            return Err(AppError::Unauthenticated.into());
+        }
         // A disabled account's sessions end at once, like a removed one's.
         user::Entity::find_by_id(id)
             .one(&self.db)
@@ -86,6 +131,7 @@ impl Services {
         let session = session_of(req)?;
         session.cycle_id().await?;
         session.insert(USER_KEY, user_id).await?;
+        session.insert(SIGNED_IN_KEY, now()).await?;
         Ok(())
     }
 
@@ -108,8 +154,7 @@ impl Services {
         if taken {
             return Err(AppError::invalid("username", "That username is already taken.").into());
         }
-        let owned = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || password::hash_password(&owned)).await??;
+        let hash = self.hash_password(password.to_owned()).await?;
         let tx = self.db.begin().await?;
         let u = user::ActiveModel {
             username: Set(username),
@@ -119,7 +164,14 @@ impl Services {
             ..Default::default()
         }
         .insert(&tx)
-        .await?;
+        .await
+        .map_err(|e| match e.sql_err() {
+            // Two creations of one name at once: the second is told, not 500.
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+                AppError::invalid("username", "That username is already taken.").into()
+            }
+            _ => Error::from(e),
+        })?;
         membership::ActiveModel {
             user_id: Set(u.id),
             team_id: Set(team_id),
@@ -165,9 +217,18 @@ impl Services {
             Err(Error::App(AppError::Unauthenticated)) => None,
             Err(e) => return Err(e),
         };
-        Ok(SessionInfo { setup_needed, user })
+        Ok(SessionInfo {
+            setup_needed,
+            setup_token_required: setup_needed && self.setup_token.is_some(),
+            user,
+        })
     }
 
+    /// The first administrator. The "nobody yet" check, the marker that
+    /// setup happened (a unique key: a second setup at the same moment
+    /// fails on it) and the account are one transaction, so two
+    /// concurrent setups make one admin. Beyond loopback the setup token
+    /// from the server's log is required.
     #[tracing::instrument(skip_all)]
     async fn setup_admin(
         &self,
@@ -175,38 +236,119 @@ impl Services {
         username: String,
         password: String,
         team: String,
+        token: String,
     ) -> Result<()> {
-        if self.user_count().await? > 0 {
-            return Err(AppError::Conflict(
+        let done = || {
+            Error::from(AppError::Conflict(
                 "Hone is already set up. Sign in, or ask an administrator for an account.".into(),
-            )
-            .into());
+            ))
+        };
+        if self.user_count().await? > 0 {
+            return Err(done());
         }
-        password::parse_username(&username, "username")?;
+        if let Some(expected) = &self.setup_token {
+            // Compared as hashes: the time taken says nothing about the token.
+            let digest = |t: &str| <sha2::Sha256 as sha2::Digest>::digest(t.as_bytes());
+            if digest(expected) != digest(token.trim()) {
+                tracing::warn!("first-run setup refused: wrong or missing setup token");
+                return Err(AppError::invalid(
+                    "token",
+                    "Enter the setup token printed in the server's log when it started (this server is reachable from other machines, so setup needs it).",
+                )
+                .into());
+            }
+        }
+        let username = password::parse_username(&username, "username")?;
         password::check_new_password(&password, "password")?;
-        let t = self.ensure_team(&team).await?;
-        let u = self
-            .insert_user(&username, &password, Role::Admin, t.id)
-            .await?;
+        let team = password::parse_name(&team, "team", "team")?;
+        let hash = self.hash_password(password).await?;
+        let t = now();
+        let tx = self.db.begin().await?;
+        let marker = crate::entity::instance::ActiveModel {
+            key: Set("setup".into()),
+            value: Set(username.clone()),
+            created_at: Set(t),
+        }
+        .insert(&tx)
+        .await;
+        if let Err(e) = marker {
+            return match e.sql_err() {
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Err(done()),
+                _ => Err(e.into()),
+            };
+        }
+        if user::Entity::find().count(&tx).await? > 0 {
+            return Err(done());
+        }
+        let team_row = match team::Entity::find()
+            .filter(team::Column::Name.eq(team.as_str()))
+            .one(&tx)
+            .await?
+        {
+            Some(existing) => existing,
+            None => {
+                team::ActiveModel {
+                    name: Set(team),
+                    created_at: Set(t),
+                    ..Default::default()
+                }
+                .insert(&tx)
+                .await?
+            }
+        };
+        let u = user::ActiveModel {
+            username: Set(username),
+            password_hash: Set(hash),
+            role: Set(Role::Admin.into()),
+            created_at: Set(t),
+            ..Default::default()
+        }
+        .insert(&tx)
+        .await?;
+        membership::ActiveModel {
+            user_id: Set(u.id),
+            team_id: Set(team_row.id),
+        }
+        .insert(&tx)
+        .await?;
+        tx.commit().await.map_err(|e| match e.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => done(),
+            _ => Error::from(e),
+        })?;
         tracing::info!(user = %u.username, "first administrator created");
         self.sign_in(req, u.id).await
     }
 
+    /// Sign-in. Each key (the account name, the client's address) is
+    /// claimed first — recorded as a failure in one statement, or refused
+    /// with the wait left ([`throttle`]) — and only then is the password
+    /// checked, under the hashing limit. A correct password forgives the
+    /// account's failures.
     #[tracing::instrument(skip_all)]
     async fn login(&self, req: &RequestParts, username: String, password: String) -> Result<()> {
-        // The throttle keys on the name as typed (normalised), whether or not
-        // such an account exists, so lockouts reveal nothing either.
         let name = username.trim().to_lowercase();
+        // Checked before anything is stored: throttle keys stay small.
+        if name.is_empty()
+            || name.len() > password::MAX_USERNAME_BYTES
+            || password.len() > password::MAX_PASSWORD_BYTES
+        {
+            return Err(AppError::BadCredentials.into());
+        }
+        // The throttle keys on the name as typed (normalised), whether or not
+        // such an account exists, so waits reveal nothing either.
         let account_key = format!("user:{name}");
-        let ip_key = format!("ip:{}", client_ip(req));
-        for (key, limit) in [
-            (&account_key, throttle::ACCOUNT_FAILURES),
-            (&ip_key, throttle::IP_FAILURES),
-        ] {
-            if let Some(minutes) = self.locked_for(key, limit).await? {
-                tracing::warn!(key = %key, "sign-in refused: throttled");
-                return Err(AppError::TooManyAttempts { minutes }.into());
-            }
+        let ip_key = format!("ip:{}", self.client_ip(req));
+        let too_early = |key: &str, wait_ms: i64| {
+            tracing::warn!(key = %key, wait_ms, "sign-in refused: too early after a failure");
+            Error::from(AppError::TooManyAttempts {
+                seconds: (wait_ms + 999) / 1000,
+            })
+        };
+        if let Some(wait_ms) = self.wait_for(&ip_key).await? {
+            return Err(too_early(&ip_key, wait_ms));
+        }
+        if let Some(wait_ms) = self.claim_attempt(&account_key).await? {
+            return Err(too_early(&account_key, wait_ms));
         }
         let found = user::Entity::find()
             .filter(user::Column::Username.eq(name.as_str()))
@@ -216,20 +358,21 @@ impl Services {
             .as_ref()
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| password::dummy_hash().to_owned());
-        let ok = tokio::task::spawn_blocking(move || password::verify_password(&password, &hash))
-            .await?;
+        let ok = self.verify_password(password, hash).await?;
         match found {
             Some(u) if ok && u.disabled_at.is_some() => {
+                // The password was right: no wait for when it is enabled.
+                self.clear_throttle(&account_key).await?;
                 tracing::info!(user = %u.username, "sign-in refused: account disabled");
                 Err(AppError::Forbidden.into())
             }
             Some(u) if ok => {
-                self.clear_throttle(account_key).await?;
+                self.clear_throttle(&account_key).await?;
                 tracing::info!(user = %u.username, "signed in");
                 self.sign_in(req, u.id).await
             }
             _ => {
-                self.record_failure(&[account_key, ip_key]).await?;
+                self.charge_failure(&ip_key).await?;
                 tracing::info!("sign-in failed");
                 Err(AppError::BadCredentials.into())
             }
@@ -255,8 +398,9 @@ impl SessionBackend for Services {
         username: String,
         password: String,
         team: String,
+        token: String,
     ) -> Result<(), AppError> {
-        Ok(Services::setup_admin(self, req, username, password, team).await?)
+        Ok(Services::setup_admin(self, req, username, password, team, token).await?)
     }
 
     async fn login(

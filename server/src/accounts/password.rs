@@ -9,6 +9,8 @@ use hone_app::api::AppError;
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// A sign-in name longer than this is refused before anything is stored.
+pub const MAX_USERNAME_BYTES: usize = 100;
 
 /// Hashes with argon2id (the crate's default parameters: 19 MiB, t=2).
 pub fn hash_password(password: &str) -> Result<String, AppError> {

@@ -1,4 +1,5 @@
-//! The `login_throttle` table.
+//! The `login_throttle` table: a not-before time per account name and per
+//! client address.
 
 use sea_orm::entity::prelude::*;
 
@@ -7,8 +8,11 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub key: String,
+    /// Failures in a row.
     pub failures: i32,
-    pub window_start: i64,
+    /// No attempt before this (Unix ms).
+    pub not_before_ms: i64,
+    pub updated_ms: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

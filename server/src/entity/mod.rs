@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod dataset_version;
 pub mod file;
+pub mod instance;
 pub mod job;
 pub mod job_artifact;
 pub mod job_checkpoint;

@@ -10,6 +10,12 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub data: String,
     pub expires_at: i64,
+    /// The signed-in user (from the session's data), to list and revoke
+    /// a person's sessions.
+    pub user_id: Option<i64>,
+    /// When the person signed in (Unix seconds): sessions end
+    /// `HONE_SESSION_HOURS` after it, however busy.
+    pub created_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,6 +2,7 @@
 //! same-origin guard, and file uploads (with the helpers the dataset route
 //! shares). Their errors answer in `error::Error`'s JSON shape.
 
+pub mod client;
 pub mod guard;
 pub mod probes;
 pub mod upload;

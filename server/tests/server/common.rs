@@ -40,6 +40,16 @@ where
 }
 
 pub async fn spawn_app(db: &'static str, max_upload_bytes: u64) -> TestApp {
+    spawn_app_with(db, max_upload_bytes, |_| {}).await
+}
+
+/// A fresh app whose services `adjust` changes first (configuration, the
+/// setup token).
+pub async fn spawn_app_with(
+    db: &'static str,
+    max_upload_bytes: u64,
+    adjust: impl FnOnce(&mut Services),
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let database_url = match db {
         "sqlite" => None,
@@ -69,12 +79,16 @@ pub async fn spawn_app(db: &'static str, max_upload_bytes: u64) -> TestApp {
         workers: Some(0),
         train_bin: "hone-train".into(),
         job_lease_ms: 30_000,
+        session_idle_hours: 1,
+        trusted_proxies: Vec::new(),
     };
     let dbc = hone_server::db::connect(database_url.as_deref(), dir.path())
         .await
         .unwrap();
     let blobs = BlobStore::local(&dir.path().join("files")).unwrap();
-    let services = Arc::new(Services::new(dbc, blobs, config));
+    let mut services = Services::new(dbc, blobs, config);
+    adjust(&mut services);
+    let services = Arc::new(services);
     TestApp {
         router: hone_server::router(services.clone()),
         services,
@@ -86,6 +100,7 @@ pub async fn spawn_app(db: &'static str, max_upload_bytes: u64) -> TestApp {
 #[derive(Debug)]
 pub struct Resp {
     pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
     pub location: Option<String>,
     pub body: String,
 }
@@ -100,15 +115,25 @@ impl Resp {
 pub struct Client<'a> {
     pub app: &'a TestApp,
     pub cookie: Option<String>,
+    /// The peer address the server sees (none: "unknown", as with
+    /// `oneshot`).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl<'a> Client<'a> {
     pub fn new(app: &'a TestApp) -> Self {
-        Client { app, cookie: None }
+        Client {
+            app,
+            cookie: None,
+            peer: None,
+        }
     }
 
     pub async fn send(&mut self, req: axum::http::request::Builder, body: Body) -> Resp {
         let mut req = req.header(header::HOST, "localhost");
+        if let Some(peer) = self.peer {
+            req = req.extension(axum::extract::ConnectInfo(peer));
+        }
         if let Some(c) = &self.cookie {
             req = req.header(header::COOKIE, c.clone());
         }
@@ -129,6 +154,7 @@ impl<'a> Client<'a> {
             }
         }
         let status = res.status();
+        let headers = res.headers().clone();
         let location = res
             .headers()
             .get(header::LOCATION)
@@ -136,6 +162,7 @@ impl<'a> Client<'a> {
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         Resp {
             status,
+            headers,
             location,
             body: String::from_utf8_lossy(&bytes).into_owned(),
         }

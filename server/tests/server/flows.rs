@@ -85,6 +85,7 @@ async fn login_rotates_the_session_and_logout_ends_it() {
         let mut replay = Client {
             app: &app,
             cookie: Some(stolen),
+            peer: None,
         };
         assert_eq!(
             replay.call("dashboard", &[]).await.status,
@@ -129,36 +130,44 @@ async fn failed_logins_say_nothing_about_accounts_and_are_throttled() {
     on_each_db(|app| async move {
         world(&app).await;
         let mut c = Client::new(&app);
+        c.peer = Some("198.51.100.1:5000".parse().unwrap());
         let wrong_password = c.login("expert", "not the password").await;
-        let no_such_user = c.login("nobody-here", "not the password").await;
+        let mut d = Client::new(&app);
+        d.peer = Some("198.51.100.2:5000".parse().unwrap());
+        let no_such_user = d.login("nobody-here", "not the password").await;
         assert_eq!(wrong_password.status, StatusCode::UNAUTHORIZED);
         assert_eq!(
             wrong_password.body, no_such_user.body,
             "the two failures must look the same"
         );
-
-        for _ in 0..4 {
-            c.login("expert", "still wrong").await;
-        }
-        let locked = c.login("expert", PASSWORD).await;
+        // Right after a failure, even the right password waits (429 with
+        // Retry-After, no password check) — for that account…
+        let mut e = Client::new(&app);
+        e.peer = Some("198.51.100.3:5000".parse().unwrap());
+        let early = e.login("expert", PASSWORD).await;
         assert_eq!(
-            locked.status,
+            early.status,
             StatusCode::TOO_MANY_REQUESTS,
             "{}",
-            locked.body
+            early.body
         );
-        assert!(locked.body.contains("TooManyAttempts"), "{}", locked.body);
-        // Another account from the same address is still fine (per-IP limit is higher).
+        assert!(early.body.contains("TooManyAttempts"), "{}", early.body);
+        let wait: u64 = early.headers[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&wait), "Retry-After {wait}");
+        // …and for that client, on any account.
         assert_eq!(
-            Client::new(&app).login("reviewer", PASSWORD).await.status,
-            StatusCode::OK
+            c.login("reviewer", PASSWORD).await.status,
+            StatusCode::TOO_MANY_REQUESTS
         );
-        // A non-existent account locks the same way, revealing nothing.
-        for _ in 0..5 {
-            c.login("ghost", "x").await;
-        }
+        // Another account from another address is unaffected.
+        assert_eq!(e.login("reviewer", PASSWORD).await.status, StatusCode::OK);
+        // A non-existent account waits the same way, revealing nothing.
         assert_eq!(
-            c.login("ghost", "x").await.status,
+            e.login("nobody-here", "x").await.status,
             StatusCode::TOO_MANY_REQUESTS
         );
     })
@@ -242,8 +251,11 @@ async fn injection_attempts_are_inert() {
     on_each_db(|app| async move {
         world(&app).await;
         let mut c = Client::new(&app);
+        c.peer = Some("192.0.2.66:1".parse().unwrap());
         let sql = c.login("admin' OR '1'='1", "' OR '1'='1").await;
         assert_eq!(sql.status, StatusCode::UNAUTHORIZED);
+        // (From another address: the failure makes this one wait a second.)
+        c.peer = Some("192.0.2.67:1".parse().unwrap());
         assert_eq!(c.login("admin", PASSWORD).await.status, StatusCode::OK);
         let team = app.services.ensure_team("Alpha").await.unwrap();
         let name = "<script>alert('x')</script>'; DROP TABLE projects;--";

@@ -10,6 +10,7 @@ mod authz_api;
 mod common;
 mod datasets;
 mod flows;
+mod hardening;
 mod jobs;
 mod keys;
 mod migrations;
