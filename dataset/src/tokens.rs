@@ -184,23 +184,43 @@ impl ChatTokenizer {
     fn assistant_spans(&self, example: &Example, rendered: &str) -> Vec<(usize, usize)> {
         let mut spans = Vec::new();
         let mut at = 0;
-        // A content the template rewrote is not found, and looking for it
-        // scans the rest of the text. Once those fruitless scans have read
-        // the text many times over (never, for templates in use: it takes
-        // a template that rewrites most messages), later contents are not
-        // looked for, so a long conversation costs linear time.
+        // A content the template rewrote (reasoning templates drop the
+        // reasoning of earlier replies) is not found, and looking for it
+        // scans the rest of the text. Once such fruitless scans have read
+        // the text 16 times, each content is looked for only as far as
+        // the template's text between messages (`GAP`) and the messages
+        // just before it (`BEHIND`, as the template may have rewritten
+        // them) reach, so a long conversation costs linear time; until
+        // then, as far as the end.
+        const GAP: usize = 1 << 10;
+        const BEHIND: usize = 4;
         let mut fruitless = 16 * rendered.len() + (64 << 10);
-        for m in &example.messages {
+        let mut behind = [0usize; BEHIND];
+        for (i, m) in example.messages.iter().enumerate() {
+            let size = m.content.as_deref().map_or(0, str::len)
+                + if m.extra.is_empty() {
+                    0
+                } else {
+                    serde_json::to_string(&m.extra).map_or(0, |s| s.len())
+                };
+            let reach = GAP + size + behind.iter().sum::<usize>();
+            behind[i % BEHIND] = size;
             let Some(content) = m.content.as_deref().filter(|c| !c.is_empty()) else {
                 continue;
             };
             let rest = rendered.get(at..).unwrap_or_default();
+            let rest = if fruitless == 0 && reach < rest.len() {
+                let mut end = reach;
+                while !rest.is_char_boundary(end) {
+                    end += 1;
+                }
+                &rest[..end]
+            } else {
+                rest
+            };
             let Some(found) = rest.find(content) else {
                 crate::work::add(rest.len());
-                match fruitless.checked_sub(rest.len()) {
-                    Some(left) => fruitless = left,
-                    None => break,
-                }
+                fruitless = fruitless.saturating_sub(rest.len());
                 continue;
             };
             crate::work::add(found + content.len());
@@ -376,7 +396,14 @@ mod work_tests {
         let rendered = t.render(&ex).unwrap();
         let (encoded, steps) = crate::work::count(|| t.encode(&ex).unwrap());
         assert!(encoded.assistant.iter().all(|a| !a));
-        let bound = 32 * rendered.len() as u64;
-        assert!(steps < bound, "{steps} steps for {} bytes", rendered.len());
+        // The text, and the example (each message counts as 64 bytes).
+        let contents: usize = ex
+            .messages
+            .iter()
+            .map(|m| 64 + m.content.as_ref().map_or(0, String::len))
+            .sum();
+        let size = rendered.len() + contents;
+        let bound = 32 * size as u64;
+        assert!(steps < bound, "{steps} steps for {size} bytes");
     }
 }

@@ -140,6 +140,46 @@ fn a_template_that_refuses_an_example_is_a_finding_with_its_message() {
     assert_eq!((r.examples, r.rejected), (1, 1));
 }
 
+/// The allowances leave room for real work: 20 000 turns with reasoning
+/// through a template that walks them twice render and count.
+#[test]
+fn a_long_conversation_through_a_demanding_template_renders() {
+    let template = include_str!("fixtures/reasoning_template.jinja");
+    let t = ChatTokenizer::from_files(TOKENIZER, Some(CONFIG), Some(template)).unwrap();
+    let messages = (0..20_000)
+        .flat_map(|i| {
+            [
+                hone_dataset::Message::new("user", format!("Question {i}?")),
+                hone_dataset::Message::new(
+                    "assistant",
+                    format!("<think>\nThink about {i}.\n</think>\n\nAnswer {i}."),
+                ),
+            ]
+        })
+        .collect();
+    let ex = Example {
+        messages,
+        category: None,
+    };
+    let rendered = t.render(&ex).unwrap();
+    assert!(
+        rendered.ends_with("<think>\nThink about 19999.\n</think>\n\nAnswer 19999.<|im_end|>\n"),
+        "{}",
+        &rendered[rendered.len() - 100..]
+    );
+    // Earlier replies lose their reasoning, so only the last one is found
+    // as it was written: its tokens are the assistant tokens, as they are
+    // when it is the only turn.
+    let last = Example {
+        messages: ex.messages[ex.messages.len() - 2..].to_vec(),
+        category: None,
+    };
+    let (_, assistant) = hone_dataset::Measure::measure(&t, &ex).unwrap();
+    let (_, alone) = hone_dataset::Measure::measure(&t, &last).unwrap();
+    assert!(alone > 10, "{alone}");
+    assert_eq!(assistant, alone);
+}
+
 #[test]
 fn unusable_model_files_say_what_is_wrong() {
     let err = ChatTokenizer::from_files(b"{not json", Some(CONFIG), None).unwrap_err();
