@@ -13,6 +13,7 @@
 use crate::check::Measure;
 use crate::example::Example;
 use serde_json::Value;
+use std::sync::OnceLock;
 
 /// Why a model's tokenizer files could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +41,12 @@ pub struct Encoded {
 /// A tokenizer with its chat template.
 pub struct ChatTokenizer {
     tokenizer: tokenizers::Tokenizer,
+    /// The template's environment, without fuel: copied into `fueled`.
     env: minijinja::Environment<'static>,
+    /// The same environment per fuel budget: slot `k` is for examples of
+    /// up to 2^k bytes ([`fuel`]), made when first needed. Fuel is set on
+    /// an environment, not on a render, hence one per budget.
+    fueled: Box<[OnceLock<minijinja::Environment<'static>>; 64]>,
     bos: Option<String>,
     eos: Option<String>,
 }
@@ -53,6 +59,88 @@ impl std::fmt::Debug for ChatTokenizer {
             .field("eos", &self.eos)
             .finish()
     }
+}
+
+/// Fuel (minijinja's measure of template work: about one instruction, or
+/// 64 bytes of data made) that one render may use: a fixed allowance for
+/// the template's own text, plus some per byte of the example. A
+/// Qwen3-style template (reasoning split off, messages walked twice) takes
+/// about one per byte, so long conversations render; a template that loops
+/// is stopped within a few milliseconds for a short example, and within
+/// about a second per MiB for a long one.
+const FUEL_BASE: u64 = 1 << 20;
+const FUEL_PER_BYTE: u64 = 16;
+/// What one render may write: a fixed allowance plus a multiple of the
+/// example. Templates add a header per message and sometimes a default
+/// system prompt, nothing near this.
+const OUTPUT_BASE: usize = 1 << 20;
+const OUTPUT_PER_BYTE: usize = 4;
+/// Bytes an example counts as per message, for its markers and fields.
+const MESSAGE_BYTES: usize = 64;
+
+/// The example's size for the fuel and output allowances.
+fn weight(example: &Example) -> usize {
+    example.messages.iter().fold(0usize, |sum, m| {
+        let extra = if m.extra.is_empty() {
+            0
+        } else {
+            serde_json::to_string(&m.extra).map_or(0, |s| s.len())
+        };
+        sum.saturating_add(MESSAGE_BYTES)
+            .saturating_add(m.role.len())
+            .saturating_add(m.content.as_deref().map_or(0, str::len))
+            .saturating_add(m.name.as_deref().map_or(0, str::len))
+            .saturating_add(extra)
+    })
+}
+
+/// The fuel slot of an example of `weight` bytes: the smallest `k` with
+/// 2^k ≥ weight. Rounding up to a power of two keeps the number of
+/// environments small.
+fn fuel_slot(weight: usize) -> usize {
+    weight
+        .max(1)
+        .checked_next_power_of_two()
+        .map_or(usize::BITS - 1, usize::trailing_zeros) as usize
+}
+
+/// The fuel of a slot.
+fn fuel(slot: usize) -> u64 {
+    let bytes = 1u64.checked_shl(slot as u32).unwrap_or(u64::MAX);
+    FUEL_BASE.saturating_add(FUEL_PER_BYTE.saturating_mul(bytes))
+}
+
+/// The rendered text, refused once it is longer than `cap`.
+struct Capped {
+    out: Vec<u8>,
+    cap: usize,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > self.cap {
+            self.over = true;
+            return Err(std::io::Error::other("the output cap is reached"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `8388608` → "8 MiB", `1536` → "1.5 KiB".
+fn human(bytes: usize) -> String {
+    let (value, unit) = match bytes {
+        b if b >= 1 << 20 => (b as f64 / f64::from(1u32 << 20), "MiB"),
+        b if b >= 1 << 10 => (b as f64 / 1024.0, "KiB"),
+        b => return format!("{b} bytes"),
+    };
+    let rounded = (value * 10.0).round() / 10.0;
+    format!("{rounded} {unit}")
 }
 
 /// The date `strftime_now` renders: the crate has no clock, and counts must
@@ -104,6 +192,7 @@ impl ChatTokenizer {
         Ok(ChatTokenizer {
             tokenizer,
             env,
+            fueled: Box::new([const { OnceLock::new() }; 64]),
             bos: special(&config, "bos_token"),
             eos: special(&config, "eos_token"),
         })
@@ -139,18 +228,47 @@ impl ChatTokenizer {
                 v
             })
             .collect();
-        let template = self.env.get_template("chat").map_err(|e| e.to_string())?;
-        template
-            .render(minijinja::context! {
+        // The allowances follow the example's size, so results do not
+        // depend on anything else (browser, server and trainer agree).
+        let weight = weight(example);
+        let slot = fuel_slot(weight);
+        let env = self.fueled[slot].get_or_init(|| {
+            let mut env = self.env.clone();
+            env.set_fuel(Some(fuel(slot)));
+            env
+        });
+        let template = env.get_template("chat").map_err(|e| e.to_string())?;
+        let mut out = Capped {
+            out: Vec::new(),
+            cap: OUTPUT_BASE.saturating_add(OUTPUT_PER_BYTE.saturating_mul(weight)),
+            over: false,
+        };
+        let rendered = template.render_captured_to(
+            minijinja::context! {
                 messages => minijinja::Value::from(minijinja::value::Serde(&messages)),
                 add_generation_prompt => generation,
                 bos_token => self.bos.clone().unwrap_or_default(),
                 eos_token => self.eos.clone().unwrap_or_default(),
-            })
-            .map_err(|e| match e.detail() {
-                Some(detail) => detail.to_owned(),
-                None => e.to_string(),
-            })
+            },
+            &mut out,
+        );
+        if out.over {
+            return Err(format!(
+                "the chat template writes more than {} for this example",
+                human(out.cap)
+            ));
+        }
+        if let Err(e) = rendered {
+            return Err(match (e.kind(), e.detail()) {
+                (minijinja::ErrorKind::OutOfFuel, _) => format!(
+                    "the chat template does too much work for this example (more than {} steps): it may loop without end",
+                    fuel(slot)
+                ),
+                (_, Some(detail)) => detail.to_owned(),
+                (_, None) => e.to_string(),
+            });
+        }
+        String::from_utf8(out.out).map_err(|e| e.to_string())
     }
 
     /// Text of generated ids, special tokens left out.
@@ -359,6 +477,21 @@ mod work_tests {
         assert!(steps < bound, "{steps} steps for {} bytes", rendered.len());
     }
 
+    #[test]
+    fn allowances_grow_with_the_example_in_powers_of_two() {
+        assert_eq!(
+            [0, 1, 2, 3, 1024, 1025].map(fuel_slot),
+            [0, 0, 1, 2, 10, 11]
+        );
+        assert_eq!(fuel_slot(usize::MAX), usize::BITS as usize - 1);
+        assert_eq!(fuel(10), FUEL_BASE + 16 * 1024);
+        assert_eq!(fuel(63), u64::MAX);
+        assert_eq!(
+            weight(&conversation(1)),
+            2 * 64 + "user".len() + "question 0".len() + "assistant".len() + "answer 0".len()
+        );
+    }
+
     proptest::proptest! {
         /// The walk marks exactly the tokens that overlap some span, for
         /// overlapping spans, empty tokens and offsets that go back.
@@ -397,12 +530,7 @@ mod work_tests {
         let (encoded, steps) = crate::work::count(|| t.encode(&ex).unwrap());
         assert!(encoded.assistant.iter().all(|a| !a));
         // The text, and the example (each message counts as 64 bytes).
-        let contents: usize = ex
-            .messages
-            .iter()
-            .map(|m| 64 + m.content.as_ref().map_or(0, String::len))
-            .sum();
-        let size = rendered.len() + contents;
+        let size = rendered.len() + weight(&ex);
         let bound = 32 * size as u64;
         assert!(steps < bound, "{steps} steps for {size} bytes");
     }

@@ -140,6 +140,61 @@ fn a_template_that_refuses_an_example_is_a_finding_with_its_message() {
     assert_eq!((r.examples, r.rejected), (1, 1));
 }
 
+/// The `chat_template` findings of a file of two short examples.
+fn template_findings(template: &str) -> (Report, Vec<String>) {
+    let t = ChatTokenizer::from_files(TOKENIZER, Some(CONFIG), Some(template)).unwrap();
+    let file = format!("{}\n{}\n", line("Hello", "Hi there."), line("Bye", "Bye."));
+    let r = check_bytes(file.as_bytes(), Options::default(), Some(&t));
+    let messages = r
+        .findings
+        .iter()
+        .filter(|f| f.code == Code::ChatTemplate)
+        .map(|f| format!("{} {}", f.line.unwrap_or(0), f.message))
+        .collect();
+    (r, messages)
+}
+
+/// A template that would loop for ages (10^15 steps) runs out of fuel:
+/// a `chat_template` finding per example, and the same error for the
+/// engine, never a hang.
+#[test]
+fn a_template_that_loops_without_end_is_stopped_with_a_finding() {
+    let template = "{% for i in range(100000) %}{% for j in range(100000) %}\
+        {% for k in range(100000) %}{% endfor %}{% endfor %}{% endfor %}";
+    let (r, messages) = template_findings(template);
+    expect_test::expect![[r#"
+        [
+            "1 The model's chat template cannot render the example on line 1: the chat template does too much work for this example (more than 1052672 steps): it may loop without end",
+            "2 The model's chat template cannot render the example on line 2: the chat template does too much work for this example (more than 1052672 steps): it may loop without end",
+        ]
+    "#]]
+    .assert_debug_eq(&messages);
+    assert_eq!((r.examples, r.rejected), (0, 2));
+    let t = ChatTokenizer::from_files(TOKENIZER, Some(CONFIG), Some(template)).unwrap();
+    let ex = Example {
+        messages: vec![hone_dataset::Message::new("user", "Hi")],
+        category: None,
+    };
+    let err = t.render_prompt(&ex).unwrap_err();
+    assert!(err.contains("too much work"), "{err}");
+}
+
+/// A template that writes far more than the example holds (20 MB for a
+/// line of 100 bytes) is stopped at the output cap.
+#[test]
+fn a_template_that_writes_without_end_is_stopped_with_a_finding() {
+    let (r, messages) =
+        template_findings("{% for i in range(2000) %}{{ 'x' * 10000 }}{% endfor %}");
+    expect_test::expect![[r#"
+        [
+            "1 The model's chat template cannot render the example on line 1: the chat template writes more than 1 MiB for this example",
+            "2 The model's chat template cannot render the example on line 2: the chat template writes more than 1 MiB for this example",
+        ]
+    "#]]
+    .assert_debug_eq(&messages);
+    assert_eq!((r.examples, r.rejected), (0, 2));
+}
+
 /// The allowances leave room for real work: 20 000 turns with reasoning
 /// through a template that walks them twice render and count.
 #[test]
