@@ -10,7 +10,29 @@ use crate::state::{now, Services};
 use hone_app::api::{AdminBackend, AdminOverview, AppError, RequestParts, Role, Team, UserRow};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
 };
+
+/// Locks every administrator who can sign in, for the rest of `tx`, and
+/// counts them: two admins demoting (or disabling) each other at once
+/// then run one after the other, and the second sees the first's change.
+/// The no-op update is the lock: PostgreSQL locks the rows it touches and
+/// re-reads them once a concurrent holder commits; SQLite takes its one
+/// write lock.
+async fn lock_admins(tx: &sea_orm::DatabaseTransaction) -> Result<u64> {
+    use sea_orm::sea_query::Expr;
+    user::Entity::update_many()
+        .col_expr(user::Column::Role, Expr::col(user::Column::Role).into())
+        .filter(user::Column::Role.eq(StoredRole::Admin))
+        .filter(user::Column::DisabledAt.is_null())
+        .exec(tx)
+        .await?;
+    Ok(user::Entity::find()
+        .filter(user::Column::Role.eq(StoredRole::Admin))
+        .filter(user::Column::DisabledAt.is_null())
+        .count(tx)
+        .await?)
+}
 
 fn parse_role(role: &str) -> Result<Role> {
     Ok(Role::parse(role)
@@ -112,21 +134,25 @@ impl Services {
             .one(&self.db)
             .await?
             .ok_or_else(|| AppError::NotFound("that user".into()))?;
-        if target.role == StoredRole::Admin && role != Role::Admin {
-            let admins = user::Entity::find()
-                .filter(user::Column::Role.eq(StoredRole::Admin))
-                .count(&self.db)
-                .await?;
-            if admins <= 1 {
-                return Err(AppError::Conflict(
-                    "Hone needs at least one administrator: make someone else admin first.".into(),
-                )
-                .into());
-            }
+        let tx = self.db.begin().await?;
+        let target = user::Entity::find_by_id(target.id)
+            .one(&tx)
+            .await?
+            .ok_or_else(|| AppError::NotFound("that user".into()))?;
+        if target.role == StoredRole::Admin
+            && target.disabled_at.is_none()
+            && role != Role::Admin
+            && lock_admins(&tx).await? <= 1
+        {
+            return Err(AppError::Conflict(
+                "Hone needs at least one administrator: make someone else admin first.".into(),
+            )
+            .into());
         }
         let mut m: user::ActiveModel = target.into();
         m.role = Set(role.into());
-        let u = m.update(&self.db).await?;
+        let u = m.update(&tx).await?;
+        tx.commit().await?;
         tracing::info!(by = %admin.username, user = %u.username, role = role.as_str(), "role changed");
         Ok(())
     }
@@ -193,9 +219,17 @@ impl Services {
         if target.disabled_at.is_some() == disabled {
             return Ok(());
         }
+        let tx = self.db.begin().await?;
+        if disabled && target.role == StoredRole::Admin && lock_admins(&tx).await? <= 1 {
+            return Err(AppError::Conflict(
+                "Hone needs at least one administrator who can sign in: make someone else admin first.".into(),
+            )
+            .into());
+        }
         let mut m: user::ActiveModel = target.into();
         m.disabled_at = Set(disabled.then(now));
-        let u = m.update(&self.db).await?;
+        let u = m.update(&tx).await?;
+        tx.commit().await?;
         tracing::info!(by = %admin.username, user = %u.username, disabled, "account disabled or enabled");
         Ok(())
     }

@@ -338,3 +338,80 @@ async fn over_https_the_cookie_is_secure_and_host_prefixed() {
     );
     assert!(!cookie.contains("Domain"), "{cookie}");
 }
+
+#[tokio::test]
+async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
+    on_each_db(|app| async move {
+        world(&app).await;
+        let alpha = app.services.ensure_team("Alpha").await.unwrap();
+        app.services
+            .insert_user("second", PASSWORD, hone_app::api::Role::Admin, alpha.id)
+            .await
+            .unwrap();
+        let id_of = |name: &'static str| {
+            let app = &app;
+            async move {
+                user::Entity::find()
+                    .filter(user::Column::Username.eq(name))
+                    .one(&app.services.db)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .id
+                    .to_string()
+            }
+        };
+        let (first_id, second_id) = (id_of("admin").await, id_of("second").await);
+        let mut first = Client::new(&app);
+        first.login("admin", PASSWORD).await;
+        let mut second = Client::new(&app);
+        second.login("second", PASSWORD).await;
+        for round in 0..5 {
+            for (what, action) in [("role", "expert"), ("disabled", "true")] {
+                let name = if what == "role" {
+                    "set_role"
+                } else {
+                    "set_disabled"
+                };
+                let form_a = [("user_id", second_id.as_str()), (what, action)];
+                let form_b = [("user_id", first_id.as_str()), (what, action)];
+                let (a, b) = futures::join!(first.call(name, &form_a), second.call(name, &form_b));
+                let live_admins = user::Entity::find()
+                    .filter(user::Column::Role.eq(hone_server::entity::user::StoredRole::Admin))
+                    .filter(user::Column::DisabledAt.is_null())
+                    .count(&app.services.db)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    live_admins, 1,
+                    "{} round {round} {what}: {} / {}",
+                    app.db_name, a.body, b.body
+                );
+                let mut statuses = [a.status, b.status];
+                statuses.sort();
+                assert!(
+                    statuses == [StatusCode::OK, StatusCode::CONFLICT]
+                        || statuses == [StatusCode::OK, StatusCode::UNAUTHORIZED]
+                        || statuses == [StatusCode::OK, StatusCode::FORBIDDEN],
+                    "{statuses:?}: {} / {}",
+                    a.body,
+                    b.body
+                );
+                // Back to two live admins for the next round.
+                user::Entity::update_many()
+                    .col_expr(user::Column::Role, Expr::value("admin"))
+                    .col_expr(user::Column::DisabledAt, Expr::value(Option::<i64>::None))
+                    .filter(user::Column::Username.is_in(["admin", "second"]))
+                    .exec(&app.services.db)
+                    .await
+                    .unwrap();
+                // A demoted or disabled admin's session may be gone: sign in again.
+                first = Client::new(&app);
+                first.login("admin", PASSWORD).await;
+                second = Client::new(&app);
+                second.login("second", PASSWORD).await;
+            }
+        }
+    })
+    .await;
+}
