@@ -22,7 +22,7 @@ use sea_orm::{
 async fn lock_admins(tx: &sea_orm::DatabaseTransaction) -> Result<u64> {
     use sea_orm::sea_query::Expr;
     user::Entity::update_many()
-        .col_expr(user::Column::Role, Expr::col(user::Column::Role).into())
+        .col_expr(user::Column::Role, Expr::col(user::Column::Role))
         .filter(user::Column::Role.eq(StoredRole::Admin))
         .filter(user::Column::DisabledAt.is_null())
         .exec(tx)
