@@ -32,8 +32,18 @@ impl Split {
 }
 
 /// Percentages for train, validation and test; they add up to 100.
+/// Deserialised ratios are checked as [`Ratios::new`] checks them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "[u32; 3]")]
 pub struct Ratios(pub [u32; 3]);
+
+impl TryFrom<[u32; 3]> for Ratios {
+    type Error = RatioError;
+
+    fn try_from([train, validation, test]: [u32; 3]) -> Result<Self, Self::Error> {
+        Ratios::new(train, validation, test)
+    }
+}
 
 impl Default for Ratios {
     fn default() -> Self {
@@ -46,7 +56,7 @@ pub enum RatioError {
     #[error("write the split as three whole percentages separated by commas, e.g. 80,10,10")]
     Syntax,
     #[error("the three percentages add up to {0}, not 100")]
-    Sum(u32),
+    Sum(u64),
     #[error("the training share must be above 0")]
     NoTrain,
 }
@@ -69,7 +79,9 @@ impl std::str::FromStr for Ratios {
 
 impl Ratios {
     pub fn new(train: u32, validation: u32, test: u32) -> Result<Ratios, RatioError> {
-        let sum = train + validation + test;
+        // In u64: three u32 shares cannot overflow it (in u32 they could
+        // wrap around to exactly 100).
+        let sum = u64::from(train) + u64::from(validation) + u64::from(test);
         if sum != 100 {
             return Err(RatioError::Sum(sum));
         }
@@ -169,6 +181,34 @@ mod tests {
         assert_eq!("70, 20,10".parse::<Ratios>(), Ok(Ratios([70, 20, 10])));
         assert_eq!("70,20,20".parse::<Ratios>(), Err(RatioError::Sum(110)));
         assert_eq!("70,30".parse::<Ratios>(), Err(RatioError::Syntax));
+    }
+
+    /// Shares near `u32::MAX` add up without wrapping around: an error,
+    /// never an overflow (a panic in debug builds; in release builds
+    /// 4294967295,101,0 wrapped to exactly 100 and was accepted).
+    #[test]
+    fn huge_shares_are_refused_without_overflow() {
+        assert_eq!(
+            "4294967295,4294967295,2".parse::<Ratios>(),
+            Err(RatioError::Sum(8_589_934_592))
+        );
+        assert_eq!(
+            Ratios::new(u32::MAX, 101, 0),
+            Err(RatioError::Sum(4_294_967_396))
+        );
+        assert_eq!(
+            "4294967295,101,0"
+                .parse::<Ratios>()
+                .map_err(|e| e.to_string()),
+            Err("the three percentages add up to 4294967396, not 100".into())
+        );
+        // Deserialised ratios are checked like parsed ones.
+        assert!(serde_json::from_str::<Ratios>("[4294967295, 101, 0]").is_err());
+        assert!(serde_json::from_str::<Ratios>("[0, 50, 50]").is_err());
+        assert_eq!(
+            serde_json::from_str::<Ratios>("[80, 10, 10]").ok(),
+            Some(Ratios::default())
+        );
     }
 
     #[test]
