@@ -20,6 +20,14 @@ pub const FEW: u64 = 500;
 pub const IMBALANCE_SHARE: f64 = 0.10;
 /// Findings kept per code (all are counted).
 pub const MAX_FINDINGS_PER_CODE: usize = 1000;
+/// Distinct categories counted and split one by one; examples of further
+/// categories are split together ([`OTHER_CATEGORIES`]).
+pub const MAX_CATEGORIES: usize = 1000;
+/// Category names are counted, shown and split by this many characters.
+pub const MAX_CATEGORY_CHARS: usize = 100;
+/// The split's category id shared by the categories past [`MAX_CATEGORIES`]
+/// (`u32::MAX` is "no category").
+const OTHER_CATEGORIES: u32 = u32::MAX - 1;
 
 /// Token lengths from the base model's tokenizer and chat template.
 pub trait Measure: Sync {
@@ -146,8 +154,11 @@ pub struct Checker<'m> {
     counts: BTreeMap<Code, u64>,
     findings: Vec<Finding>,
     stats: Stats,
+    /// Category name (cut to [`MAX_CATEGORY_CHARS`]) → split id.
     categories: HashMap<String, u32>,
-    category_names: Vec<String>,
+    /// Which caps have been reported (once per file each).
+    noted_long_category: bool,
+    noted_many_categories: bool,
     messages: Vec<u32>,
     lengths: Vec<u32>,
     assistant_lengths: Vec<u32>,
@@ -167,7 +178,8 @@ impl<'m> Checker<'m> {
             findings: Vec::new(),
             stats: Stats::default(),
             categories: HashMap::new(),
-            category_names: Vec::new(),
+            noted_long_category: false,
+            noted_many_categories: false,
             messages: Vec::new(),
             lengths: Vec::new(),
             assistant_lengths: Vec::new(),
@@ -218,6 +230,10 @@ impl<'m> Checker<'m> {
                                 .clone(),
                         );
                         self.note(f);
+                    }
+                    // Past the record's cap, findings are only counted.
+                    for (code, n) in normalised.more {
+                        *self.counts.entry(code).or_insert(0) += n;
                     }
                     match normalised.example {
                         Some(ex) => self.keep(line, &ex, &head),
@@ -276,15 +292,7 @@ impl<'m> Checker<'m> {
             }
         }
         let category = match &ex.category {
-            Some(c) => {
-                let next = self.category_names.len() as u32;
-                let id = *self.categories.entry(c.clone()).or_insert(next);
-                if id == next {
-                    self.category_names.push(c.clone());
-                }
-                *self.stats.categories.entry(c.clone()).or_insert(0) += 1;
-                id
-            }
+            Some(c) => self.category(c, line),
             None => u32::MAX,
         };
         self.messages.push(ex.messages.len() as u32);
@@ -293,6 +301,34 @@ impl<'m> Checker<'m> {
         self.kept.push(Kept { line, category });
         self.keys
             .push((similar::exact_key(&text), similar::signature(&text)));
+    }
+
+    /// The split id of an example's category, counting it in the stats.
+    /// Names are cut to [`MAX_CATEGORY_CHARS`]; past [`MAX_CATEGORIES`]
+    /// distinct ones, the rest share one id and are not counted by name.
+    fn category(&mut self, name: &str, line: u64) -> u32 {
+        let name = crate::finding::cut(name, MAX_CATEGORY_CHARS);
+        if matches!(name, std::borrow::Cow::Owned(_)) && !self.noted_long_category {
+            self.noted_long_category = true;
+            self.note(Finding::new(Code::LimitReached, format!("The category on line {line} is longer than {MAX_CATEGORY_CHARS} characters: categories are counted and split by their first {MAX_CATEGORY_CHARS} characters."), "Use short category names, such as billing or login.").at(line));
+        }
+        if let Some(&id) = self.categories.get(name.as_ref()) {
+            if let Some(n) = self.stats.categories.get_mut(name.as_ref()) {
+                *n += 1;
+            }
+            return id;
+        }
+        if self.categories.len() >= MAX_CATEGORIES {
+            if !self.noted_many_categories {
+                self.noted_many_categories = true;
+                self.note(Finding::new(Code::LimitReached, format!("The file has more than {MAX_CATEGORIES} categories (the {}st is on line {line}): the first {MAX_CATEGORIES} are counted and split one by one, the rest are split together.", MAX_CATEGORIES + 1), "Check the category column: a category is a label shared by many examples, such as billing or login, not a text of its own.").at(line));
+            }
+            return OTHER_CATEGORIES;
+        }
+        let id = self.categories.len() as u32;
+        self.categories.insert(name.clone().into_owned(), id);
+        self.stats.categories.insert(name.into_owned(), 1);
+        id
     }
 
     pub fn finish(mut self) -> Report {

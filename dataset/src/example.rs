@@ -1,7 +1,7 @@
 //! The normalised training example (the OpenAI chat `messages` shape) and
 //! the rules that turn one raw record of each format into it.
 
-use crate::finding::{Code, Finding};
+use crate::finding::{quoted, Code, Finding};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -75,21 +75,47 @@ const MESSAGE_KEYS: [&str; 7] = [
     "function_call",
 ];
 
+/// Findings kept per record; the rest are counted ([`Normalised::more`]),
+/// so one line of thousands of broken messages cannot hold thousands of
+/// findings in memory.
+pub const MAX_FINDINGS_PER_RECORD: usize = 100;
+
 /// The outcome of normalising one record: the example if nothing blocks
-/// it, and every finding either way.
+/// it, and every finding either way: the first
+/// [`MAX_FINDINGS_PER_RECORD`] (then a `limit_reached` one) as they are,
+/// the rest counted by code.
 #[derive(Debug, Default)]
 pub struct Normalised {
     pub example: Option<Example>,
     pub findings: Vec<Finding>,
+    pub more: BTreeMap<Code, u64>,
 }
 
 impl Normalised {
     fn push(&mut self, line: u64, f: Finding) {
-        self.findings.push(f.at(line));
+        match self.findings.len() {
+            n if n < MAX_FINDINGS_PER_RECORD => self.findings.push(f.at(line)),
+            MAX_FINDINGS_PER_RECORD => {
+                *self.more.entry(f.code).or_insert(0) += 1;
+                self.findings.push(
+                    Finding::new(
+                        Code::LimitReached,
+                        format!("Line {line} has more than {MAX_FINDINGS_PER_RECORD} problems; the first {MAX_FINDINGS_PER_RECORD} are listed, and all are counted."),
+                        "Fix the ones listed and check the file again to see the rest.",
+                    )
+                    .at(line),
+                );
+            }
+            _ => *self.more.entry(f.code).or_insert(0) += 1,
+        }
     }
 
     fn blocked(&self) -> bool {
         self.findings.iter().any(Finding::is_error)
+            || self
+                .more
+                .keys()
+                .any(|c| c.severity() == crate::Severity::Error)
     }
 }
 
@@ -143,7 +169,8 @@ pub fn from_openai(obj: &Map<String, Value>, line: u64) -> Normalised {
         };
         for k in m.keys() {
             if !MESSAGE_KEYS.contains(&k.as_str()) {
-                out.push(line, Finding::new(Code::UnknownMessageKey, format!("Message {} has a field `{k}` that chat fine-tuning does not know.", i + 1), "Remove it, or rename it to one of role, content, name, weight, tool_calls.").field(field(k)));
+                let k = quoted(k);
+                out.push(line, Finding::new(Code::UnknownMessageKey, format!("Message {} has a field `{k}` that chat fine-tuning does not know.", i + 1), "Remove it, or rename it to one of role, content, name, weight, tool_calls.").field(field(&k)));
             }
         }
         let role = match m.get("role") {
@@ -161,6 +188,7 @@ pub fn from_openai(obj: &Map<String, Value>, line: u64) -> Normalised {
             }
             Some(Value::String(r)) if ROLES.contains(&r.as_str()) => r.clone(),
             Some(other) => {
+                let other = quoted(&other.to_string()).into_owned();
                 out.push(line, Finding::new(Code::UnknownRole, format!("Message {} has the role {other}, which is not one of system, user, assistant, tool.", i + 1), "Use \"system\", \"user\" or \"assistant\" (spelled exactly, lower case).").field(field("role")));
                 continue;
             }
@@ -348,6 +376,7 @@ pub fn from_alpaca(obj: &Map<String, Value>, line: u64) -> Normalised {
             k.as_str(),
             "instruction" | "input" | "output" | "system" | "category" | "label" | "topic"
         ) {
+            let k = quoted(k);
             out.push(
                 line,
                 Finding::new(
@@ -355,7 +384,7 @@ pub fn from_alpaca(obj: &Map<String, Value>, line: u64) -> Normalised {
                     format!("The field `{k}` is not part of the Alpaca format and is ignored."),
                     "Remove it, or leave it: it is not used for training.",
                 )
-                .field(k.clone()),
+                .field(k),
             );
         }
     }
@@ -429,6 +458,7 @@ pub fn from_sharegpt(obj: &Map<String, Value>, line: u64) -> Normalised {
                 continue;
             }
             Some(other) => {
+                let other = quoted(other);
                 out.push(
                     line,
                     Finding::new(

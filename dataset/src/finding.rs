@@ -77,11 +77,30 @@ codes! {
     TooFewExamples = "too_few_examples", Warning;
     FewExamples = "few_examples", Warning;
     CategoryImbalance = "category_imbalance", Warning;
+    LimitReached = "limit_reached", Warning;
 }
 
 impl std::fmt::Display for Code {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Strings from the file that a finding quotes (a field name, a role, a
+/// column) are cut to this many characters: a finding says where to look,
+/// it does not copy the file.
+pub const MAX_QUOTED_CHARS: usize = 60;
+
+/// `s` cut to [`MAX_QUOTED_CHARS`] characters, with "…" where it was cut.
+pub fn quoted(s: &str) -> std::borrow::Cow<'_, str> {
+    cut(s, MAX_QUOTED_CHARS)
+}
+
+/// `s` cut to `max` characters, with "…" where it was cut.
+pub fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &s[..end]).into(),
+        None => s.into(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! line (or one JSON-array element) in memory, never the file.
 
 use crate::example::{self, Normalised};
-use crate::finding::{Code, Finding};
+use crate::finding::{quoted, Code, Finding};
 use crate::pii;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -86,8 +86,8 @@ impl Parsed {
         Parsed::Record {
             line,
             normalised: Normalised {
-                example: None,
                 findings: vec![finding],
+                ..Normalised::default()
             },
             head,
         }
@@ -134,6 +134,8 @@ const RESPONSE_NAMES: [&str; 7] = [
     "gpt",
 ];
 const CATEGORY_NAMES: [&str; 4] = ["category", "label", "topic", "class"];
+/// Columns a finding lists by name; the rest are counted.
+const MAX_LISTED_COLUMNS: usize = 20;
 
 #[derive(Debug)]
 enum State {
@@ -495,13 +497,13 @@ impl Parser {
                     _ => "null",
                 };
                 Normalised {
-                    example: None,
                     findings: vec![Finding::new(
                         Code::NotObject,
                         format!("Line {line} is {kind}, not a JSON object."),
                         "Write each example as one object: {\"messages\": [ … ]}.",
                     )
                     .at(line)],
+                    ..Normalised::default()
                 }
             }
         };
@@ -602,11 +604,16 @@ impl Parser {
             match (prompt, response) {
                 (Some(p), Some(r)) if p != r => csv.map = Some((p, r, category)),
                 _ => {
-                    let listed = header
+                    let mut listed = header
                         .iter()
-                        .map(|h| format!("\"{h}\""))
+                        .take(MAX_LISTED_COLUMNS)
+                        .map(|h| format!("\"{}\"", quoted(h)))
                         .collect::<Vec<_>>()
                         .join(", ");
+                    if header.len() > MAX_LISTED_COLUMNS {
+                        listed
+                            .push_str(&format!(" and {} more", header.len() - MAX_LISTED_COLUMNS));
+                    }
                     let known = prompt.is_some() || response.is_some() || category.is_some();
                     let mut fix = String::from("Name the columns prompt and response (and optionally category), or choose them in the column-mapping step.");
                     if !known {
