@@ -183,9 +183,12 @@ struct CsvState {
 pub struct Parser {
     opts: ParseOptions,
     state: State,
-    /// Bytes of the current, incomplete line (line-based formats) or the
-    /// whitespace before the first record (`Start`).
+    /// Bytes of the current, incomplete line (line-based formats), or in
+    /// `Start` the first bytes after leading whitespace, held until there
+    /// are enough to tell the format ([`DETECT_BYTES`] and a newline).
     pending: Vec<u8>,
+    /// Whether `pending` holds a newline (`Start`), kept chunk by chunk.
+    pending_newline: bool,
     /// Lines completed so far.
     line: u64,
     /// Bytes consumed so far.
@@ -202,6 +205,10 @@ pub struct Parser {
 
 /// Blank lines before the first record are reported up to this many.
 const MAX_REPORTED_LEADING_BLANKS: usize = 1000;
+/// The format is told from the first bytes: at least this many (the sample
+/// checked for binary data) and the whole first line, so the answer does
+/// not depend on how the bytes arrive.
+const DETECT_BYTES: usize = 4096;
 
 impl Parser {
     pub fn new(opts: ParseOptions) -> Parser {
@@ -209,6 +216,7 @@ impl Parser {
             opts,
             state: State::Start,
             pending: Vec::new(),
+            pending_newline: false,
             line: 0,
             offset: 0,
             skipping: false,
@@ -244,24 +252,41 @@ impl Parser {
     /// Parses `chunk`, appending records and findings to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<Parsed>) {
         if let State::Start = self.state {
-            // Leading whitespace is counted, not kept.
-            let first = chunk.iter().position(|b| !b.is_ascii_whitespace());
-            let blank = &chunk[..first.unwrap_or(chunk.len())];
-            let newlines = blank.iter().filter(|b| **b == b'\n').count() as u64;
-            self.line += newlines;
-            self.leading_blank_lines += newlines;
-            self.offset += blank.len() as u64;
-            let Some(first) = first else { return };
-            let rest = &chunk[first..];
-            self.detect(rest, out);
-            if matches!(self.state, State::Jsonl | State::Csv(_)) {
-                for line in (1..=self.leading_blank_lines).take(MAX_REPORTED_LEADING_BLANKS) {
-                    out.push(Parsed::blank(line, "Delete the empty line."));
-                }
+            let mut rest = chunk;
+            if self.pending.is_empty() {
+                // Leading whitespace is counted, not kept.
+                let first = chunk.iter().position(|b| !b.is_ascii_whitespace());
+                let blank = &chunk[..first.unwrap_or(chunk.len())];
+                let newlines = blank.iter().filter(|b| **b == b'\n').count() as u64;
+                self.line += newlines;
+                self.leading_blank_lines += newlines;
+                self.offset += blank.len() as u64;
+                let Some(first) = first else { return };
+                rest = &chunk[first..];
             }
-            return self.dispatch(rest, out);
+            self.pending_newline |= rest.contains(&b'\n');
+            self.pending.extend_from_slice(rest);
+            let enough = self.pending.len() >= DETECT_BYTES && self.pending_newline
+                || self.pending.len() > self.opts.max_line_bytes.max(DETECT_BYTES);
+            if enough {
+                self.start(out);
+            }
+            return;
         }
         self.dispatch(chunk, out);
+    }
+
+    /// Tells the format from the bytes held in `pending` and parses them.
+    fn start(&mut self, out: &mut Vec<Parsed>) {
+        let head = std::mem::take(&mut self.pending);
+        self.pending_newline = false;
+        self.detect(&head, out);
+        if matches!(self.state, State::Jsonl | State::Csv(_)) {
+            for line in (1..=self.leading_blank_lines).take(MAX_REPORTED_LEADING_BLANKS) {
+                out.push(Parsed::blank(line, "Delete the empty line."));
+            }
+        }
+        self.dispatch(&head, out);
     }
 
     fn dispatch(&mut self, chunk: &[u8], out: &mut Vec<Parsed>) {
@@ -786,6 +811,9 @@ impl Parser {
 
     /// Ends the input: the last line, and problems only visible at the end.
     pub fn finish(&mut self, out: &mut Vec<Parsed>) {
+        if matches!(self.state, State::Start) && !self.pending.is_empty() {
+            self.start(out);
+        }
         match &mut self.state {
             State::Start => {
                 let what = if self.offset == 0 {
