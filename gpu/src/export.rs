@@ -129,6 +129,24 @@ pub fn load_adapter<B: QuantBackend>(
     } else {
         lora.alpha / lora.r as f64
     };
+    // Every adapter's shape first (PEFT's `A` is `[r, in]`, `B` is
+    // `[out, r]`), from the header alone, before anything is read.
+    for (i, layer) in model.layers.iter().enumerate() {
+        for t in &lora.targets {
+            let [out, inp] = layer.linear(*t).dims();
+            let rule = |r| format!("{r}: r from the LoRA settings, features from the base model");
+            w.check_shape(
+                &peft_name(i, *t, "A"),
+                &[lora.r, inp],
+                &rule("[r, in_features]"),
+            )?;
+            w.check_shape(
+                &peft_name(i, *t, "B"),
+                &[out, lora.r],
+                &rule("[out_features, r]"),
+            )?;
+        }
+    }
     for (i, layer) in model.layers.iter_mut().enumerate() {
         for t in &lora.targets {
             let read = |which: &str| -> Result<Param<Tensor<B, 2>>, WeightsError> {
@@ -236,4 +254,87 @@ pub fn save_merged<B: QuantBackend>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LoraConfig, Target};
+    use crate::ModelConfig;
+
+    type B = burn::backend::Flex;
+
+    fn base() -> Model<B> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama");
+        let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let config = ModelConfig::from_json(&text).unwrap();
+        Model::load(&config, &Weights::open(&dir).unwrap(), &Default::default()).unwrap()
+    }
+
+    /// An adapter folder with q_proj adapters of the given shapes in both
+    /// layers of the llama fixture (`q_proj` is `[64, 64]`).
+    fn adapter(a: [&[usize]; 2], b: [&[usize]; 2]) -> tempfile::TempDir {
+        let mut tensors = Vec::new();
+        for layer in 0..2 {
+            for (which, shape) in [("A", a[layer]), ("B", b[layer])] {
+                let len = shape.iter().product();
+                let name = peft_name(layer, Target::Q, which);
+                tensors.push((name, shape.to_vec(), vec![0.0; len]));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("adapter_model.safetensors"),
+            safetensors_bytes(tensors),
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn adapters_whose_shapes_disagree_with_the_model_are_refused() {
+        let lora = LoraConfig {
+            r: 2,
+            alpha: 4.0,
+            dropout: 0.0,
+            targets: vec![Target::Q],
+            rslora: false,
+            seed: 0,
+        };
+        let device = Default::default();
+        let good = adapter([&[2, 64], &[2, 64]], [&[64, 2], &[64, 2]]);
+        assert!(load_adapter(base(), &lora, good.path(), &device).is_ok());
+        for (a, b, bad, rule) in [
+            (
+                [&[2, 64][..], &[64, 2]],
+                [&[64, 2][..], &[64, 2]],
+                1,
+                "[r, in_features]",
+            ),
+            (
+                [&[2, 64], &[2, 64]],
+                [&[64, 2], &[128]],
+                1,
+                "[out_features, r]",
+            ),
+            (
+                [&[4, 64], &[2, 64]],
+                [&[64, 2], &[64, 2]],
+                0,
+                "[r, in_features]",
+            ),
+        ] {
+            let dir = adapter(a, b);
+            let e = load_adapter(base(), &lora, dir.path(), &device)
+                .err()
+                .unwrap();
+            let which = if rule.starts_with("[r") { "A" } else { "B" };
+            assert!(
+                matches!(&e, WeightsError::Shape { tensor, .. } if *tensor == peft_name(bad, Target::Q, which)),
+                "{e}"
+            );
+            assert!(e.to_string().contains("adapter_model.safetensors"), "{e}");
+            assert!(e.to_string().contains(rule), "{e}");
+        }
+    }
 }

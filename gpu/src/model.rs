@@ -628,6 +628,7 @@ impl<B: QuantBackend> Model<B> {
         quant: Option<QuantConfig>,
         device: &B::Device,
     ) -> Result<Model<B>, WeightsError> {
+        check_shapes(config, weights)?;
         let tensor2 = |name: &str| -> Result<Param<Tensor<B, 2>>, WeightsError> {
             let (v, shape) = weights.read(name)?;
             let [rows, cols] = shape[..] else {
@@ -723,6 +724,88 @@ impl<B: QuantBackend> Model<B> {
     }
 }
 
+/// Checks every tensor the decoder reads against the shape `config.json`
+/// implies, from the headers alone, before any tensor is read: a
+/// checkpoint that does not belong to its config fails at once, naming
+/// the tensor, rather than halfway through loading or inside a product.
+/// Layers are checked in order, so an absurd `num_hidden_layers` ends at
+/// the first missing tensor instead of allocating for all of them.
+pub fn check_shapes(config: &ModelConfig, weights: &Weights) -> Result<(), WeightsError> {
+    let mul = |a: usize, b: usize, rule: &str| {
+        a.checked_mul(b)
+            .ok_or_else(|| WeightsError::ConfigOverflow(rule.into()))
+    };
+    let hidden = config.hidden_size;
+    let vocab = config.vocab_size;
+    let inter = config.intermediate_size;
+    let q = mul(
+        config.num_attention_heads,
+        config.head_dim,
+        "num_attention_heads × head_dim",
+    )?;
+    let kv = mul(
+        config.num_key_value_heads,
+        config.head_dim,
+        "num_key_value_heads × head_dim",
+    )?;
+    let check = |name: &str, shape: &[usize], rule: &str| {
+        weights.check_shape(name, shape, &format!("{rule} from config.json"))
+    };
+    check(
+        "model.embed_tokens.weight",
+        &[vocab, hidden],
+        "[vocab_size, hidden_size]",
+    )?;
+    check("model.norm.weight", &[hidden], "[hidden_size]")?;
+    if !config.tie_word_embeddings || weights.contains("lm_head.weight") {
+        check(
+            "lm_head.weight",
+            &[vocab, hidden],
+            "[vocab_size, hidden_size]",
+        )?;
+    }
+    for i in 0..config.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        for norm in ["input_layernorm", "post_attention_layernorm"] {
+            check(&format!("{p}.{norm}.weight"), &[hidden], "[hidden_size]")?;
+        }
+        let attention = [
+            ("q_proj", q, "num_attention_heads × head_dim"),
+            ("k_proj", kv, "num_key_value_heads × head_dim"),
+            ("v_proj", kv, "num_key_value_heads × head_dim"),
+        ];
+        for (proj, out, what) in attention {
+            let name = format!("{p}.self_attn.{proj}");
+            check(
+                &format!("{name}.weight"),
+                &[out, hidden],
+                &format!("[{what}, hidden_size]"),
+            )?;
+            if config.attention_bias {
+                check(&format!("{name}.bias"), &[out], &format!("[{what}]"))?;
+            }
+        }
+        check(
+            &format!("{p}.self_attn.o_proj.weight"),
+            &[hidden, q],
+            "[hidden_size, num_attention_heads × head_dim]",
+        )?;
+        for proj in ["gate_proj", "up_proj"] {
+            check(
+                &format!("{p}.mlp.{proj}.weight"),
+                &[inter, hidden],
+                "[intermediate_size, hidden_size]",
+            )?;
+        }
+        check(
+            &format!("{p}.mlp.down_proj.weight"),
+            &[hidden, inter],
+            "[hidden_size, intermediate_size]",
+        )?;
+    }
+    Ok(())
+}
+
 /// Mean cross-entropy of next-token prediction over the positions `mask`
 /// marks (1.0: counts, 0.0: ignored), as transformers' causal-LM loss with
 /// labels set to -100 where the mask is 0.
@@ -758,4 +841,174 @@ pub fn fixed_adapter_values<B: Backend>(mut model: Model<B>, device: &B::Device)
         }
     }
     model
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::safetensors_bytes;
+
+    /// A tiny Qwen2 config (q/k/v biases, grouped-query attention):
+    /// hidden 4, 2 heads of 2, 1 key/value head, intermediate 6, vocab 8.
+    fn config(layers: &str) -> ModelConfig {
+        ModelConfig::from_json(&format!(
+            r#"{{"model_type":"qwen2","vocab_size":8,"hidden_size":4,"intermediate_size":6,
+                "num_hidden_layers":{layers},"num_attention_heads":2,"num_key_value_heads":1,
+                "max_position_embeddings":16,"tie_word_embeddings":true}}"#
+        ))
+        .unwrap()
+    }
+
+    /// The tensors `config("1")` needs, with their shapes; zero-filled.
+    fn shapes() -> Vec<(String, Vec<usize>)> {
+        let p = "model.layers.0";
+        [
+            ("model.embed_tokens.weight".to_string(), vec![8, 4]),
+            ("model.norm.weight".to_string(), vec![4]),
+            (format!("{p}.input_layernorm.weight"), vec![4]),
+            (format!("{p}.post_attention_layernorm.weight"), vec![4]),
+            (format!("{p}.self_attn.q_proj.weight"), vec![4, 4]),
+            (format!("{p}.self_attn.q_proj.bias"), vec![4]),
+            (format!("{p}.self_attn.k_proj.weight"), vec![2, 4]),
+            (format!("{p}.self_attn.k_proj.bias"), vec![2]),
+            (format!("{p}.self_attn.v_proj.weight"), vec![2, 4]),
+            (format!("{p}.self_attn.v_proj.bias"), vec![2]),
+            (format!("{p}.self_attn.o_proj.weight"), vec![4, 4]),
+            (format!("{p}.mlp.gate_proj.weight"), vec![6, 4]),
+            (format!("{p}.mlp.up_proj.weight"), vec![6, 4]),
+            (format!("{p}.mlp.down_proj.weight"), vec![4, 6]),
+        ]
+        .into()
+    }
+
+    fn weights(shapes: Vec<(String, Vec<usize>)>) -> (tempfile::TempDir, Weights) {
+        let tensors = shapes
+            .into_iter()
+            .map(|(n, s)| {
+                let len = s.iter().product();
+                (n, s, vec![0.0; len])
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("model.safetensors"),
+            safetensors_bytes(tensors),
+        )
+        .unwrap();
+        let w = Weights::open(dir.path()).unwrap();
+        (dir, w)
+    }
+
+    fn with(name: &str, shape: Vec<usize>) -> Vec<(String, Vec<usize>)> {
+        let mut all = shapes();
+        let t = all.iter_mut().find(|(n, _)| n == name).unwrap();
+        t.1 = shape;
+        all
+    }
+
+    #[test]
+    fn a_checkpoint_that_matches_its_config_loads() {
+        let (_dir, w) = weights(shapes());
+        check_shapes(&config("1"), &w).unwrap();
+        let model = Model::<burn::backend::Flex>::load(&config("1"), &w, &Default::default());
+        assert_eq!(model.unwrap().layers.len(), 1);
+    }
+
+    #[test]
+    fn shapes_that_disagree_with_config_json_are_refused_before_reading() {
+        let p = "model.layers.0";
+        let cases = [
+            (
+                "model.embed_tokens.weight".to_string(),
+                vec![9, 4],
+                "[vocab_size, hidden_size]",
+            ),
+            (
+                "model.embed_tokens.weight".to_string(),
+                vec![4, 8],
+                "[vocab_size, hidden_size]",
+            ),
+            ("model.norm.weight".to_string(), vec![1, 4], "[hidden_size]"),
+            (
+                format!("{p}.self_attn.q_proj.weight"),
+                vec![4],
+                "[num_attention_heads × head_dim, hidden_size]",
+            ),
+            (
+                format!("{p}.self_attn.k_proj.weight"),
+                vec![4, 4],
+                "[num_key_value_heads × head_dim, hidden_size]",
+            ),
+            (
+                format!("{p}.self_attn.v_proj.bias"),
+                vec![4],
+                "[num_key_value_heads × head_dim]",
+            ),
+            (
+                format!("{p}.self_attn.o_proj.weight"),
+                vec![4, 2],
+                "[hidden_size, num_attention_heads × head_dim]",
+            ),
+            (
+                format!("{p}.mlp.gate_proj.weight"),
+                vec![4, 6],
+                "[intermediate_size, hidden_size]",
+            ),
+            (
+                format!("{p}.mlp.down_proj.weight"),
+                vec![6, 4],
+                "[hidden_size, intermediate_size]",
+            ),
+        ];
+        for (name, shape, rule) in cases {
+            let (_dir, w) = weights(with(&name, shape.clone()));
+            let e = Model::<burn::backend::Flex>::load(&config("1"), &w, &Default::default())
+                .err()
+                .unwrap();
+            assert!(
+                matches!(&e, WeightsError::Shape { tensor, found, .. } if *tensor == name && *found == shape),
+                "{name}: {e}"
+            );
+            let text = e.to_string();
+            assert!(text.contains("model.safetensors"), "{text}");
+            assert!(
+                text.contains(&format!("({rule} from config.json)")),
+                "{text}"
+            );
+        }
+        // A separate head must match too.
+        let mut all = shapes();
+        all.push(("lm_head.weight".into(), vec![8, 5]));
+        let (_dir, w) = weights(all);
+        let e = check_shapes(&config("1"), &w).unwrap_err();
+        assert!(
+            matches!(&e, WeightsError::Shape { tensor, .. } if tensor == "lm_head.weight"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_absurd_layer_count_ends_at_the_first_missing_tensor() {
+        let (_dir, w) = weights(shapes());
+        let e = Model::<burn::backend::Flex>::load(
+            &config("1000000000000000000"),
+            &w,
+            &Default::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            matches!(&e, WeightsError::Missing(t) if t == "model.layers.1.input_layernorm.weight"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn head_counts_that_overflow_are_refused() {
+        let mut c = config("1");
+        c.head_dim = usize::MAX;
+        let (_dir, w) = weights(shapes());
+        let e = check_shapes(&c, &w).unwrap_err();
+        assert!(matches!(e, WeightsError::ConfigOverflow(_)), "{e}");
+    }
 }
