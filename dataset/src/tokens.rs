@@ -81,17 +81,25 @@ const MESSAGE_BYTES: usize = 64;
 /// The example's size for the fuel and output allowances.
 fn weight(example: &Example) -> usize {
     example.messages.iter().fold(0usize, |sum, m| {
-        let extra = if m.extra.is_empty() {
-            0
-        } else {
-            serde_json::to_string(&m.extra).map_or(0, |s| s.len())
-        };
         sum.saturating_add(MESSAGE_BYTES)
             .saturating_add(m.role.len())
-            .saturating_add(m.content.as_deref().map_or(0, str::len))
             .saturating_add(m.name.as_deref().map_or(0, str::len))
-            .saturating_add(extra)
+            .saturating_add(text_len(m))
     })
+}
+
+/// The bytes of a message a template writes out: its content and its tool
+/// calls (as JSON).
+fn text_len(m: &crate::example::Message) -> usize {
+    let extra = if m.extra.is_empty() {
+        0
+    } else {
+        serde_json::to_string(&m.extra).map_or(0, |s| s.len())
+    };
+    m.content
+        .as_deref()
+        .map_or(0, str::len)
+        .saturating_add(extra)
 }
 
 /// The fuel slot of an example of `weight` bytes: the smallest `k` with
@@ -315,13 +323,10 @@ impl ChatTokenizer {
         let mut fruitless = 16 * rendered.len() + (64 << 10);
         let mut behind = [0usize; BEHIND];
         for (i, m) in example.messages.iter().enumerate() {
-            let size = m.content.as_deref().map_or(0, str::len)
-                + if m.extra.is_empty() {
-                    0
-                } else {
-                    serde_json::to_string(&m.extra).map_or(0, |s| s.len())
-                };
-            let reach = GAP + size + behind.iter().sum::<usize>();
+            let size = text_len(m);
+            let reach = behind
+                .iter()
+                .fold(GAP.saturating_add(size), |r, b| r.saturating_add(*b));
             behind[i % BEHIND] = size;
             let Some(content) = m.content.as_deref().filter(|c| !c.is_empty()) else {
                 continue;

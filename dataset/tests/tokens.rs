@@ -177,6 +177,21 @@ fn a_template_that_loops_without_end_is_stopped_with_a_finding() {
     };
     let err = t.render_prompt(&ex).unwrap_err();
     assert!(err.contains("too much work"), "{err}");
+    // However the loop is wrapped: in a macro, a captured block, a filter.
+    let nested = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    for template in [
+        format!("{{% macro f() %}}{nested}{{% endmacro %}}{{{{ f() }}}}"),
+        format!("{{% set x %}}{nested}{{% endset %}}{{{{ x }}}}"),
+        format!("{{% filter upper %}}{nested}{{% endfilter %}}"),
+        "{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(1) }}".to_owned(),
+    ] {
+        let t = ChatTokenizer::from_files(TOKENIZER, Some(CONFIG), Some(&template)).unwrap();
+        let err = t.render(&ex).unwrap_err();
+        assert!(
+            err.contains("too much work") || err.contains("recursion"),
+            "{template}: {err}"
+        );
+    }
 }
 
 /// A template that writes far more than the example holds (20 MB for a
