@@ -3,8 +3,12 @@
 //! so a large checkpoint is never held in memory whole (QLoRA quantizes as
 //! it reads). f32, f16 and bf16 become f32. Sharded checkpoints are found
 //! through `model.safetensors.index.json`.
+//!
+//! Model folders come from outside, so every header is checked (`header`)
+//! and every shard name kept inside the folder when the folder is opened,
+//! before a tensor's worth of memory is allocated; shapes are checked
+//! against `config.json` by the model before it reads (`model::check_shapes`).
 
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -14,9 +18,9 @@ pub mod header;
 
 pub use header::{parse_header, Dtype, Header, HeaderError, TensorInfo, MAX_HEADER_LEN};
 
-/// The largest `model.safetensors.index.json` read (real ones are tens of
-/// kilobytes: one line per tensor).
-pub const MAX_INDEX_LEN: u64 = MAX_HEADER_LEN;
+/// The largest `model.safetensors.index.json` read: one line per tensor,
+/// so real ones are kilobytes to a few megabytes (DeepSeek-V3's ~9 MB).
+pub const MAX_INDEX_LEN: u64 = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
@@ -268,19 +272,14 @@ fn read_index(index: &Path) -> Result<BTreeMap<String, String>, WeightsError> {
     f.take(MAX_INDEX_LEN + 1)
         .read_to_end(&mut text)
         .map_err(|e| io(index, e))?;
-    let v: Value = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
-    let map = v
-        .get("weight_map")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("no weight_map object".into()))?;
-    map.iter()
-        .map(|(tensor, shard)| match shard.as_str() {
-            Some(s) => Ok((tensor.clone(), s.to_owned())),
-            None => Err(bad(format!(
-                "weight_map gives tensor {tensor:?} the shard {shard}, not a file name"
-            ))),
-        })
-        .collect()
+    // Typed, so `metadata` is skipped unkept and a map costs little more
+    // than its text.
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let index: Index = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    Ok(index.weight_map)
 }
 
 /// A shard's path, refused when its name leaves the model folder — a
@@ -371,6 +370,7 @@ fn f16_to_f32(h: u16) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn half_precision_converts_exactly() {

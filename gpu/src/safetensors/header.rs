@@ -8,6 +8,7 @@
 
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -230,25 +231,19 @@ pub fn parse_header(file: &[u8]) -> Result<Header, HeaderError> {
 /// The header's JSON, checked against a data section of `data_len` bytes
 /// that starts at `data_start` in the file.
 pub fn parse_json(json: &[u8], data_start: u64, data_len: u64) -> Result<Header, HeaderError> {
-    let current = RefCell::new(None);
+    let failure = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(json);
-    let raw = HeaderSeed { current: &current }
-        .deserialize(&mut de)
-        .and_then(|raw| de.end().map(|()| raw))
-        .map_err(|e| match current.take() {
-            Some(tensor) => HeaderError::Field {
-                tensor,
-                why: e.to_string(),
-            },
-            None => HeaderError::Json(e.to_string()),
-        })?;
-    let mut tensors = BTreeMap::new();
-    for (name, t) in raw {
-        let info = check(&name, t, data_len)?;
-        if tensors.insert(name.clone(), info).is_some() {
-            return Err(HeaderError::Duplicate { tensor: name });
-        }
+    let tensors = HeaderSeed {
+        data_len,
+        failure: &failure,
     }
+    .deserialize(&mut de)
+    .and_then(|tensors| de.end().map(|()| tensors))
+    .map_err(|e| {
+        failure
+            .take()
+            .unwrap_or_else(|| HeaderError::Json(e.to_string()))
+    })?;
     check_overlaps(&tensors)?;
     Ok(Header {
         data_start,
@@ -256,10 +251,10 @@ pub fn parse_json(json: &[u8], data_start: u64, data_len: u64) -> Result<Header,
     })
 }
 
-fn check(name: &str, t: RawTensor, data_len: u64) -> Result<TensorInfo, HeaderError> {
+fn check(name: &str, t: RawTensor<'_>, data_len: u64) -> Result<TensorInfo, HeaderError> {
     let dtype = Dtype::parse(&t.dtype).ok_or_else(|| HeaderError::UnknownDtype {
         tensor: name.into(),
-        dtype: t.dtype.clone(),
+        dtype: t.dtype.clone().into_owned(),
     })?;
     let shape = t.shape.0;
     let expected = shape
@@ -344,8 +339,9 @@ fn check_overlaps(tensors: &BTreeMap<String, TensorInfo>) -> Result<(), HeaderEr
 /// A tensor entry as written, before its numbers are checked. Unknown keys
 /// are ignored, as the reference implementation ignores them.
 #[derive(Deserialize)]
-struct RawTensor {
-    dtype: String,
+struct RawTensor<'a> {
+    #[serde(borrow)]
+    dtype: Cow<'a, str>,
     shape: Shape,
     data_offsets: [u64; 2],
 }
@@ -378,41 +374,58 @@ impl<'de> Deserialize<'de> for Shape {
     }
 }
 
-/// The top-level object, read entry by entry so that an error can name the
-/// tensor it was found in (`current`), and `__metadata__` is skipped
-/// without being kept.
+/// The top-level object, each tensor checked as it is read, so that only
+/// checked tensors are kept, an error names the tensor it was found in, and
+/// `__metadata__` is skipped without being kept. A failed check is left in
+/// `failure` (serde's error type cannot carry it).
 struct HeaderSeed<'a> {
-    current: &'a RefCell<Option<String>>,
+    data_len: u64,
+    failure: &'a RefCell<Option<HeaderError>>,
+}
+
+impl HeaderSeed<'_> {
+    fn fail<E: serde::de::Error>(&self, e: HeaderError) -> E {
+        let message = E::custom(&e);
+        *self.failure.borrow_mut() = Some(e);
+        message
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for HeaderSeed<'_> {
-    type Value = Vec<(String, RawTensor)>;
+    type Value = BTreeMap<String, TensorInfo>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for HeaderSeed<'_> {
-    type Value = Vec<(String, RawTensor)>;
+    type Value = BTreeMap<String, TensorInfo>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object of tensors")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        loop {
-            *self.current.borrow_mut() = None;
-            let Some(name) = map.next_key::<String>()? else {
-                break;
-            };
+        let mut tensors = BTreeMap::new();
+        while let Some(name) = map.next_key::<String>()? {
             if name == "__metadata__" {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            *self.current.borrow_mut() = Some(name.clone());
-            let t = map.next_value::<RawTensor>()?;
-            out.push((name, t));
+            if tensors.contains_key(&name) {
+                return Err(self.fail(HeaderError::Duplicate { tensor: name }));
+            }
+            let raw = match map.next_value::<RawTensor<'de>>() {
+                Ok(raw) => raw,
+                Err(e) => {
+                    let why = e.to_string();
+                    return Err(self.fail(HeaderError::Field { tensor: name, why }));
+                }
+            };
+            match check(&name, raw, self.data_len) {
+                Ok(info) => tensors.insert(name, info),
+                Err(e) => return Err(self.fail(e)),
+            };
         }
-        Ok(out)
+        Ok(tensors)
     }
 }
 
