@@ -388,6 +388,48 @@ async fn walking_skeleton_in_a_real_browser() {
     p.open("/").await;
     assert_eq!(p.path().await, "/login");
 
+    // The Content-Security-Policy: hydration, the check worker and every
+    // page above ran under it with no violation. The control: an inline
+    // script injected now is blocked and reported — once its report is in
+    // the log, the pages' would have been too.
+    p.hydrated().await;
+    p.c.execute(
+        "const s = document.createElement('script'); s.textContent = 'window.injected = 1'; document.body.appendChild(s); return 0;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let injected =
+        p.c.execute("return window.injected === 1;", vec![])
+            .await
+            .unwrap();
+    assert_eq!(
+        injected,
+        serde_json::json!(false),
+        "an inline script ran despite the CSP"
+    );
+    let reports = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("Content-Security-Policy violation"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let seen = loop {
+        let seen = reports(&hone_e2e::server_log(&data));
+        if !seen.is_empty() || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        // Polling the log for the browser's report (sent asynchronously).
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(seen.len(), 1, "CSP violations: {seen:#?}");
+    assert!(
+        seen[0].contains("/login"),
+        "the control's report: {}",
+        seen[0]
+    );
+
     p.c.close().await.unwrap();
     // A panic in a request shows in the browser only as a broken page, if
     // at all: none may have happened.

@@ -33,6 +33,18 @@ pub struct Config {
     pub session_idle_hours: i64,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<crate::http::client::Net>,
+    /// A client has this long to send a request's headers (and an idle
+    /// keep-alive connection is closed after it).
+    pub header_timeout_ms: u64,
+    /// Ordinary requests (pages, server functions, API calls) end with 408
+    /// after this long; uploads, downloads and event streams are exempt.
+    pub request_timeout_secs: u64,
+    /// An upload that sends nothing for this long is dropped.
+    pub upload_idle_secs: u64,
+    /// Open connections at most (more wait in the backlog).
+    pub max_connections: usize,
+    /// Uploads in progress at most (more get 503).
+    pub max_uploads: usize,
 }
 
 /// The engine: `hone-train` beside the running `hone` (as `scripts/run`
@@ -61,6 +73,11 @@ struct FileConfig {
     job_lease_ms: Option<u64>,
     session_idle_hours: Option<i64>,
     trusted_proxies: Option<Vec<String>>,
+    header_timeout_ms: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    upload_idle_secs: Option<u64>,
+    max_connections: Option<usize>,
+    max_uploads: Option<usize>,
 }
 
 pub const DEFAULT_MAX_UPLOAD: u64 = 2 * 1024 * 1024 * 1024;
@@ -137,6 +154,29 @@ impl Config {
         if job_lease_ms < 300 {
             bail!("HONE_JOB_LEASE_MS / job_lease_ms must be at least 300");
         }
+        let number = |var: &str, file: Option<u64>, default: u64| -> anyhow::Result<u64> {
+            let n = match env(var) {
+                Some(v) => v
+                    .parse()
+                    .with_context(|| format!("{var}: {v:?} is not a whole number"))?,
+                None => file.unwrap_or(default),
+            };
+            if n == 0 {
+                bail!("{var} must be at least 1");
+            }
+            Ok(n)
+        };
+        let header_timeout_ms = number("HONE_HEADER_TIMEOUT_MS", file.header_timeout_ms, 30_000)?;
+        let request_timeout_secs =
+            number("HONE_REQUEST_TIMEOUT_SECS", file.request_timeout_secs, 60)?;
+        let upload_idle_secs = number("HONE_UPLOAD_IDLE_SECS", file.upload_idle_secs, 30)?;
+        let max_connections = number(
+            "HONE_MAX_CONNECTIONS",
+            file.max_connections.map(|n| n as u64),
+            4096,
+        )? as usize;
+        let max_uploads =
+            number("HONE_MAX_UPLOADS", file.max_uploads.map(|n| n as u64), 32)? as usize;
         let data_dir = env("HONE_DATA_DIR")
             .map(PathBuf::from)
             .or(file.data_dir)
@@ -166,6 +206,11 @@ impl Config {
             job_lease_ms,
             session_idle_hours,
             trusted_proxies,
+            header_timeout_ms,
+            request_timeout_secs,
+            upload_idle_secs,
+            max_connections,
+            max_uploads,
         })
     }
 

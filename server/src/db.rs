@@ -95,13 +95,27 @@ pub async fn sqlite_pragma(db: &DatabaseConnection, name: &str) -> anyhow::Resul
 
 /// A database URL without its password, for logs and errors.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             let user = creds.split(':').next().unwrap_or("");
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_owned(),
+    };
+    // `?password=…` (and `sslpassword`, `pass`…) in the query too.
+    match url.split_once('?') {
+        Some((base, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.to_lowercase().contains("pass") => format!("{k}=***"),
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+        None => url,
     }
 }
 
@@ -116,6 +130,10 @@ mod tests {
         assert_eq!(
             super::redact("sqlite://data/hone.db?mode=rwc"),
             "sqlite://data/hone.db?mode=rwc"
+        );
+        assert_eq!(
+            super::redact("postgres://db/hone?user=hone&password=s3cret&sslmode=require"),
+            "postgres://db/hone?user=hone&password=***&sslmode=require"
         );
     }
 }

@@ -109,19 +109,38 @@ pub fn router(services: Arc<Services>) -> Router {
         // Server functions take small forms; 413 past this.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(FORM_LIMIT));
 
-    Router::new()
+    // Ordinary requests end with 408 past the request timeout; uploads
+    // (an idle timeout between chunks instead), downloads and event
+    // streams (kept alive) are not bounded by it.
+    let timeout = std::time::Duration::from_secs(services.config.request_timeout_secs);
+    let timed = Router::new()
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
+        .route("/api/models/{name}/tokenizer", get(models::tokenizer_route))
+        .route(
+            "/api/csp-report",
+            post(http::headers::csp_report).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)),
+        )
+        .merge(pages)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ));
+
+    Router::new()
         // The upload route streams and counts bytes itself (and answers 413).
         .route("/api/projects/{id}/files", post(http::upload))
         .route("/api/projects/{id}/datasets", post(datasets::create))
-        .route("/api/models/{name}/tokenizer", get(models::tokenizer_route))
         .route("/api/datasets/{id}/{file}", get(datasets::download))
         .route("/api/jobs/{id}/events", get(jobs::events::stream))
         // The OpenAI-compatible API: API keys, OpenAI's shapes and errors.
-        .nest("/v1", openai::router())
-        .merge(pages)
+        .nest("/v1", openai::router(timeout))
+        .merge(timed)
         .layer(axum::middleware::from_fn(http::same_origin_only))
+        .layer(axum::middleware::from_fn_with_state(
+            services.clone(),
+            http::headers::security_headers,
+        ))
         .layer(sessions)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -366,11 +366,11 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
     {
         println!("Hone is running at http://{addr}");
     }
-    axum::serve(
-        listener,
-        router(services).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let limits = hone_server::http::serve::Limits {
+        header_timeout: std::time::Duration::from_millis(config.header_timeout_ms),
+        max_connections: config.max_connections,
+    };
+    hone_server::http::serve::serve(listener, router(services), limits, async move {
         shutdown_signal().await;
         // Workers start checkpointing and event streams end at once, so
         // requests drain while runs stop.

@@ -31,10 +31,26 @@ pub struct Services {
     /// Required by the first-run setup when set (`hone serve` sets one
     /// when it listens beyond loopback and nobody has an account yet).
     pub setup_token: Option<String>,
+    /// Uploads in progress (`max_uploads` at once; more get 503).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Services {
+    /// A slot for one upload, or a plain refusal when `max_uploads` are
+    /// in progress (held until the returned permit drops).
+    pub fn upload_slot(
+        &self,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, hone_app::api::AppError> {
+        self.uploads.clone().try_acquire_owned().map_err(|_| {
+            hone_app::api::AppError::Busy(
+                "The server is receiving as many uploads as it takes at once. Try again in a minute.".into(),
+            )
+        })
+    }
+
     pub fn new(db: DatabaseConnection, blobs: BlobStore, config: Config) -> Services {
+        let uploads = Arc::new(tokio::sync::Semaphore::new(config.max_uploads.max(1)));
+        let blobs = blobs.with_upload_idle(std::time::Duration::from_secs(config.upload_idle_secs));
         Services {
             db,
             blobs,
@@ -48,6 +64,7 @@ impl Services {
             )),
             password_checks: Arc::default(),
             setup_token: None,
+            uploads,
         }
     }
 }

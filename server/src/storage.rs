@@ -88,7 +88,13 @@ impl BlobWriter {
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
+    /// An upload that sends nothing for this long is dropped (and leaves
+    /// nothing behind).
+    upload_idle: std::time::Duration,
 }
+
+/// The default for [`BlobStore::with_upload_idle`].
+pub const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl BlobStore {
     /// A store rooted at `dir` (created if missing).
@@ -97,7 +103,14 @@ impl BlobStore {
         let fs = LocalFileSystem::new_with_prefix(dir).map_err(std::io::Error::other)?;
         Ok(BlobStore {
             store: Arc::new(fs),
+            upload_idle: UPLOAD_IDLE,
         })
+    }
+
+    /// How long an upload may send nothing before it is dropped.
+    pub fn with_upload_idle(mut self, idle: std::time::Duration) -> BlobStore {
+        self.upload_idle = idle;
+        self
     }
 
     /// Starts a blob written piece by piece (see [`BlobWriter`]).
@@ -124,7 +137,16 @@ impl BlobStore {
         let mut w = self.writer().await?;
         let mut body = body;
         let outcome: Result<()> = async {
-            while let Some(chunk) = body.next().await {
+            loop {
+                let next = tokio::time::timeout(self.upload_idle, body.next())
+                    .await
+                    .map_err(|_| {
+                        Error::Interrupted(format!(
+                            "no data for {} s",
+                            self.upload_idle.as_secs_f64()
+                        ))
+                    })?;
+                let Some(chunk) = next else { break };
                 let chunk = chunk.map_err(|e| Error::Interrupted(e.to_string()))?;
                 if w.size + chunk.len() as u64 > limit {
                     return Err(Error::TooLarge { limit });
@@ -278,6 +300,26 @@ mod tests {
             "{:?}",
             store.keys("").await
         );
+        let leftovers: Vec<_> = walk(dir.path());
+        assert!(leftovers.is_empty(), "files left behind: {leftovers:?}");
+    }
+
+    #[tokio::test]
+    async fn an_upload_that_stalls_is_dropped_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path())
+            .unwrap()
+            .with_upload_idle(std::time::Duration::from_millis(200));
+        // One chunk, then nothing, ever: a client gone quiet.
+        let stalled = futures::stream::iter([Ok::<_, &str>(Bytes::from_static(b"0123"))])
+            .chain(futures::stream::pending());
+        let started = std::time::Instant::now();
+        let err = store.put_stream(Box::pin(stalled), 100).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Interrupted(ref why) if why.contains("no data")),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
         let leftovers: Vec<_> = walk(dir.path());
         assert!(leftovers.is_empty(), "files left behind: {leftovers:?}");
     }

@@ -93,6 +93,9 @@ pub enum AppError {
     BadCredentials,
     #[error("Too many failed sign-in attempts. Wait {} and try again.", wait_words(*seconds))]
     TooManyAttempts { seconds: i64 },
+    /// The server is at a limit it keeps to stay up (uploads at once…).
+    #[error("{0}")]
+    Busy(String),
     #[error("Something went wrong on the server. It has been logged; please try again.")]
     Internal,
     #[error("Could not reach the server: {0}")]
@@ -125,6 +128,7 @@ impl AppError {
             AppError::Invalid { .. } => 422,
             AppError::Conflict(_) => 409,
             AppError::TooManyAttempts { .. } => 429,
+            AppError::Busy(_) => 503,
             AppError::Internal | AppError::Transport(_) => 500,
         }
     }
@@ -139,6 +143,7 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::BadCredentials => "bad_credentials",
             AppError::TooManyAttempts { .. } => "too_many_attempts",
+            AppError::Busy(_) => "busy",
             AppError::Internal => "internal",
             AppError::Transport(_) => "transport",
         }

@@ -110,8 +110,9 @@ pub(crate) async fn measure_for(
 ) -> Result<(Arc<ChatTokenizer>, Option<u32>), AppError> {
     let models_dir = s.config.models_dir.clone();
     let model = model.to_owned();
+    let wanted = model.clone();
     let found = tokio::task::spawn_blocking(move || {
-        let files = crate::models::tokenizer_files(&models_dir, &model)?;
+        let files = crate::models::tokenizer_files(&models_dir, &wanted)?;
         Ok::<_, crate::models::ModelError>((
             crate::models::chat_tokenizer(&files)?,
             files.context_length,
@@ -125,10 +126,12 @@ pub(crate) async fn measure_for(
     let (tokenizer, context) = found.map_err(|e| match e {
         crate::models::ModelError::Unknown(_) => AppError::invalid("model", e.to_string()),
         other => {
+            // The details name files on the server: the log gets them,
+            // the person a sentence.
             tracing::error!(error = %other, "a model's tokenizer cannot be used");
             AppError::invalid(
                 "model",
-                format!("The model cannot be used for counting tokens: {other}"),
+                format!("The model {model:?} cannot be used for counting tokens: its tokenizer files are missing or unreadable. An administrator can find the details in the server's log."),
             )
         }
     })?;
@@ -378,6 +381,7 @@ pub async fn create(
     body: Body,
 ) -> Result<Response> {
     let p = s.writable_project(&u, project_id).await?;
+    let _slot = s.upload_slot()?;
     let mut settings = parse(query)?;
     // The same tokenizer and context length the browser counted with.
     let (tokenizer, context_length) = measure_for(&s, &settings.model).await?;

@@ -4,7 +4,9 @@
 
 pub mod client;
 pub mod guard;
+pub mod headers;
 pub mod probes;
+pub mod serve;
 pub mod upload;
 
 pub use guard::same_origin_only;

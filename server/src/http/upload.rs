@@ -25,6 +25,7 @@ pub async fn upload(
     body: Body,
 ) -> Result<Response> {
     let p = s.writable_project(&u, project_id).await?;
+    let _slot = s.upload_slot()?;
     let limit = s.config.max_upload_bytes;
     let name = file_name(&headers)?;
     check_declared_size(&headers, limit)?;

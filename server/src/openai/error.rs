@@ -111,6 +111,9 @@ impl From<AppError> for ApiError {
             AppError::TooManyAttempts { .. } => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", message)
             }
+            AppError::Busy(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_busy", message)
+            }
             AppError::Internal | AppError::Transport(_) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",

@@ -112,6 +112,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     s.project_with(&c.user, c.project.id, Action::Write, "that project")
         .await?;
+    let _slot = s.upload_slot()?;
     let limit = s.config.max_upload_bytes;
     crate::http::check_declared_size(&headers, limit).map_err(crate::error::Error::from)?;
     let mut form = form.map_err(|e| {

@@ -25,21 +25,16 @@ use std::sync::Arc;
 const JSON_LIMIT: usize = 64 * 1024;
 
 /// Every `/v1` route. `S` is the app's state (it holds the services).
-pub fn router<S>() -> Router<S>
+/// Everything but uploading and downloading a file ends with 408 after
+/// `timeout`.
+pub fn router<S>(timeout: std::time::Duration) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Arc<crate::state::Services>: axum::extract::FromRef<S>,
 {
-    Router::new()
-        // Uploads count their own bytes against the configured limit.
-        .route(
-            "/files",
-            post(files::create)
-                .get(files::list)
-                .layer(DefaultBodyLimit::disable()),
-        )
+    let timed = Router::new()
+        .route("/files", get(files::list))
         .route("/files/{id}", get(files::retrieve).delete(files::delete))
-        .route("/files/{id}/content", get(files::content))
         .route(
             "/fine_tuning/jobs",
             post(jobs::create)
@@ -52,6 +47,18 @@ where
         .route("/fine_tuning/jobs/{id}/cancel", post(jobs::cancel))
         .route("/models", get(models::list))
         .route("/models/{id}", get(models::retrieve))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ));
+    Router::new()
+        // Uploads count their own bytes against the configured limit.
+        .route(
+            "/files",
+            post(files::create).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/files/{id}/content", get(files::content))
+        .merge(timed)
         .fallback(|| async {
             error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -81,6 +81,11 @@ pub async fn spawn_app_with(
         job_lease_ms: 30_000,
         session_idle_hours: 1,
         trusted_proxies: Vec::new(),
+        header_timeout_ms: 30_000,
+        request_timeout_secs: 60,
+        upload_idle_secs: 30,
+        max_connections: 4096,
+        max_uploads: 32,
     };
     let dbc = hone_server::db::connect(database_url.as_deref(), dir.path())
         .await

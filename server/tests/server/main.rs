@@ -13,6 +13,7 @@ mod flows;
 mod hardening;
 mod jobs;
 mod keys;
+mod limits;
 mod migrations;
 mod openai;
 mod upload;
