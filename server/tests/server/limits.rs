@@ -153,3 +153,60 @@ async fn uploads_beyond_the_cap_are_refused_with_503() {
     let r = c.upload(w.alpha_project, "a.jsonl", b"{}\n".to_vec()).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = spawn_app_with("sqlite", 1 << 20, |s| {
+        s.config.public_url = "https://hone.example".into();
+    })
+    .await;
+    world(&app).await;
+    let mut c = Client::new(&app);
+    c.login("expert", PASSWORD).await;
+    for path in ["/", "/api/dashboard", "/healthz", "/no/such/page"] {
+        let r = if path.starts_with("/api/") {
+            c.call("dashboard", &[]).await
+        } else {
+            c.get(path).await
+        };
+        let h = |name: &str| {
+            r.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let csp = h("content-security-policy");
+        assert!(
+            csp.contains("script-src 'self' 'wasm-unsafe-eval'"),
+            "{path}: {csp}"
+        );
+        assert!(
+            csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert_eq!(h("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(h("referrer-policy"), "same-origin", "{path}");
+        assert!(
+            h("strict-transport-security").starts_with("max-age="),
+            "{path}"
+        );
+        // Signed in: nothing personal is cached.
+        assert_eq!(h("cache-control"), "no-store", "{path}");
+    }
+    // A page's policy carries the nonce of its hydration script.
+    let page = c.get("/").await;
+    let csp = page.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a nonce in the page's policy");
+    assert!(
+        page.body.contains(&format!("nonce=\"{nonce}\"")),
+        "the hydration script lacks the nonce"
+    );
+}
