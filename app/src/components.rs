@@ -29,6 +29,7 @@ pub fn Header() -> impl IntoView {
                                 <nav aria-label="Main">
                                     <a href="/">"Projects"</a>
                                     <a href="/settings/keys">"API keys"</a>
+                                    <a href="/settings/account">"Account"</a>
                                     {is_admin.then(|| view! { <a href="/admin">"Admin"</a> })}
                                 </nav>
                                 <span class="who" id="who">

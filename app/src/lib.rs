@@ -83,6 +83,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/projects/:id/jobs/:job") view=pages::JobPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=pages::AdminPage ssr=SsrMode::Async/>
                     <Route path=path!("/settings/keys") view=pages::ApiKeysPage ssr=SsrMode::Async/>
+                    <Route path=path!("/settings/account") view=pages::AccountPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

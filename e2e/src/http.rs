@@ -128,6 +128,17 @@ impl Api {
         self.finish(r)
     }
 
+    /// A plain GET.
+    pub fn get(&mut self, path: &str) -> Response {
+        let r = self.send(&format!("GET {path} HTTP/1.0\r\n"), b"");
+        self.finish(r)
+    }
+
+    /// The session cookie (`name=value`), once signed in.
+    pub fn cookie(&self) -> Option<&str> {
+        self.cookie.as_deref()
+    }
+
     /// Opens `path` as an event stream; `on_event` gets each `data:` line's
     /// text and says whether to go on. Returns the status.
     pub fn events(&mut self, path: &str, mut on_event: impl FnMut(&str) -> bool) -> u16 {

@@ -9,6 +9,7 @@ mod m20261129_000003_dataset_model_stats;
 mod m20261201_000004_jobs;
 mod m20261202_000005_api;
 mod m20261202_000006_hardening;
+mod m20261202_000007_audit;
 
 /// The ordered list of migrations the server runs at start.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_jobs::Migration),
             Box::new(m20261202_000005_api::Migration),
             Box::new(m20261202_000006_hardening::Migration),
+            Box::new(m20261202_000007_audit::Migration),
         ]
     }
 }

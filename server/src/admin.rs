@@ -2,12 +2,17 @@
 //! ([`policy::Action::Administer`]).
 
 use crate::accounts::{current, password};
+use crate::audit::{self, Target};
+use crate::entity::audit::AuditAction;
 use crate::entity::user::StoredRole;
 use crate::entity::{membership, team, user};
 use crate::error::Result;
 use crate::policy::{self, Action};
 use crate::state::{now, Services};
-use hone_app::api::{AdminBackend, AdminOverview, AppError, RequestParts, Role, Team, UserRow};
+use hone_app::api::{
+    AdminBackend, AdminOverview, AppError, RequestParts, Role, Team, TeamStorage, UserRow,
+};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
     TransactionTrait,
@@ -80,10 +85,22 @@ impl Services {
                 username: u.username,
             })
             .collect();
+        let storage = self
+            .storage_use()
+            .await?
+            .into_iter()
+            .map(|t| TeamStorage {
+                team_id: t.team_id,
+                team: t.team,
+                bytes: i64::try_from(t.bytes).unwrap_or(i64::MAX),
+                files: i64::try_from(t.blobs).unwrap_or(i64::MAX),
+            })
+            .collect();
         Ok(AdminOverview {
             user: current(&me),
             users,
             teams,
+            storage,
         })
     }
 
@@ -106,14 +123,14 @@ impl Services {
             return Err(AppError::invalid("team_id", "Choose one of the listed teams.").into());
         }
         let u = self
-            .insert_user(&username, &password, role, team_id)
+            .insert_user_by(Some(&admin), &username, &password, role, team_id)
             .await?;
         tracing::info!(by = %admin.username, user = %u.username, role = role.as_str(), "user created");
         Ok(())
     }
 
     async fn create_team(&self, req: &RequestParts, name: String) -> Result<()> {
-        self.require_admin(req).await?;
+        let admin = self.require_admin(req).await?;
         let name = password::parse_name(&name, "name", "team")?;
         let exists = team::Entity::find()
             .filter(team::Column::Name.eq(name.as_str()))
@@ -123,7 +140,7 @@ impl Services {
         if exists {
             return Err(AppError::invalid("name", "A team with that name already exists.").into());
         }
-        self.insert_team(name).await?;
+        self.insert_team(Some(&admin), name).await?;
         Ok(())
     }
 
@@ -149,9 +166,20 @@ impl Services {
             )
             .into());
         }
+        let from: Role = target.role.into();
         let mut m: user::ActiveModel = target.into();
         m.role = Set(role.into());
         let u = m.update(&tx).await?;
+        if from != role {
+            audit::record(
+                &tx,
+                Some(&admin),
+                AuditAction::RoleChanged,
+                Target::user(&u),
+                serde_json::json!({ "from": from.as_str(), "to": role.as_str() }),
+            )
+            .await?;
+        }
         tx.commit().await?;
         tracing::info!(by = %admin.username, user = %u.username, role = role.as_str(), "role changed");
         Ok(())
@@ -164,40 +192,95 @@ impl Services {
         team_id: i64,
         member: bool,
     ) -> Result<()> {
-        self.require_admin(req).await?;
-        if user::Entity::find_by_id(user_id)
-            .one(&self.db)
-            .await?
-            .is_none()
-        {
+        let admin = self.require_admin(req).await?;
+        let Some(target) = user::Entity::find_by_id(user_id).one(&self.db).await? else {
             return Err(AppError::NotFound("that user".into()).into());
+        };
+        let Some(t) = team::Entity::find_by_id(team_id).one(&self.db).await? else {
+            return Err(AppError::NotFound("that team".into()).into());
+        };
+        let tx = self.db.begin().await?;
+        let changed = if member {
+            // Inserted unless there: two adds at once make one membership.
+            let added = membership::Entity::insert(membership::ActiveModel {
+                user_id: Set(user_id),
+                team_id: Set(team_id),
+            })
+            .on_conflict(
+                OnConflict::columns([membership::Column::UserId, membership::Column::TeamId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&tx)
+            .await?;
+            added > 0
+        } else {
+            membership::Entity::delete_by_id((user_id, team_id))
+                .exec(&tx)
+                .await?
+                .rows_affected
+                > 0
+        };
+        if changed {
+            audit::record(
+                &tx,
+                Some(&admin),
+                if member {
+                    AuditAction::MembershipAdded
+                } else {
+                    AuditAction::MembershipRemoved
+                },
+                Target::user(&target),
+                serde_json::json!({ "team_id": t.id, "team": t.name }),
+            )
+            .await?;
         }
-        if team::Entity::find_by_id(team_id)
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets a new password for someone else (they forgot theirs): their
+    /// sessions end, so whoever had them must sign in with the new one.
+    /// One's own password is changed on the account page, which asks for
+    /// the current one.
+    #[tracing::instrument(skip_all, fields(user_id))]
+    async fn reset_password(
+        &self,
+        req: &RequestParts,
+        user_id: i64,
+        password: String,
+    ) -> Result<()> {
+        let admin = self.require_admin(req).await?;
+        let target = user::Entity::find_by_id(user_id)
             .one(&self.db)
             .await?
-            .is_none()
-        {
-            return Err(AppError::NotFound("that team".into()).into());
+            .ok_or_else(|| AppError::NotFound("that user".into()))?;
+        if target.id == admin.id {
+            return Err(AppError::Conflict(
+                "Change your own password under Account, with your current one.".into(),
+            )
+            .into());
         }
-        let existing = membership::Entity::find_by_id((user_id, team_id))
-            .one(&self.db)
+        password::check_new_password(&password, "password")?;
+        let hash = self.hash_password(password).await?;
+        let tx = self.db.begin().await?;
+        let mut m: user::ActiveModel = target.clone().into();
+        m.password_hash = Set(hash);
+        m.update(&tx).await?;
+        let ended = crate::accounts::settings::end_sessions(&tx, target.id, None).await?;
+        audit::record(
+            &tx,
+            Some(&admin),
+            AuditAction::PasswordReset,
+            Target::user(&target),
+            serde_json::json!({ "sessions_ended": ended }),
+        )
+        .await?;
+        tx.commit().await?;
+        // Waits from failed guesses no longer apply to the new password.
+        self.clear_throttle(&format!("user:{}", target.username))
             .await?;
-        match (member, existing) {
-            (true, None) => {
-                membership::ActiveModel {
-                    user_id: Set(user_id),
-                    team_id: Set(team_id),
-                }
-                .insert(&self.db)
-                .await?;
-            }
-            (false, Some(_)) => {
-                membership::Entity::delete_by_id((user_id, team_id))
-                    .exec(&self.db)
-                    .await?;
-            }
-            _ => {}
-        }
+        tracing::info!(by = %admin.username, user = %target.username, sessions_ended = ended, "password reset");
         Ok(())
     }
 
@@ -229,6 +312,18 @@ impl Services {
         let mut m: user::ActiveModel = target.into();
         m.disabled_at = Set(disabled.then(now));
         let u = m.update(&tx).await?;
+        audit::record(
+            &tx,
+            Some(&admin),
+            if disabled {
+                AuditAction::AccountDisabled
+            } else {
+                AuditAction::AccountEnabled
+            },
+            Target::user(&u),
+            serde_json::json!({}),
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(by = %admin.username, user = %u.username, disabled, "account disabled or enabled");
         Ok(())
@@ -282,5 +377,14 @@ impl AdminBackend for Services {
         disabled: bool,
     ) -> Result<(), AppError> {
         Ok(Services::set_disabled(self, req, user_id, disabled).await?)
+    }
+
+    async fn reset_password(
+        &self,
+        req: &RequestParts,
+        user_id: i64,
+        password: String,
+    ) -> Result<(), AppError> {
+        Ok(Services::reset_password(self, req, user_id, password).await?)
     }
 }

@@ -3,6 +3,8 @@
 //! a person's own keys. Recognising a key on a request is `openai::auth`'s.
 
 use crate::accounts::{current, password};
+use crate::audit::{self, Target};
+use crate::entity::audit::AuditAction;
 use crate::entity::{api_key, project, user};
 use crate::error::Result;
 use crate::policy::{self, Action};
@@ -10,7 +12,10 @@ use crate::state::{now, Services};
 use hone_app::api::{
     ApiKeyRow, AppError, KeyProject, KeysBackend, KeysPage, NewApiKey, RequestParts,
 };
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+};
 use std::collections::HashMap;
 
 impl Services {
@@ -36,6 +41,7 @@ impl Services {
             .await?;
         let name = password::parse_name(name, "name", "key")?;
         let secret = crate::openai::auth::new_secret();
+        let tx = self.db.begin().await?;
         let key = api_key::ActiveModel {
             user_id: Set(user.id),
             project_id: Set(p.id),
@@ -45,8 +51,21 @@ impl Services {
             created_at: Set(now()),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&tx)
         .await?;
+        audit::record(
+            &tx,
+            Some(user),
+            AuditAction::ApiKeyCreated,
+            Target {
+                kind: "api_key",
+                id: Some(key.id),
+                label: &key.name,
+            },
+            serde_json::json!({ "project_id": p.id, "prefix": key.prefix }),
+        )
+        .await?;
+        tx.commit().await?;
         // Never the value: the id and prefix are enough to find it again.
         tracing::info!(key_id = key.id, prefix = %key.prefix, "API key created");
         Ok((key, secret.key))
@@ -135,9 +154,30 @@ impl Services {
             return Ok(());
         }
         let prefix = key.prefix.clone();
-        let mut m: api_key::ActiveModel = key.into();
-        m.revoked_at = Set(Some(now()));
-        m.update(&self.db).await?;
+        let tx = self.db.begin().await?;
+        // Conditional: of two revocations at once, one records it.
+        let done = api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(now()))
+            .filter(api_key::Column::Id.eq(key.id))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(&tx)
+            .await?;
+        if done.rows_affected == 0 {
+            return Ok(());
+        }
+        audit::record(
+            &tx,
+            Some(&u),
+            AuditAction::ApiKeyRevoked,
+            Target {
+                kind: "api_key",
+                id: Some(key.id),
+                label: &key.name,
+            },
+            serde_json::json!({ "project_id": key.project_id, "prefix": prefix }),
+        )
+        .await?;
+        tx.commit().await?;
         tracing::info!(user = %u.username, prefix = %prefix, "API key revoked");
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod datasets;
@@ -16,6 +17,7 @@ pub mod models;
 pub mod openai;
 pub mod policy;
 pub mod projects;
+pub mod retention;
 pub mod sessions;
 pub mod state;
 pub mod storage;
@@ -70,6 +72,7 @@ pub fn router(services: Arc<Services>) -> Router {
             provide_context::<Arc<dyn AdminBackend>>(s.clone());
             provide_context::<Arc<dyn JobsBackend>>(s.clone());
             provide_context::<Arc<dyn hone_app::api::KeysBackend>>(s.clone());
+            provide_context::<Arc<dyn hone_app::api::AccountBackend>>(s.clone());
         }
     };
     let shell_options = leptos.clone();

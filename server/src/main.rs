@@ -340,6 +340,24 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
             }
         }
     });
+    let sweeping = services.clone();
+    supervisor.spawn("unreferenced blobs", move |mut shutdown| {
+        let s = sweeping.clone();
+        async move {
+            let mut every = tokio::time::interval(hone_server::retention::SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = shutdown.wait() => return,
+                }
+                match s.sweep_orphans(hone_server::retention::ORPHAN_GRACE).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(count = n, "removed unreferenced blobs"),
+                    Err(e) => tracing::warn!(error = %e, "sweeping unreferenced blobs failed"),
+                }
+            }
+        }
+    });
     let checks = services.clone();
     supervisor.spawn("file checks", move |shutdown| {
         let s = checks.clone();

@@ -5,7 +5,6 @@
 //! database (or a backup) cannot sign in with what they find there.
 
 use crate::entity::session;
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use sha2::{Digest, Sha256};
 use tower_sessions::session::{Id, Record};
@@ -46,7 +45,8 @@ impl DbSessionStore {
     }
 }
 
-fn key(id: &Id) -> String {
+/// The stored key of a session id: its SHA-256, hex.
+pub(crate) fn key(id: &Id) -> String {
     hex::encode(Sha256::digest(id.to_string().as_bytes()))
 }
 
@@ -77,18 +77,16 @@ impl SessionStore for DbSessionStore {
         Err(Error::Backend("could not find a free session id".into()))
     }
 
+    /// Updates a session that exists; never recreates one. A session
+    /// ended elsewhere (signed out from the account page, its password
+    /// reset) while one of its requests was in flight stays ended when
+    /// that request finishes.
     async fn save(&self, record: &Record) -> Result<()> {
-        session::Entity::insert(Self::active_model(record)?)
-            .on_conflict(
-                OnConflict::column(session::Column::Id)
-                    .update_columns([
-                        session::Column::Data,
-                        session::Column::ExpiresAt,
-                        session::Column::UserId,
-                        session::Column::CreatedAt,
-                    ])
-                    .to_owned(),
-            )
+        let mut m = Self::active_model(record)?;
+        m.id = sea_orm::ActiveValue::NotSet;
+        session::Entity::update_many()
+            .set(m)
+            .filter(session::Column::Id.eq(key(&record.id)))
             .exec(&self.db)
             .await
             .map_err(backend)?;

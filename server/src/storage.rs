@@ -37,6 +37,15 @@ pub struct Stored {
     pub size: u64,
 }
 
+/// A complete blob as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobMeta {
+    pub key: String,
+    pub size: u64,
+    /// When it was last written (Unix seconds).
+    pub modified_unix: i64,
+}
+
 /// A blob being written: bytes go to `tmp/<uuid>` as they come and are
 /// hashed; `finish` renames it to `blobs/<sha256>`, `abort` removes it.
 #[derive(Debug)]
@@ -243,6 +252,28 @@ impl BlobStore {
         let prefix = StorePath::from(prefix);
         let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
         Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
+    }
+
+    /// Every complete blob (under `blobs/`).
+    pub async fn list_blobs(&self) -> Result<Vec<BlobMeta>> {
+        let prefix = StorePath::from("blobs");
+        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        Ok(metas
+            .into_iter()
+            .map(|m| BlobMeta {
+                key: m.location.to_string(),
+                size: m.size,
+                modified_unix: m.last_modified.timestamp(),
+            })
+            .collect())
+    }
+
+    /// Removes a blob (gone already is fine).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&StorePath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A blob's bytes (tests; downloads come with a later issue).

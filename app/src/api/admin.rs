@@ -14,11 +14,23 @@ pub struct UserRow {
     pub disabled: bool,
 }
 
+/// What one team stores: the distinct files its projects' uploads,
+/// dataset versions, checkpoints and trained models take.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamStorage {
+    pub team_id: i64,
+    pub team: String,
+    pub bytes: i64,
+    pub files: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminOverview {
     pub user: CurrentUser,
     pub users: Vec<UserRow>,
     pub teams: Vec<Team>,
+    /// Largest first.
+    pub storage: Vec<TeamStorage>,
 }
 
 #[cfg(feature = "ssr")]
@@ -59,6 +71,12 @@ mod backend {
             req: &RequestParts,
             user_id: i64,
             disabled: bool,
+        ) -> Result<(), AppError>;
+        async fn reset_password(
+            &self,
+            req: &RequestParts,
+            user_id: i64,
+            password: String,
         ) -> Result<(), AppError>;
     }
 }
@@ -113,6 +131,16 @@ pub async fn set_disabled(user_id: i64, disabled: bool) -> Result<(), AppError> 
     use std::sync::Arc;
     super::ssr::call(|b: Arc<dyn AdminBackend>, r| async move {
         b.set_disabled(&r, user_id, disabled).await
+    })
+    .await
+}
+
+/// Sets someone else's password (they forgot theirs); their sessions end.
+#[server(prefix = "/api", endpoint = "reset_password")]
+pub async fn reset_password(user_id: i64, password: String) -> Result<(), AppError> {
+    use std::sync::Arc;
+    super::ssr::call(|b: Arc<dyn AdminBackend>, r| async move {
+        b.reset_password(&r, user_id, password).await
     })
     .await
 }

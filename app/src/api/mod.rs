@@ -12,6 +12,7 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
+mod account;
 mod admin;
 mod datasets;
 mod jobs;
@@ -19,6 +20,7 @@ mod keys;
 mod projects;
 mod session;
 
+pub use account::*;
 pub use admin::*;
 pub use datasets::*;
 pub use jobs::*;

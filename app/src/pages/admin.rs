@@ -2,6 +2,7 @@
 
 use crate::api::{self, AdminOverview, Role, Team, UserRow};
 use crate::components::{action_error, loaded, reset_on_success, FieldError, FormError};
+use crate::format;
 use leptos::prelude::*;
 
 #[derive(Clone, Copy)]
@@ -11,6 +12,7 @@ struct Actions {
     set_role: ServerAction<api::SetRole>,
     set_membership: ServerAction<api::SetMembership>,
     set_disabled: ServerAction<api::SetDisabled>,
+    reset_password: ServerAction<api::ResetPassword>,
 }
 
 #[component]
@@ -21,6 +23,7 @@ pub fn AdminPage() -> impl IntoView {
         set_role: ServerAction::new(),
         set_membership: ServerAction::new(),
         set_disabled: ServerAction::new(),
+        reset_password: ServerAction::new(),
     };
     let data = Resource::new(
         move || {
@@ -30,6 +33,7 @@ pub fn AdminPage() -> impl IntoView {
                 actions.set_role.version().get(),
                 actions.set_membership.version().get(),
                 actions.set_disabled.version().get(),
+                actions.reset_password.version().get(),
             )
         },
         |_| api::load_admin(),
@@ -42,16 +46,22 @@ fn AdminView(d: AdminOverview, actions: Actions) -> impl IntoView {
     let role_error = action_error(actions.set_role.value());
     let member_error = action_error(actions.set_membership.value());
     let disable_error = action_error(actions.set_disabled.value());
+    let reset_error = action_error(actions.reset_password.value());
     let teams = d.teams.clone();
     let me = d.user.id;
     view! {
         <h1>"Administration"</h1>
         <section class="panel">
             <h2>"People"</h2>
-            <p class="hint">"Disabling someone signs them out at once and stops their API keys. You can enable them again at any time."</p>
+            <p class="hint">"Disabling someone signs them out at once and stops their API keys. You can enable them again at any time. Resetting a password signs the person out everywhere."</p>
             <FormError error=role_error fields=&[]/>
             <FormError error=member_error fields=&[]/>
             <FormError error=disable_error fields=&[]/>
+            <FieldError error=reset_error field="password"/>
+            <FormError error=reset_error fields=&["password"]/>
+            {move || matches!(actions.reset_password.value().get(), Some(Ok(()))).then(|| view! {
+                <p class="ok" role="status" id="reset-ok">"Password set. Their sessions were signed out; share the new password with them privately."</p>
+            })}
             <table class="users" id="users">
                 <thead>
                     <tr>
@@ -70,6 +80,28 @@ fn AdminView(d: AdminOverview, actions: Actions) -> impl IntoView {
             <NewUserForm teams=d.teams.clone() actions=actions/>
             <NewTeamForm actions=actions/>
         </div>
+        <section class="panel" id="storage-panel">
+            <h2>"Storage by team"</h2>
+            <p class="hint">"Uploaded files, dataset versions, checkpoints and trained models of each team's projects. A file two teams share counts for both."</p>
+            <table class="storage" id="storage">
+                <thead>
+                    <tr>
+                        <th scope="col">"Team"</th>
+                        <th scope="col" class="num">"Stored"</th>
+                        <th scope="col" class="num">"Files"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {d.storage.into_iter().map(|t| view! {
+                        <tr id=format!("storage-{}", t.team_id)>
+                            <th scope="row">{t.team}</th>
+                            <td class="num" data-label="Stored">{format::bytes(t.bytes)}</td>
+                            <td class="num" data-label="Files">{t.files}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
     }
 }
 
@@ -132,6 +164,11 @@ fn UserRowView(u: UserRow, teams: Vec<Team>, actions: Actions, me: i64) -> impl 
                 "true",
             )
         };
+        let resetting = RwSignal::new(false);
+        let reset_uid = uid.clone();
+        let reset_label = format!("Reset the password of {}", u.username);
+        let input_id = format!("reset-password-{}", u.id);
+        let input_label = format!("New password for {}", u.username);
         view! {
             <ActionForm action=actions.set_disabled attr:class="inline">
                 <input type="hidden" name="user_id" value=uid/>
@@ -140,6 +177,27 @@ fn UserRowView(u: UserRow, teams: Vec<Team>, actions: Actions, me: i64) -> impl 
                     {if disabled { "Enable" } else { "Disable" }}
                 </button>
             </ActionForm>
+            " "
+            {move || if resetting.get() {
+                let (uid, for_id, id, label) =
+                    (reset_uid.clone(), input_id.clone(), input_id.clone(), input_label.clone());
+                view! {
+                    <ActionForm action=actions.reset_password attr:class="reset-password">
+                        <input type="hidden" name="user_id" value=uid/>
+                        <label class="sr-only" for=for_id>{label}</label>
+                        <input id=id name="password" type="password" required minlength="12"
+                            autocomplete="new-password" placeholder="New password"/>
+                        <button type="submit" class="secondary">"Set password"</button>
+                        " "
+                        <button type="button" class="link" on:click=move |_| resetting.set(false)>"Cancel"</button>
+                    </ActionForm>
+                }.into_any()
+            } else {
+                view! {
+                    <button type="button" class="secondary" aria-label=reset_label.clone()
+                        on:click=move |_| resetting.set(true)>"Reset password"</button>
+                }.into_any()
+            }}
         }
         .into_any()
     };

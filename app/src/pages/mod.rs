@@ -1,5 +1,6 @@
 //! One component per route.
 
+mod account;
 mod admin;
 mod auth;
 mod check;
@@ -10,6 +11,7 @@ mod keys;
 mod launch;
 mod project;
 
+pub use account::AccountPage;
 pub use admin::AdminPage;
 pub use auth::{LoginPage, SetupPage};
 pub use dashboard::DashboardPage;

@@ -3,8 +3,11 @@
 //! once), the first-run setup, sign-in and sign-out, and creating users.
 
 pub mod password;
+pub mod settings;
 pub mod throttle;
 
+use crate::audit::{self, Target};
+use crate::entity::audit::AuditAction;
 use crate::entity::{membership, team, user};
 use crate::error::{Error, Result};
 use crate::state::{now, Services};
@@ -136,9 +139,23 @@ impl Services {
     }
 
     /// Creates a user (and, in the same transaction, their first team
-    /// membership). Used by the admin page, the first-run setup and the CLI.
+    /// membership). Used by the command line and tests; the admin page
+    /// uses [`Services::insert_user_by`] to record who did it.
     pub async fn insert_user(
         &self,
+        username: &str,
+        password: &str,
+        role: Role,
+        team_id: i64,
+    ) -> Result<user::Model> {
+        self.insert_user_by(None, username, password, role, team_id)
+            .await
+    }
+
+    /// [`Services::insert_user`], recorded in the audit log as `actor`'s.
+    pub async fn insert_user_by(
+        &self,
+        actor: Option<&user::Model>,
         username: &str,
         password: &str,
         role: Role,
@@ -178,6 +195,14 @@ impl Services {
         }
         .insert(&tx)
         .await?;
+        audit::record(
+            &tx,
+            actor,
+            AuditAction::UserCreated,
+            Target::user(&u),
+            serde_json::json!({ "role": role.as_str(), "team_id": team_id }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(u)
     }
@@ -192,18 +217,37 @@ impl Services {
         {
             return Ok(t);
         }
-        self.insert_team(name).await
+        self.insert_team(None, name).await
     }
 
     /// Inserts a team whose (already parsed) name is known to be free.
-    pub(crate) async fn insert_team(&self, name: String) -> Result<team::Model> {
-        Ok(team::ActiveModel {
+    pub(crate) async fn insert_team(
+        &self,
+        actor: Option<&user::Model>,
+        name: String,
+    ) -> Result<team::Model> {
+        let tx = self.db.begin().await?;
+        let t = team::ActiveModel {
             name: Set(name),
             created_at: Set(now()),
             ..Default::default()
         }
-        .insert(&self.db)
-        .await?)
+        .insert(&tx)
+        .await?;
+        audit::record(
+            &tx,
+            actor,
+            AuditAction::TeamCreated,
+            Target {
+                kind: "team",
+                id: Some(t.id),
+                label: &t.name,
+            },
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(t)
     }
 
     pub async fn user_count(&self) -> Result<u64> {
@@ -310,6 +354,14 @@ impl Services {
             team_id: Set(team_row.id),
         }
         .insert(&tx)
+        .await?;
+        audit::record(
+            &tx,
+            Some(&u),
+            AuditAction::InstanceSetUp,
+            Target::user(&u),
+            serde_json::json!({ "team": team_row.name }),
+        )
         .await?;
         tx.commit().await.map_err(|e| match e.sql_err() {
             Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => done(),

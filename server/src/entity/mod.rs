@@ -2,6 +2,7 @@
 //! Relations are joined by hand in the queries that need them.
 
 pub mod api_key;
+pub mod audit;
 pub mod dataset_version;
 pub mod file;
 pub mod instance;

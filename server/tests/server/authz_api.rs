@@ -13,11 +13,23 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 
 /// Callers, in the order of each row.
-const CALLERS: [&str; 6] = [
-    "no key", "revoked", "expert", "reviewer", "admin", "outsider",
+/// `disabled`: a key of an expert of Alpha whose account an admin
+/// disabled after the key was made.
+const CALLERS: [&str; 7] = [
+    "no key", "revoked", "expert", "reviewer", "admin", "outsider", "disabled",
 ];
 
-type Row = [u16; 6];
+type Row = [u16; 7];
+
+/// Whether `path` is an instance of the route `template` (`{x}` stands
+/// for one segment).
+fn instance_of(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
+}
 
 /// A request body: its content type and bytes.
 type Payload = Option<(String, Vec<u8>)>;
@@ -55,6 +67,26 @@ async fn every_key_against_every_v1_route() {
         ] {
             keys.push(Some(key_for(&app, who, project).await.1));
         }
+        let gone = app
+            .services
+            .insert_user(
+                "gone",
+                PASSWORD,
+                hone_app::api::Role::Expert,
+                app.services.ensure_team("Alpha").await.unwrap().id,
+            )
+            .await
+            .unwrap();
+        keys.push(Some(key_for(&app, "gone", w.alpha_project).await.1));
+        hone_server::entity::user::Entity::update_many()
+            .col_expr(
+                hone_server::entity::user::Column::DisabledAt,
+                sea_orm::sea_query::Expr::value(1),
+            )
+            .filter(hone_server::entity::user::Column::Id.eq(gone.id))
+            .exec(&app.services.db)
+            .await
+            .unwrap();
         let expert = keys[2].clone().unwrap();
         let outsider = keys[5].clone().unwrap();
         // A file and a job in each project.
@@ -82,27 +114,27 @@ async fn every_key_against_every_v1_route() {
 
         let get = |path: String, row: Row| (Method::GET, path, Payload::None, row);
         let routes: Vec<Route> = vec![
-            get("/v1/models".into(), [401, 401, 200, 200, 200, 200]),
+            get("/v1/models".into(), [401, 401, 200, 200, 200, 200, 401]),
             get(
                 "/v1/models/hone-demo".into(),
-                [401, 401, 200, 200, 200, 200],
+                [401, 401, 200, 200, 200, 200, 401],
             ),
-            get("/v1/files".into(), [401, 401, 200, 200, 200, 200]),
+            get("/v1/files".into(), [401, 401, 200, 200, 200, 200, 401]),
             get(
                 format!("/v1/files/{alpha_file}"),
-                [401, 401, 200, 200, 200, 404],
+                [401, 401, 200, 200, 200, 404, 401],
             ),
             get(
                 format!("/v1/files/{beta_file}"),
-                [401, 401, 404, 404, 404, 200],
+                [401, 401, 404, 404, 404, 200, 401],
             ),
             get(
                 format!("/v1/files/{alpha_file}/content"),
-                [401, 401, 200, 200, 200, 404],
+                [401, 401, 200, 200, 200, 404, 401],
             ),
             get(
                 format!("/v1/files/{beta_file}/content"),
-                [401, 401, 404, 404, 404, 200],
+                [401, 401, 404, 404, 404, 200, 401],
             ),
             (
                 Method::POST,
@@ -111,69 +143,79 @@ async fn every_key_against_every_v1_route() {
                     "multipart/form-data; boundary=hone-test-boundary".into(),
                     file_body,
                 )),
-                [401, 401, 200, 403, 200, 200],
+                [401, 401, 200, 403, 200, 200, 401],
             ),
             // In use by a job: refused (409) to those who may delete.
             (
                 Method::DELETE,
                 format!("/v1/files/{alpha_file}"),
                 None,
-                [401, 401, 409, 403, 409, 404],
+                [401, 401, 409, 403, 409, 404, 401],
             ),
             (
                 Method::DELETE,
                 "/v1/files/file-999999".into(),
                 None,
-                [401, 401, 404, 403, 404, 404],
+                [401, 401, 404, 403, 404, 404, 401],
             ),
             get(
                 "/v1/fine_tuning/jobs".into(),
-                [401, 401, 200, 200, 200, 200],
+                [401, 401, 200, 200, 200, 200, 401],
             ),
             get(
                 format!("/v1/fine_tuning/jobs/{alpha_job}"),
-                [401, 401, 200, 200, 200, 404],
+                [401, 401, 200, 200, 200, 404, 401],
             ),
             get(
                 format!("/v1/fine_tuning/jobs/{beta_job}"),
-                [401, 401, 404, 404, 404, 200],
+                [401, 401, 404, 404, 404, 200, 401],
             ),
             get(
                 format!("/v1/fine_tuning/jobs/{alpha_job}/events"),
-                [401, 401, 200, 200, 200, 404],
+                [401, 401, 200, 200, 200, 404, 401],
             ),
             get(
                 format!("/v1/fine_tuning/jobs/{beta_job}/events"),
-                [401, 401, 404, 404, 404, 200],
+                [401, 401, 404, 404, 404, 200, 401],
             ),
             get(
                 format!("/v1/fine_tuning/jobs/{alpha_job}/checkpoints"),
-                [401, 401, 200, 200, 200, 404],
+                [401, 401, 200, 200, 200, 404, 401],
             ),
             get(
                 format!("/v1/fine_tuning/jobs/{beta_job}/checkpoints"),
-                [401, 401, 404, 404, 404, 200],
+                [401, 401, 404, 404, 404, 200, 401],
             ),
             (
                 Method::POST,
                 "/v1/fine_tuning/jobs".into(),
                 Some(("application/json".into(), job_body.into_bytes())),
                 // The outsider's key cannot name Alpha's file: not found.
-                [401, 401, 200, 403, 200, 404],
+                [401, 401, 200, 403, 200, 404, 401],
             ),
             (
                 Method::POST,
                 "/v1/fine_tuning/jobs/ftjob-999999/cancel".into(),
                 None,
-                [401, 401, 404, 404, 404, 404],
+                [401, 401, 404, 404, 404, 404, 401],
             ),
             (
                 Method::POST,
                 format!("/v1/fine_tuning/jobs/{beta_job}/cancel"),
                 None,
-                [401, 401, 404, 404, 404, 200],
+                [401, 401, 404, 404, 404, 200, 401],
             ),
         ];
+        // Every route of the `/v1` router is in the matrix.
+        for template in crate::authz::declared_routes(include_str!("../../src/openai/mod.rs")) {
+            let template = format!("/v1{template}");
+            assert!(
+                routes
+                    .iter()
+                    .any(|(_, path, ..)| instance_of(&template, path)),
+                "the route {template} has no row in the API's authorisation matrix"
+            );
+        }
         for (method, path, body, expected) in &routes {
             for ((who, key), want) in CALLERS.iter().zip(&keys).zip(expected) {
                 let mut req = Request::builder().method(method.clone()).uri(path);

@@ -5,6 +5,7 @@
 // Tests fail loudly: unwrapping is the point here.
 #![allow(clippy::unwrap_used)]
 
+mod account;
 mod authz;
 mod authz_api;
 mod common;

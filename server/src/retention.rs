@@ -1,0 +1,178 @@
+//! What Hone stores and for whom: the blobs each project's rows refer to,
+//! each team's storage use, and the sweep that removes blobs nothing
+//! refers to (a dataset save that was refused, a checkpoint stored after
+//! its job's lease was lost, an upload whose row never committed).
+//!
+//! Blobs are content-addressed and shared: one blob may serve several
+//! rows and projects, so a blob is removed only when no row refers to it,
+//! and only once it is older than a grace period — a save or checkpoint
+//! still under way has written its blobs but not yet its row.
+
+use crate::entity::{dataset_version, file, job, job_artifact, job_checkpoint, project, team};
+use crate::error::Result;
+use crate::state::Services;
+use sea_orm::{EntityTrait, QuerySelect};
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// How old an unreferenced blob must be before the sweep removes it.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// How often the supervisor runs the sweep.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// A checkpoint's manifest, as far as storage is concerned.
+#[derive(Deserialize)]
+struct Manifest {
+    files: Vec<ManifestFile>,
+}
+
+#[derive(Deserialize)]
+struct ManifestFile {
+    key: String,
+}
+
+/// One team's stored bytes (each blob counted once per team).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TeamUse {
+    pub team_id: i64,
+    pub team: String,
+    pub bytes: u64,
+    pub blobs: u64,
+}
+
+impl Services {
+    /// Every (project, blob key) a row refers to.
+    pub async fn blob_references(&self) -> Result<Vec<(i64, String)>> {
+        let mut refs = Vec::new();
+        let files: Vec<(i64, String)> = file::Entity::find()
+            .select_only()
+            .column(file::Column::ProjectId)
+            .column(file::Column::StorageKey)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        refs.extend(files);
+        let versions: Vec<(i64, String, String, String)> = dataset_version::Entity::find()
+            .select_only()
+            .column(dataset_version::Column::ProjectId)
+            .column(dataset_version::Column::TrainKey)
+            .column(dataset_version::Column::ValidationKey)
+            .column(dataset_version::Column::TestKey)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        for (p, a, b, c) in versions {
+            refs.extend([(p, a), (p, b), (p, c)]);
+        }
+        let job_project: HashMap<i64, i64> = job::Entity::find()
+            .select_only()
+            .column(job::Column::Id)
+            .column(job::Column::ProjectId)
+            .into_tuple::<(i64, i64)>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        let artifacts: Vec<(i64, String)> = job_artifact::Entity::find()
+            .select_only()
+            .column(job_artifact::Column::JobId)
+            .column(job_artifact::Column::StorageKey)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        for (j, key) in artifacts {
+            refs.push((job_project.get(&j).copied().unwrap_or(0), key));
+        }
+        let checkpoints: Vec<(i64, String)> = job_checkpoint::Entity::find()
+            .select_only()
+            .column(job_checkpoint::Column::JobId)
+            .column(job_checkpoint::Column::Manifest)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        for (j, manifest) in checkpoints {
+            let p = job_project.get(&j).copied().unwrap_or(0);
+            match serde_json::from_str::<Manifest>(&manifest) {
+                Ok(m) => refs.extend(m.files.into_iter().map(|f| (p, f.key))),
+                Err(e) => {
+                    // Unreadable: keep everything rather than guess.
+                    tracing::error!(job_id = j, error = %e, "a checkpoint's manifest cannot be read");
+                    return Err(crate::error::Error::internal(
+                        "a checkpoint manifest cannot be read; the sweep keeps every blob",
+                    ));
+                }
+            }
+        }
+        Ok(refs)
+    }
+
+    /// Removes blobs no row refers to that are older than `grace`;
+    /// answers how many were removed.
+    #[tracing::instrument(skip_all)]
+    pub async fn sweep_orphans(&self, grace: Duration) -> Result<u64> {
+        // Listed before the references are read: a blob stored (and
+        // referenced) after this listing is not in it.
+        let blobs = self.blobs.list_blobs().await?;
+        let referenced: HashSet<String> = self
+            .blob_references()
+            .await?
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect();
+        let cutoff = crate::state::now() - grace.as_secs() as i64;
+        let mut removed = 0;
+        for b in blobs {
+            if !referenced.contains(&b.key) && b.modified_unix <= cutoff {
+                self.blobs.delete(&b.key).await?;
+                tracing::info!(key = %b.key, size = b.size, "unreferenced blob removed");
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Each team's storage use, largest first: the bytes of the distinct
+    /// blobs its projects refer to (a blob two teams share counts for both).
+    pub async fn storage_use(&self) -> Result<Vec<TeamUse>> {
+        let sizes: HashMap<String, u64> = self
+            .blobs
+            .list_blobs()
+            .await?
+            .into_iter()
+            .map(|b| (b.key, b.size))
+            .collect();
+        let project_team: HashMap<i64, i64> = project::Entity::find()
+            .select_only()
+            .column(project::Column::Id)
+            .column(project::Column::TeamId)
+            .into_tuple::<(i64, i64)>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        let mut per_team: HashMap<i64, HashSet<String>> = HashMap::new();
+        for (p, key) in self.blob_references().await? {
+            if let Some(t) = project_team.get(&p) {
+                per_team.entry(*t).or_default().insert(key);
+            }
+        }
+        let mut out: Vec<TeamUse> = team::Entity::find()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|t| {
+                let keys = per_team.remove(&t.id).unwrap_or_default();
+                TeamUse {
+                    team_id: t.id,
+                    team: t.name,
+                    bytes: keys.iter().filter_map(|k| sizes.get(k)).sum(),
+                    blobs: keys.iter().filter(|k| sizes.contains_key(*k)).count() as u64,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.team.cmp(&b.team)));
+        Ok(out)
+    }
+}
