@@ -7,8 +7,8 @@
 //! and the peak are printed (`cargo test -p hone-e2e --test load --
 //! --nocapture`).
 
-// Tests fail loudly: unwrapping is the point here.
-#![allow(clippy::unwrap_used)]
+// Tests fail loudly: unwrapping is the point here; the figures are printed.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use hone_e2e::http::Api;
 use hone_e2e::scenario::{chat_examples, create_user, login, PASSWORD};
