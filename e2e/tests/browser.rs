@@ -109,6 +109,41 @@ async fn walking_skeleton_in_a_real_browser() {
         .unwrap();
     assert_eq!(left.as_deref(), Some(""));
 
+    // The admin resets erin's password (to the one erin signs in with).
+    p.click("button[aria-label='Reset the password of erin']")
+        .await;
+    p.fill("#user-erin input[name=password]", EXPERT_PASSWORD)
+        .await;
+    p.click("#user-erin form.reset-password button[type=submit]")
+        .await;
+    p.wait(Locator::Css("#reset-ok")).await;
+    // Storage by team: nothing stored yet.
+    let storage = p.text_of("#storage").await;
+    assert!(storage.contains("Team A"), "{storage}");
+
+    // Their own account page: this browser's session, and a new password
+    // too short is refused beside its field.
+    p.open("/settings/account").await;
+    p.hydrated().await;
+    p.wait(Locator::XPath(
+        "//table[@id='sessions']//tr[contains(@class,'current')]//span[.='This browser']",
+    ))
+    .await;
+    p.fill("#current-password", ADMIN_PASSWORD).await;
+    p.fill("#new-password", "short").await;
+    // The browser's own minlength check would stop the form: this checks
+    // the server's answer.
+    p.c.execute(
+        "document.getElementById('new-password').removeAttribute('minlength')",
+        vec![],
+    )
+    .await
+    .unwrap();
+    p.click("#change-password").await;
+    let err = p.text_of("#new_password-error").await;
+    assert!(err.contains("12 characters"), "{err}");
+    p.snapshot("account").await;
+
     // A project in team B that the expert must not see.
     p.open("/").await;
     p.fill("#project-name", "Secret B").await;

@@ -374,8 +374,7 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
     }
     let stop = supervisor.stopper();
     let config = services.config.clone();
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
+    let listener = hone_server::http::serve::listen(config.bind)
         .with_context(|| format!("listening on {}", config.bind))?;
     let addr = listener.local_addr()?;
     tracing::info!(url = %format!("http://{addr}"), data_dir = %config.data_dir.display(), "Hone is listening");

@@ -54,6 +54,10 @@ impl Options {
     }
 }
 
+/// A worker's status when its engine cannot run, as people see it (the
+/// path and the OS error are in the worker's log only).
+pub const ENGINE_UNUSABLE: &str = "the training engine cannot be started on this machine; an administrator can find why in the worker's log";
+
 /// `hone-train devices`: the machine's devices, or why they cannot be had.
 pub async fn devices(train_bin: &Path) -> std::result::Result<Vec<Device>, String> {
     let out = tokio::process::Command::new(train_bin)
@@ -129,8 +133,10 @@ pub async fn start_pool(
     let (devices, unusable) = match devices(&options.train_bin).await {
         Ok(d) => (slots(&d, count), None),
         Err(why) => {
+            // The details (the engine's path, the OS error) go to the log;
+            // the status people see says what to do.
             tracing::error!(reason = %why, "workers cannot run jobs");
-            (slots(&[], Some(1)), Some(why))
+            (slots(&[], Some(1)), Some(ENGINE_UNUSABLE.to_owned()))
         }
     };
     let host = uuid::Uuid::new_v4().simple().to_string();
@@ -433,10 +439,8 @@ impl Worker {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                let reason = format!(
-                    "The training engine could not be started ({}: {e}).",
-                    self.options.train_bin.display()
-                );
+                tracing::error!(engine = %self.options.train_bin.display(), error = %e, job_id = job.id, "the training engine could not be started");
+                let reason = "The training engine could not be started on its worker. An administrator can find why in the worker's log.".to_owned();
                 return self
                     .end(
                         job.id,

@@ -836,6 +836,49 @@ fn event_object(row: &job_event::Model, body: &JobEventBody) -> Value {
     })
 }
 
+/// One page of a job's rows of `E` (events, checkpoints), newest first:
+/// at most `limit`, and whether more follow. `after` is a cursor
+/// (`{prefix}-{id}`) that must name one of this job's rows; `None` when it
+/// names none (OpenAI answers an empty page then). `columns` are `E`'s
+/// job id and id columns.
+async fn job_page<E>(
+    s: &Services,
+    job_id: i64,
+    after: Option<&str>,
+    prefix: &str,
+    limit: u64,
+    (job_col, id_col): (E::Column, E::Column),
+) -> ApiResult<Option<(Vec<E::Model>, bool)>>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+{
+    let mut query = E::find().filter(job_col.eq(job_id));
+    if let Some(after) = after {
+        let Some(cursor) = super::parse_id(after, prefix) else {
+            return Ok(None);
+        };
+        let known = E::find()
+            .filter(job_col.eq(job_id))
+            .filter(id_col.eq(cursor))
+            .one(&s.db)
+            .await?
+            .is_some();
+        if !known {
+            return Ok(None);
+        }
+        query = query.filter(id_col.lt(cursor));
+    }
+    let mut rows = query
+        .order_by_desc(id_col)
+        .limit(limit + 1)
+        .all(&s.db)
+        .await?;
+    let has_more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    Ok(Some((rows, has_more)))
+}
+
 /// `GET /v1/fine_tuning/jobs/{id}/events`: newest first; `after` is an
 /// event id.
 pub async fn events(
@@ -846,28 +889,18 @@ pub async fn events(
 ) -> ApiResult<Json<Value>> {
     let j = find(&s, &c, &id).await?;
     let limit = super::limit(q.limit, 20, 1000)?;
-    let mut query = job_event::Entity::find().filter(job_event::Column::JobId.eq(j.id));
-    if let Some(after) = &q.after {
-        let exists = match super::parse_id(after, "ftevent") {
-            Some(n) => job_event::Entity::find_by_id(n)
-                .filter(job_event::Column::JobId.eq(j.id))
-                .one(&s.db)
-                .await?
-                .map(|e| e.id),
-            None => None,
-        };
-        let Some(cursor) = exists else {
-            return Ok(Json(super::list_of(Vec::new(), false)));
-        };
-        query = query.filter(job_event::Column::Id.lt(cursor));
-    }
-    let mut rows = query
-        .order_by_desc(job_event::Column::Id)
-        .limit(limit + 1)
-        .all(&s.db)
-        .await?;
-    let has_more = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
+    let Some((rows, has_more)) = job_page::<job_event::Entity>(
+        &s,
+        j.id,
+        q.after.as_deref(),
+        "ftevent",
+        limit,
+        (job_event::Column::JobId, job_event::Column::Id),
+    )
+    .await?
+    else {
+        return Ok(Json(super::list_of(Vec::new(), false)));
+    };
     let mut data = Vec::with_capacity(rows.len());
     for row in &rows {
         let body: JobEventBody = serde_json::from_str(&row.body)?;
@@ -886,28 +919,18 @@ pub async fn checkpoints(
 ) -> ApiResult<Json<Value>> {
     let j = find(&s, &c, &id).await?;
     let limit = super::limit(q.limit, 10, 100)?;
-    let mut query = job_checkpoint::Entity::find().filter(job_checkpoint::Column::JobId.eq(j.id));
-    if let Some(after) = &q.after {
-        let exists = match super::parse_id(after, "ftckpt") {
-            Some(n) => job_checkpoint::Entity::find_by_id(n)
-                .filter(job_checkpoint::Column::JobId.eq(j.id))
-                .one(&s.db)
-                .await?
-                .map(|e| e.id),
-            None => None,
-        };
-        let Some(cursor) = exists else {
-            return Ok(Json(super::list_of(Vec::new(), false)));
-        };
-        query = query.filter(job_checkpoint::Column::Id.lt(cursor));
-    }
-    let mut rows = query
-        .order_by_desc(job_checkpoint::Column::Id)
-        .limit(limit + 1)
-        .all(&s.db)
-        .await?;
-    let has_more = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
+    let Some((rows, has_more)) = job_page::<job_checkpoint::Entity>(
+        &s,
+        j.id,
+        q.after.as_deref(),
+        "ftckpt",
+        limit,
+        (job_checkpoint::Column::JobId, job_checkpoint::Column::Id),
+    )
+    .await?
+    else {
+        return Ok(Json(super::list_of(Vec::new(), false)));
+    };
     // The losses by step, from the engine's events.
     let mut train: Vec<(u64, f64)> = Vec::new();
     let mut valid: Vec<(u64, f64)> = Vec::new();

@@ -301,6 +301,15 @@ async fn the_audit_log_records_who_did_what_and_cannot_be_changed() {
                     ("member", "true"),
                 ],
             ),
+            // Added again: already a member, nothing recorded.
+            (
+                "set_membership",
+                vec![
+                    ("user_id", expert_id.as_str()),
+                    ("team_id", beta.as_str()),
+                    ("member", "true"),
+                ],
+            ),
             (
                 "set_membership",
                 vec![
