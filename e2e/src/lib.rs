@@ -213,7 +213,10 @@ pub async fn browser(port: u16, profile: &std::path::Path) -> Client {
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1200,900",
+                "--disable-dev-shm-usage",
+                // `HONE_E2E_WINDOW=390,844` looks at the pages as a phone
+                // does (with `HONE_E2E_SCREENSHOTS`).
+                format!("--window-size={}", std::env::var("HONE_E2E_WINDOW").unwrap_or_else(|_| "1200,900".into())),
                 format!("--user-data-dir={}", profile.display()),
             ]
         }),

@@ -114,12 +114,20 @@ async fn walking_skeleton_in_a_real_browser() {
         .await;
     p.fill("#user-erin input[name=password]", EXPERT_PASSWORD)
         .await;
+    p.snapshot("admin-reset").await;
     p.click("#user-erin form.reset-password button[type=submit]")
         .await;
     p.wait(Locator::Css("#reset-ok")).await;
     // Storage by team: nothing stored yet.
     let storage = p.text_of("#storage").await;
     assert!(storage.contains("Team A"), "{storage}");
+    p.c.execute(
+        "document.getElementById('storage-panel').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    p.snapshot("admin-storage").await;
 
     // Their own account page: this browser's session, and a new password
     // too short is refused beside its field.
@@ -143,6 +151,13 @@ async fn walking_skeleton_in_a_real_browser() {
     let err = p.text_of("#new_password-error").await;
     assert!(err.contains("12 characters"), "{err}");
     p.snapshot("account").await;
+    p.c.execute(
+        "document.getElementById('sessions-panel').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    p.snapshot("account-sessions").await;
 
     // A project in team B that the expert must not see.
     p.open("/").await;
