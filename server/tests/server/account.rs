@@ -407,7 +407,7 @@ async fn a_refused_save_leaves_no_unreferenced_blob_once_swept() {
     on_each_db(|app| async move {
         let w = world(&app).await;
         let s = &app.services;
-        save_dataset(&app, "expert", w.alpha_project, chat_examples(30)).await;
+        let dataset = save_dataset(&app, "expert", w.alpha_project, chat_examples(30)).await;
         let kept = s.blobs.list_blobs().await.unwrap();
         assert_eq!(kept.len(), 4, "the source and three splits: {kept:?}");
 
@@ -459,6 +459,45 @@ async fn a_refused_save_leaves_no_unreferenced_blob_once_swept() {
         assert_eq!(storage[0]["files"], 4);
         let beta = storage.iter().find(|t| t["team"] == "Beta").unwrap();
         assert_eq!(beta["bytes"], 0);
+
+        // A checkpoint whose manifest cannot be read: the sweep cannot know
+        // what it refers to, so it removes nothing; the admin page still works.
+        let job = c
+            .call(
+                "launch_job",
+                &[
+                    ("dataset_id", &dataset.to_string()),
+                    ("model", "hone-demo"),
+                    ("config", "{}"),
+                ],
+            )
+            .await;
+        assert_eq!(job.status, StatusCode::OK, "{}", job.body);
+        s.db.execute_unprepared(&format!(
+            "INSERT INTO job_checkpoints (job_id, step, manifest, created_at) VALUES ({}, 1, 'not json', 0)",
+            job.json().as_i64().unwrap()
+        ))
+        .await
+        .unwrap();
+        let orphan = s
+            .blobs
+            .put_stream(
+                futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+                    b"nobody refers to this",
+                ))]),
+                1024,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            s.sweep_orphans(std::time::Duration::ZERO).await.unwrap(),
+            0
+        );
+        assert!(s.blobs.exists(&orphan.key).await.unwrap());
+        assert_eq!(
+            admin.call("admin_overview", &[]).await.status,
+            StatusCode::OK
+        );
     })
     .await;
 }
