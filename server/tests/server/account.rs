@@ -5,18 +5,8 @@
 use crate::common::*;
 use axum::http::StatusCode;
 use hone_server::entity::audit::{self, AuditAction};
-use hone_server::entity::{login_throttle, session};
-use sea_orm::sea_query::Expr;
+use hone_server::entity::session;
 use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
-
-/// Lets the throttle's waits run out, as time passing would.
-async fn let_time_pass(app: &TestApp) {
-    login_throttle::Entity::update_many()
-        .col_expr(login_throttle::Column::NotBeforeMs, Expr::value(0))
-        .exec(&app.services.db)
-        .await
-        .unwrap();
-}
 
 /// The world's own sign-ins, gone: each test counts its own sessions.
 async fn no_sessions(app: &TestApp) {

@@ -335,3 +335,17 @@ pub async fn save_dataset(app: &TestApp, who: &str, project: i64, bytes: Vec<u8>
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
     res.json()["id"].as_i64().unwrap()
 }
+
+/// Lets the sign-in throttle's waits run out, as time passing would.
+pub async fn let_time_pass(app: &TestApp) {
+    use hone_server::entity::login_throttle;
+    use sea_orm::EntityTrait;
+    login_throttle::Entity::update_many()
+        .col_expr(
+            login_throttle::Column::NotBeforeMs,
+            sea_orm::sea_query::Expr::value(0),
+        )
+        .exec(&app.services.db)
+        .await
+        .unwrap();
+}

@@ -13,15 +13,6 @@ fn peer(n: u8) -> Option<std::net::SocketAddr> {
     Some(format!("198.51.100.{n}:4000").parse().unwrap())
 }
 
-/// Lets the throttle's waits run out, as time passing would.
-async fn let_time_pass(app: &TestApp) {
-    login_throttle::Entity::update_many()
-        .col_expr(login_throttle::Column::NotBeforeMs, Expr::value(0))
-        .exec(&app.services.db)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn parallel_wrong_guesses_are_checked_one_by_one() {
     on_each_db(|app| async move {
