@@ -278,7 +278,7 @@ impl Services {
         .await?;
         tx.commit().await?;
         // Waits from failed guesses no longer apply to the new password.
-        self.clear_throttle(&format!("user:{}", target.username))
+        self.clear_throttle(&crate::accounts::throttle::account_key(&target.username))
             .await?;
         tracing::info!(by = %admin.username, user = %target.username, sessions_ended = ended, "password reset");
         Ok(())

@@ -388,13 +388,11 @@ impl Services {
         }
         // The throttle keys on the name as typed (normalised), whether or not
         // such an account exists, so waits reveal nothing either.
-        let account_key = format!("user:{name}");
+        let account_key = throttle::account_key(&name);
         let ip_key = format!("ip:{}", self.client_ip(req));
         let too_early = |key: &str, wait_ms: i64| {
             tracing::warn!(key = %key, wait_ms, "sign-in refused: too early after a failure");
-            Error::from(AppError::TooManyAttempts {
-                seconds: (wait_ms + 999) / 1000,
-            })
+            Error::from(throttle::too_early(wait_ms))
         };
         if let Some(wait_ms) = self.wait_for(&ip_key).await? {
             return Err(too_early(&ip_key, wait_ms));

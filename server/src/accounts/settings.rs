@@ -28,15 +28,15 @@ pub(crate) async fn end_sessions(
     Ok(q.exec(db).await?.rows_affected)
 }
 
-impl Services {
-    /// The stored key of the request's own session, if it has one yet.
-    async fn own_session_key(&self, req: &RequestParts) -> Result<Option<String>> {
-        Ok(session_of(req)?.id().map(|id| crate::sessions::key(&id)))
-    }
+/// The stored key of the request's own session, if it has one yet.
+fn own_session_key(req: &RequestParts) -> Result<Option<String>> {
+    Ok(session_of(req)?.id().map(|id| crate::sessions::key(&id)))
+}
 
+impl Services {
     async fn account_page(&self, req: &RequestParts) -> Result<AccountPage> {
         let u = self.require_user(req).await?;
-        let mine = self.own_session_key(req).await?;
+        let mine = own_session_key(req)?;
         let idle = self.config.session_idle_hours * 3600;
         let sessions = session::Entity::find()
             .filter(session::Column::UserId.eq(u.id))
@@ -81,12 +81,9 @@ impl Services {
             .into());
         }
         password::check_new_password(&new_password, "new_password")?;
-        let account_key = format!("user:{}", u.username);
+        let account_key = super::throttle::account_key(&u.username);
         if let Some(wait_ms) = self.claim_attempt(&account_key).await? {
-            return Err(AppError::TooManyAttempts {
-                seconds: (wait_ms + 999) / 1000,
-            }
-            .into());
+            return Err(super::throttle::too_early(wait_ms).into());
         }
         if !self
             .verify_password(current_password, u.password_hash.clone())
@@ -101,7 +98,7 @@ impl Services {
         }
         self.clear_throttle(&account_key).await?;
         let hash = self.hash_password(new_password).await?;
-        let mine = self.own_session_key(req).await?;
+        let mine = own_session_key(req)?;
         let tx = self.db.begin().await?;
         let mut m: user::ActiveModel = u.clone().into();
         m.password_hash = Set(hash);

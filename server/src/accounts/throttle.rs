@@ -23,6 +23,20 @@ pub const MAX_DELAY_MS: i64 = 15 * 60 * 1000;
 /// Rows untouched this long are purged (their count restarts at 0).
 pub const PURGE_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// The throttle key of an account name (normalised, as stored), whether
+/// or not such an account exists.
+pub fn account_key(name: &str) -> String {
+    format!("user:{name}")
+}
+
+/// The refusal of an attempt that came `wait_ms` too early (429 with
+/// `Retry-After` in whole seconds).
+pub fn too_early(wait_ms: i64) -> hone_app::api::AppError {
+    hone_app::api::AppError::TooManyAttempts {
+        seconds: (wait_ms + 999) / 1000,
+    }
+}
+
 /// The wait after the `failures`-th failure in a row: 1 s, 2 s, 4 s, …,
 /// at most 15 minutes.
 pub fn delay_ms(failures: i32) -> i64 {
