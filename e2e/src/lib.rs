@@ -262,22 +262,43 @@ impl Page {
         }
     }
 
+    /// Finds `css` and runs `act` on it; when the page re-renders the
+    /// element between the two (hydration, a resource settling), finds it
+    /// again rather than failing on a stale reference, until the same
+    /// 20-second deadline as [`Page::wait`].
+    async fn on_element<T, F, Fut>(&self, css: &str, act: F) -> T
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let e = self.wait(Locator::Css(css)).await;
+            match act(e).await {
+                Ok(v) => return v,
+                Err(e)
+                    if e.is_stale_element_reference() && std::time::Instant::now() < deadline => {}
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
+    }
+
     pub async fn fill(&self, css: &str, text: &str) {
-        let e = self.wait(Locator::Css(css)).await;
-        e.clear().await.unwrap();
-        e.send_keys(text).await.unwrap();
+        self.on_element(css, |e| async move {
+            e.clear().await?;
+            e.send_keys(text).await
+        })
+        .await
     }
 
     pub async fn click(&self, css: &str) {
-        self.wait(Locator::Css(css)).await.click().await.unwrap();
+        self.on_element(css, |e| async move { e.click().await })
+            .await
     }
 
     pub async fn select(&self, css: &str, label: &str) {
-        self.wait(Locator::Css(css))
+        self.on_element(css, |e| async move { e.select_by_label(label).await })
             .await
-            .select_by_label(label)
-            .await
-            .unwrap();
     }
 
     pub async fn path(&self) -> String {
@@ -294,6 +315,7 @@ impl Page {
     }
 
     pub async fn text_of(&self, css: &str) -> String {
-        self.wait(Locator::Css(css)).await.text().await.unwrap()
+        self.on_element(css, |e| async move { e.text().await })
+            .await
     }
 }
