@@ -84,8 +84,32 @@ pub fn project_with_dataset(api: &mut Api, data: &Path, n: usize) -> i64 {
         "X-File-Name: examples.jsonl\r\n",
         &chat_examples(n),
     );
-    assert_eq!(saved.status, 201, "{}", saved.body);
-    saved.json()["id"].as_i64().unwrap()
+    assert_eq!(saved.status, 202, "{}", saved.body);
+    let id = saved.json()["id"].as_i64().unwrap();
+    let page = checked(api, id);
+    assert_eq!(page["dataset"]["state"], "ready", "{page}");
+    id
+}
+
+/// The dataset page once the server's check of the version is done
+/// (ready or refused), asking again every 50 ms for at most two minutes.
+pub fn checked(api: &mut Api, dataset: i64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let page = api.call("dataset", &[("id", &dataset.to_string())]);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let page = page.json();
+        let state = page["dataset"]["state"].as_str().unwrap_or_default();
+        if !matches!(state, "waiting" | "checking") {
+            return page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dataset {dataset} still {state} after two minutes"
+        );
+        // Polling the server's state: the check runs in its own task.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// The launch page's defaults with `changes`, as the page would send them.

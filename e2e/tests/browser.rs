@@ -342,9 +342,10 @@ async fn walking_skeleton_in_a_real_browser() {
     assert_eq!(numbers.iter().sum::<u32>(), 4, "{counts}");
     p.click("#drop-rejected").await;
     p.click("#save-dataset-button").await;
+    // Listed at once, and followed until the server's check is done.
     let row = p
         .wait(Locator::XPath(
-            "//table[@id='datasets']//tr[@data-name='problems']",
+            "//table[@id='datasets']//tr[@data-name='problems' and @data-state='ready']",
         ))
         .await;
     let split = row
@@ -419,6 +420,44 @@ async fn walking_skeleton_in_a_real_browser() {
     p.wait(Locator::XPath("//span[@id='card-examples' and .='3']"))
         .await;
     p.wait(Locator::Css("#category-chart")).await;
+
+    // A save the server's check refuses (errors not left out, sent as the
+    // page sends saves): its page follows the check and shows why, line
+    // by line.
+    let project_path = p.path().await;
+    let project = project_path.trim_start_matches("/projects/").to_owned();
+    let id = p
+        .c
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+            fetch('/api/projects/' + arguments[0] + '/datasets?name=refused&seed=1&ratios=80,10,10&expect=1,0,0', {
+                method: 'POST',
+                headers: {'X-File-Name': 'refused.jsonl'},
+                body: '{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"}]}\n{"messages": [\n',
+            }).then(r => r.json()).then(j => done(j.id), e => done(String(e)));"#,
+            vec![project.clone().into()],
+        )
+        .await
+        .unwrap();
+    let id = id
+        .as_i64()
+        .unwrap_or_else(|| panic!("the save answered {id}"));
+    p.open(&format!("{project_path}/datasets/{id}")).await;
+    p.wait(Locator::XPath(
+        "//p[@id='dataset-state' and contains(., 'refused')]",
+    ))
+    .await;
+    p.wait(Locator::Css(
+        "#refusal-findings tr[data-code='invalid_json']",
+    ))
+    .await;
+    p.snapshot("dataset-refused").await;
+    p.open(&project_path).await;
+    p.wait(Locator::XPath(
+        "//table[@id='datasets']//tr[@data-name='refused' and @data-state='refused']//a[contains(., 'see why')]",
+    ))
+    .await;
+    p.snapshot("datasets-list").await;
 
     // Refusals: the admin page and team B's project.
     p.open("/admin").await;

@@ -10,6 +10,7 @@ mod m20261201_000004_jobs;
 mod m20261202_000005_api;
 mod m20261202_000006_hardening;
 mod m20261202_000007_audit;
+mod m20261202_000008_dataset_checks;
 
 /// The ordered list of migrations the server runs at start.
 #[derive(Debug)]
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_api::Migration),
             Box::new(m20261202_000006_hardening::Migration),
             Box::new(m20261202_000007_audit::Migration),
+            Box::new(m20261202_000008_dataset_checks::Migration),
         ]
     }
 }

@@ -45,6 +45,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Uploads in progress at most (more get 503).
     pub max_uploads: usize,
+    /// Saved dataset versions checked at once (the rest wait their turn).
+    pub dataset_checks: usize,
 }
 
 /// The engine: `hone-train` beside the running `hone` (as `scripts/run`
@@ -78,6 +80,7 @@ struct FileConfig {
     upload_idle_secs: Option<u64>,
     max_connections: Option<usize>,
     max_uploads: Option<usize>,
+    dataset_checks: Option<usize>,
 }
 
 pub const DEFAULT_MAX_UPLOAD: u64 = 2 * 1024 * 1024 * 1024;
@@ -177,6 +180,13 @@ impl Config {
         )? as usize;
         let max_uploads =
             number("HONE_MAX_UPLOADS", file.max_uploads.map(|n| n as u64), 32)? as usize;
+        // Checks are CPU work: half the cores, leaving the rest to requests
+        // and local training.
+        let dataset_checks = number(
+            "HONE_DATASET_CHECKS",
+            file.dataset_checks.map(|n| n as u64),
+            std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)) as u64,
+        )? as usize;
         let data_dir = env("HONE_DATA_DIR")
             .map(PathBuf::from)
             .or(file.data_dir)
@@ -211,6 +221,7 @@ impl Config {
             upload_idle_secs,
             max_connections,
             max_uploads,
+            dataset_checks,
         })
     }
 

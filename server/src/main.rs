@@ -363,6 +363,11 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
         let s = checks.clone();
         async move { s.check_files(shutdown).await }
     });
+    let dataset_checks = services.clone();
+    supervisor.spawn("dataset checks", move |shutdown| {
+        let s = dataset_checks.clone();
+        async move { s.check_datasets(shutdown).await }
+    });
     let hub_services = services.clone();
     supervisor.spawn("event hub", move |shutdown| {
         let s = hub_services.clone();

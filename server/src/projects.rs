@@ -84,6 +84,7 @@ impl Services {
         let ids: Vec<i64> = projects.iter().map(|p| p.id).collect();
         let files = file::Entity::find()
             .filter(file::Column::ProjectId.is_in(ids))
+            .filter(file::Column::DeletedAt.is_null())
             .order_by_desc(file::Column::CreatedAt)
             .order_by_desc(file::Column::Id)
             .all(&self.db)

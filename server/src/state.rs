@@ -19,6 +19,10 @@ pub struct Services {
     pub queue_wake: Arc<Notify>,
     /// Wakes the checks of files uploaded through the API.
     pub files_wake: Arc<Notify>,
+    /// Wakes the checks of saved dataset versions.
+    pub datasets_wake: Arc<Notify>,
+    /// Saved versions checked at once (`dataset_checks`); the rest wait.
+    pub dataset_checks: Arc<tokio::sync::Semaphore>,
     /// One API job is readied at a time in this process, so two callers
     /// (its creation, its file's check) do not split its data twice.
     pub readying: Arc<tokio::sync::Mutex<()>>,
@@ -50,6 +54,7 @@ impl Services {
 
     pub fn new(db: DatabaseConnection, blobs: BlobStore, config: Config) -> Services {
         let uploads = Arc::new(tokio::sync::Semaphore::new(config.max_uploads.max(1)));
+        let dataset_checks = config.dataset_checks.max(1);
         let blobs = blobs.with_upload_idle(std::time::Duration::from_secs(config.upload_idle_secs));
         Services {
             db,
@@ -58,6 +63,8 @@ impl Services {
             hub: Arc::default(),
             queue_wake: Arc::default(),
             files_wake: Arc::default(),
+            datasets_wake: Arc::default(),
+            dataset_checks: Arc::new(tokio::sync::Semaphore::new(dataset_checks)),
             readying: Arc::default(),
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),

@@ -6,11 +6,48 @@ use super::{AppError, CurrentUser};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// Where a saved version's server-side check is. A save answers at once;
+/// the server re-checks and splits the file off the request, a few at a
+/// time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetState {
+    /// Saved; every checker is busy with earlier saves.
+    Waiting,
+    /// Being checked and split now.
+    Checking,
+    /// Checked and split: its files can be downloaded and trained on.
+    Ready,
+    /// The server's check found what stops it (see [`Refusal`]).
+    Refused,
+}
+
+impl DatasetState {
+    /// Not yet decided: pages showing it follow it until it is.
+    pub fn pending(self) -> bool {
+        matches!(self, DatasetState::Waiting | DatasetState::Checking)
+    }
+}
+
+/// Why the server refused a saved version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// `dataset_errors`, `no_examples`, `split_mismatch`, `model_unusable`
+    /// or `check_failed` (the server could not read it).
+    pub code: String,
+    pub message: String,
+    /// The findings that stop it, errors first (at most 200).
+    pub findings: Vec<hone_dataset::Finding>,
+}
+
 /// One immutable dataset version: a source file checked and split by the server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetSummary {
     pub id: i64,
     pub name: String,
+    pub state: DatasetState,
+    /// While waiting: the saves ahead of it.
+    pub ahead: Option<u64>,
     pub source_name: String,
     pub format: String,
     pub examples: i64,
@@ -42,8 +79,11 @@ pub struct DatasetPage {
     pub errors: i64,
     /// Findings per code as the server counted them, most frequent first.
     pub finding_counts: Vec<(String, u64)>,
-    /// The server's statistics (absent for versions saved before they were kept).
+    /// The server's statistics (absent for versions saved before they were
+    /// kept, and until the check is done).
     pub stats: Option<hone_dataset::check::Stats>,
+    /// Why the check refused it (state `Refused`).
+    pub refusal: Option<Refusal>,
 }
 
 /// A base model people can check data against and fine-tune.

@@ -460,9 +460,10 @@ fn SaveForm(
                     state.saving.set(None);
                     match result {
                         Ok(_) => {
-                            state
-                                .message
-                                .set(Some((true, format!("Saved the dataset \"{label}\"."))));
+                            state.message.set(Some((
+                                true,
+                                format!("Saved the dataset \"{label}\". The server is checking and splitting it again; it is listed below and is ready in a moment."),
+                            )));
                             saved.update(|n| *n += 1);
                         }
                         Err(e) => state.message.set(Some((false, e))),
@@ -564,20 +565,25 @@ fn ReportView(name: String, r: Report) -> impl IntoView {
                     <tr><th scope="col">"Line"</th><th scope="col">"Problem"</th><th scope="col">"How to fix it"</th></tr>
                 </thead>
                 <tbody>
-                    {move || rows().into_iter().map(|f| view! {
-                        <tr class=format!("finding {}", f.code.as_str()) data-code=f.code.as_str()>
-                            <td>{f.line.map(|l| l.to_string()).unwrap_or_default()}</td>
-                            <td>
-                                <strong>{if f.severity == Severity::Error { "Error: " } else { "Warning: " }}</strong>
-                                {f.message.clone()}
-                                {f.excerpt.clone().map(|e| view! { <code class="excerpt">{e}</code> })}
-                            </td>
-                            <td>{f.fix.clone()}</td>
-                        </tr>
-                    }).collect_view()}
+                    {move || rows().into_iter().map(finding_row).collect_view()}
                 </tbody>
             </table>
         </div>
+    }
+}
+
+/// One finding as a row of a findings table (line, problem, fix).
+pub(super) fn finding_row(f: hone_dataset::Finding) -> impl IntoView {
+    view! {
+        <tr class=format!("finding {}", f.code.as_str()) data-code=f.code.as_str()>
+            <td data-label="Line">{f.line.map(|l| l.to_string()).unwrap_or_default()}</td>
+            <td>
+                <strong>{if f.severity == Severity::Error { "Error: " } else { "Warning: " }}</strong>
+                {f.message.clone()}
+                {f.excerpt.clone().map(|e| view! { <code class="excerpt">{e}</code> })}
+            </td>
+            <td data-label="How to fix it">{f.fix.clone()}</td>
+        </tr>
     }
 }
 

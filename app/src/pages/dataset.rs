@@ -1,8 +1,10 @@
 //! One dataset version: what was checked, how it was split, the hashes that
-//! pin its files, and the split files to download. Versions never change.
+//! pin its files, and the split files to download. Versions never change
+//! once the server's check is done; until then the page follows the check
+//! (waiting, checking) to ready or to the findings that refused it.
 
-use super::check::Histogram;
-use crate::api::{self, AppError, DatasetPage as Data};
+use super::check::{finding_row, Histogram};
+use crate::api::{self, AppError, DatasetPage as Data, DatasetState};
 use crate::components::loaded;
 use crate::format;
 use leptos::prelude::*;
@@ -23,12 +25,89 @@ pub fn DatasetPage() -> impl IntoView {
             None => Err(AppError::NotFound("that dataset".into())),
         }
     });
+    // While the server checks it, ask again every moment (browser only:
+    // effects do not run on the server).
+    Effect::new(move |_| {
+        let pending = data
+            .get()
+            .is_some_and(|d| d.is_ok_and(|d| d.dataset.state.pending()));
+        if pending {
+            set_timeout(move || data.refetch(), FOLLOW_EVERY);
+        }
+    });
     loaded(data, |d| view! { <DatasetView d=d/> })
+}
+
+/// How often a page asks again while a version is being checked.
+pub(super) const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Where the check is, for a version that is not ready.
+#[component]
+fn CheckStatus(d: Data) -> impl IntoView {
+    let ds = d.dataset.clone();
+    match ds.state {
+        DatasetState::Waiting => view! {
+            <p class="check-status" id="dataset-state" role="status">
+                {match ds.ahead {
+                    Some(0) | None => "Waiting for the server to check it: it is next.".to_owned(),
+                    Some(n) => format!("Waiting for the server to check it: {n} saved datasets are ahead of it."),
+                }}
+                " This page follows it."
+            </p>
+        }
+        .into_any(),
+        DatasetState::Checking => view! {
+            <p class="check-status" id="dataset-state" role="status">
+                "The server is checking and splitting it again, with the same checks your browser ran. This page follows it."
+            </p>
+        }
+        .into_any(),
+        DatasetState::Refused => {
+            let r = d.refusal.clone();
+            let message = r.as_ref().map(|r| r.message.clone()).unwrap_or_default();
+            let findings = r.map(|r| r.findings).unwrap_or_default();
+            view! {
+                <p class="form-error" id="dataset-state" role="status">
+                    "The server's check refused this dataset: " {message}
+                    " Nothing can be trained on it: fix the file, check it again on the project's page and save it."
+                </p>
+                {(!findings.is_empty()).then(|| view! {
+                    <table class="findings" id="refusal-findings">
+                        <thead>
+                            <tr><th scope="col">"Line"</th><th scope="col">"Problem"</th><th scope="col">"How to fix it"</th></tr>
+                        </thead>
+                        <tbody>{findings.into_iter().map(finding_row).collect_view()}</tbody>
+                    </table>
+                })}
+            }
+            .into_any()
+        }
+        DatasetState::Ready => ().into_any(),
+    }
 }
 
 #[component]
 fn DatasetView(d: Data) -> impl IntoView {
     let ds = d.dataset.clone();
+    if ds.state != DatasetState::Ready {
+        let source = ds.source_name.clone();
+        return view! {
+            <p class="crumbs">
+                <a href="/">"Projects"</a>" / "
+                <a href=format!("/projects/{}", d.project_id)>{d.project_name.clone()}</a>" / datasets"
+            </p>
+            <h1 id="dataset-name">{ds.name.clone()}</h1>
+            <section class="panel" id="dataset-detail">
+                <CheckStatus d=d.clone()/>
+                <dl class="facts">
+                    <dt>"Source file"</dt><dd>{source}</dd>
+                    <dt>"Split"</dt><dd id="detail-split">{format!("{}% · seed {}", ds.ratios.replace(',', "/"), ds.seed)}</dd>
+                    <dt>"Saved"</dt><dd>{format!("by {}, {}", ds.created_by, format::utc(ds.created_at))}</dd>
+                </dl>
+            </section>
+        }
+        .into_any();
+    }
     let splits = ["train", "validation", "test"];
     let unit = match d.stats.as_ref().and_then(|s| s.unit) {
         Some(hone_dataset::check::Unit::Tokens) => "tokens",
@@ -99,7 +178,7 @@ fn DatasetView(d: Data) -> impl IntoView {
                         <thead><tr><th scope="col">"Kind"</th><th scope="col">"Count"</th></tr></thead>
                         <tbody>
                             {d.finding_counts.iter().map(|(code, n)| view! {
-                                <tr data-code=code.clone()><td>{code.clone()}</td><td>{*n}</td></tr>
+                                <tr data-code=code.clone()><td data-label="Kind">{code.clone()}</td><td data-label="Count">{*n}</td></tr>
                             }).collect_view()}
                         </tbody>
                     </table>

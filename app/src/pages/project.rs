@@ -2,7 +2,9 @@
 //! file in the browser, save it as a dataset version) and "2 · Models"
 //! (the training jobs launched from those versions).
 
-use crate::api::{self, AppError, DatasetSummary, JobState, JobSummary, ProjectPage as Data};
+use crate::api::{
+    self, AppError, DatasetState, DatasetSummary, JobState, JobSummary, ProjectPage as Data,
+};
 use crate::components::loaded;
 use crate::format;
 use hone_protocol::Cause;
@@ -45,64 +47,123 @@ fn ProjectView(d: Data, saved: RwSignal<u32>, check: super::check::CheckState) -
         </section>
         <section class="stage" id="stage-models" aria-labelledby="stage-models-title">
             <h2 class="stage-title" id="stage-models-title"><span class="stage-n">"2"</span>" · Models"</h2>
-            <JobList project_id=project_id jobs=d.jobs.clone() can_train=d.can_train has_data=!d.datasets.is_empty()/>
+            <JobList project_id=project_id jobs=d.jobs.clone() can_train=d.can_train has_data=d.datasets.iter().any(|d| d.state == DatasetState::Ready)/>
         </section>
     }
 }
 
 #[component]
 fn DatasetList(project_id: i64, datasets: Vec<DatasetSummary>, can_train: bool) -> impl IntoView {
-    if datasets.is_empty() {
-        return view! {
+    // The list follows versions the server is still checking: it asks
+    // again every moment until none is (browser only: effects do not run
+    // on the server). Only the list reloads, not the page above it.
+    let list = RwSignal::new(datasets);
+    Effect::new(move |_| {
+        if list.with(|l| l.iter().any(|d| d.state.pending())) {
+            set_timeout(
+                move || {
+                    leptos::task::spawn_local(async move {
+                        match api::project(project_id).await {
+                            Ok(p) => {
+                                let _ = list.try_set(p.datasets);
+                            }
+                            // Ask again after the next interval.
+                            Err(_) => {
+                                let _ = list.try_update(|_| ());
+                            }
+                        }
+                    })
+                },
+                super::dataset::FOLLOW_EVERY,
+            );
+        }
+    });
+    move || {
+        let datasets = list.get();
+        if datasets.is_empty() {
+            return view! {
+                <section class="panel">
+                    <h3>"Datasets"</h3>
+                    <p class="empty" id="no-datasets">"No datasets yet. Check a file above, then save it as a dataset."</p>
+                </section>
+            }
+            .into_any();
+        }
+        view! {
             <section class="panel">
                 <h3>"Datasets"</h3>
-                <p class="empty" id="no-datasets">"No datasets yet. Check a file above, then save it as a dataset."</p>
+                <table class="datasets" id="datasets">
+                    <thead>
+                        <tr>
+                            <th scope="col">"Name"</th>
+                            <th scope="col">"Examples"</th>
+                            <th scope="col">"Train · validation · test"</th>
+                            <th scope="col">"Split"</th>
+                            <th scope="col">"Source"</th>
+                            <th scope="col">"Saved"</th>
+                            <th scope="col">"Next step"</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {datasets.into_iter().map(|d| dataset_row(project_id, d, can_train)).collect_view()}
+                    </tbody>
+                </table>
             </section>
         }
-        .into_any();
+        .into_any()
     }
+}
+
+/// One version of the list; its figures once the server's check is done.
+fn dataset_row(project_id: i64, d: DatasetSummary, can_train: bool) -> impl IntoView {
+    let href = format!("/projects/{}/datasets/{}", project_id, d.id);
+    let ready = d.state == DatasetState::Ready;
+    let (examples, counts, source) = if ready {
+        let left_out = if d.dropped_rejected {
+            format!(" ({} with errors left out)", d.rejected)
+        } else {
+            String::new()
+        };
+        (
+            format!("{}{left_out}", d.examples),
+            format!("{} · {} · {}", d.counts[0], d.counts[1], d.counts[2]),
+            format!("{} ({})", d.source_name, d.format),
+        )
+    } else {
+        ("—".into(), "—".into(), d.source_name.clone())
+    };
+    let next = match d.state {
+        DatasetState::Ready if can_train => view! {
+            <a class="train-link button-link" href=format!("/projects/{project_id}/datasets/{}/train", d.id)>
+                "Train a model"
+            </a>
+        }
+        .into_any(),
+        DatasetState::Ready => view! { <span class="state state-succeeded">"Ready"</span> }.into_any(),
+        DatasetState::Waiting => view! {
+            <span class="state state-queued">{match d.ahead {
+                Some(n) if n > 0 => format!("Waiting to be checked ({n} ahead)"),
+                _ => "Waiting to be checked".to_owned(),
+            }}</span>
+        }
+        .into_any(),
+        DatasetState::Checking => view! { <span class="state state-running">"Being checked…"</span> }.into_any(),
+        DatasetState::Refused => view! {
+            <a class="state state-failed" href=href.clone()>"Refused: see why"</a>
+        }
+        .into_any(),
+    };
     view! {
-        <section class="panel">
-            <h3>"Datasets"</h3>
-            <table class="datasets" id="datasets">
-                <thead>
-                    <tr>
-                        <th scope="col">"Name"</th>
-                        <th scope="col">"Examples"</th>
-                        <th scope="col">"Train · validation · test"</th>
-                        <th scope="col">"Split"</th>
-                        <th scope="col">"Source"</th>
-                        <th scope="col">"Saved"</th>
-                        {can_train.then(|| view! { <th scope="col">"Next step"</th> })}
-                    </tr>
-                </thead>
-                <tbody>
-                    {datasets.into_iter().map(|d| {
-                        let left_out = d.dropped_rejected.then(|| format!(" ({} with errors left out)", d.rejected));
-                        let train = can_train.then(|| view! {
-                            <td class="next">
-                                <a class="train-link button-link" href=format!("/projects/{project_id}/datasets/{}/train", d.id)>
-                                    "Train a model"
-                                </a>
-                            </td>
-                        });
-                        view! {
-                            <tr class="dataset" data-name=d.name.clone()>
-                                <td class="name"><a href=format!("/projects/{}/datasets/{}", project_id, d.id)>{d.name.clone()}</a></td>
-                                <td data-label="Examples">{d.examples}{left_out}</td>
-                                <td data-label="Train · validation · test" class="split-counts">{format!("{} · {} · {}", d.counts[0], d.counts[1], d.counts[2])}</td>
-                                <td data-label="Split">{format!("{}% · seed {}", d.ratios.replace(',', "/"), d.seed)}</td>
-                                <td data-label="Source">{format!("{} ({})", d.source_name, d.format)}</td>
-                                <td data-label="Saved">{format!("{}, {}", d.created_by, format::utc(d.created_at))}</td>
-                                {train}
-                            </tr>
-                        }
-                    }).collect_view()}
-                </tbody>
-            </table>
-        </section>
+        <tr class="dataset" data-name=d.name.clone() data-state=format!("{:?}", d.state).to_lowercase()>
+            <td class="name"><a href=href>{d.name.clone()}</a></td>
+            <td data-label="Examples">{examples}</td>
+            <td data-label="Train · validation · test" class="split-counts">{counts}</td>
+            <td data-label="Split">{format!("{}% · seed {}", d.ratios.replace(',', "/"), d.seed)}</td>
+            <td data-label="Source">{source}</td>
+            <td data-label="Saved">{format!("{}, {}", d.created_by, format::utc(d.created_at))}</td>
+            <td class="next" data-label="Next step">{next}</td>
+        </tr>
     }
-    .into_any()
 }
 
 #[component]

@@ -2,16 +2,19 @@
 //!
 //! The body is the source file (streamed to storage like any upload); the
 //! query names the version and gives the split settings plus the split
-//! counts the browser computed with the same `hone-dataset` code. The server
-//! re-checks and re-splits the stored file itself — it never trusts the
-//! client — and refuses when there are errors the person did not choose to
-//! leave out (422, with the findings) or when its counts differ from the
-//! browser's (409). Only then are the three split files written and the
-//! version recorded.
+//! counts the browser computed with the same `hone-dataset` code. The save
+//! answers at once (202) with the version in state `checking`: the server
+//! re-checks and re-splits the stored file itself off the request — it
+//! never trusts the client — in the dataset-check task
+//! ([`super::check`]), a few saves at a time. The version becomes `ready`
+//! once its three split files are written, or `refused` with the findings
+//! when there are errors the person did not choose to leave out, or when
+//! the server's counts differ from the browser's.
 
 use super::summary;
 use crate::accounts::SignedIn;
-use crate::entity::{dataset_version, file};
+use crate::entity::dataset_version::{self, DatasetState};
+use crate::entity::file;
 use crate::error::Result;
 use crate::state::{now, Services};
 use crate::storage::{self, Stored};
@@ -25,10 +28,11 @@ use hone_app::api::AppError;
 use hone_dataset::tokens::ChatTokenizer;
 use hone_dataset::{Checker, Columns, Options, Ratios, Report, Split, SplitWriter};
 use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-#[derive(Debug, Deserialize)]
+/// The save's query; kept with the version (JSON) for its check.
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct NewDataset {
     name: String,
     seed: String,
@@ -45,17 +49,17 @@ pub struct NewDataset {
 }
 
 /// The query, parsed: raw input becomes typed values here, once.
-struct Settings {
-    name: String,
-    seed: u64,
-    ratios: Ratios,
-    expect: [u64; 3],
-    drop_rejected: bool,
-    options: Options,
-    model: String,
+pub(crate) struct Settings {
+    pub name: String,
+    pub seed: u64,
+    pub ratios: Ratios,
+    pub expect: [u64; 3],
+    pub drop_rejected: bool,
+    pub options: Options,
+    pub model: String,
 }
 
-fn parse(q: NewDataset) -> Result<Settings, AppError> {
+pub(crate) fn parse(q: NewDataset) -> Result<Settings, AppError> {
     let name = crate::accounts::password::parse_name(&q.name, "name", "dataset")?;
     let seed = q.seed.trim().parse::<u64>().map_err(|_| {
         AppError::invalid(
@@ -212,12 +216,56 @@ pub(crate) async fn version_from_file(
 }
 
 /// What a version records of how it was made.
-struct Recorded {
-    name: String,
-    seed: u64,
-    ratios: Ratios,
-    drop_rejected: bool,
-    model: String,
+pub(crate) struct Recorded {
+    pub name: String,
+    pub seed: u64,
+    pub ratios: Ratios,
+    pub drop_rejected: bool,
+    pub model: String,
+}
+
+/// What the check found and wrote, as the version's columns (state
+/// `ready`): everything but who saved it from which file.
+pub(crate) fn checked_columns(
+    report: &Report,
+    settings: &Recorded,
+    counts: [u64; 3],
+    [train, validation, test]: [Stored; 3],
+) -> dataset_version::ActiveModel {
+    let finding_counts: serde_json::Map<String, serde_json::Value> = report
+        .counts
+        .iter()
+        .map(|(code, n)| (code.as_str().to_owned(), (*n).into()))
+        .collect();
+    dataset_version::ActiveModel {
+        name: Set(settings.name.clone()),
+        format: Set(report.format.map_or("unknown", |f| f.label()).to_owned()),
+        examples: Set(report.examples as i64),
+        rejected: Set(report.rejected as i64),
+        dropped_rejected: Set(settings.drop_rejected && report.rejected > 0),
+        errors: Set(report.errors as i64),
+        warnings: Set(report.warnings as i64),
+        finding_counts: Set(serde_json::Value::Object(finding_counts).to_string()),
+        seed: Set(settings.seed.to_string()),
+        ratios: Set(ratios_text(settings.ratios)),
+        train_count: Set(counts[0] as i64),
+        validation_count: Set(counts[1] as i64),
+        test_count: Set(counts[2] as i64),
+        train_key: Set(train.key),
+        validation_key: Set(validation.key),
+        test_key: Set(test.key),
+        train_sha256: Set(train.sha256),
+        validation_sha256: Set(validation.sha256),
+        test_sha256: Set(test.sha256),
+        base_model: Set(Some(settings.model.clone())),
+        stats: Set(serde_json::to_string(&report.stats).ok()),
+        state: Set(DatasetState::Ready),
+        ..Default::default()
+    }
+}
+
+fn ratios_text(r: Ratios) -> String {
+    format!("{},{},{}", r.0[0], r.0[1], r.0[2])
 }
 
 /// The version's row, once its split files are written.
@@ -230,56 +278,20 @@ async fn record(
     report: &Report,
     settings: &Recorded,
     counts: [u64; 3],
-    [train, validation, test]: [Stored; 3],
+    splits: [Stored; 3],
 ) -> Result<dataset_version::Model> {
-    let finding_counts: serde_json::Map<String, serde_json::Value> = report
-        .counts
-        .iter()
-        .map(|(code, n)| (code.as_str().to_owned(), (*n).into()))
-        .collect();
-    Ok(dataset_version::ActiveModel {
-        project_id: Set(project_id),
-        name: Set(settings.name.clone()),
-        source_file_id: Set(source_file_id),
-        format: Set(report.format.map_or("unknown", |f| f.label()).to_owned()),
-        examples: Set(report.examples as i64),
-        rejected: Set(report.rejected as i64),
-        dropped_rejected: Set(settings.drop_rejected && report.rejected > 0),
-        errors: Set(report.errors as i64),
-        warnings: Set(report.warnings as i64),
-        finding_counts: Set(serde_json::Value::Object(finding_counts).to_string()),
-        seed: Set(settings.seed.to_string()),
-        ratios: Set(format!(
-            "{},{},{}",
-            settings.ratios.0[0], settings.ratios.0[1], settings.ratios.0[2]
-        )),
-        train_count: Set(counts[0] as i64),
-        validation_count: Set(counts[1] as i64),
-        test_count: Set(counts[2] as i64),
-        train_key: Set(train.key),
-        validation_key: Set(validation.key),
-        test_key: Set(test.key),
-        train_sha256: Set(train.sha256),
-        validation_sha256: Set(validation.sha256),
-        test_sha256: Set(test.sha256),
-        created_by: Set(created_by),
-        created_at: Set(now()),
-        base_model: Set(Some(settings.model.clone())),
-        stats: Set(serde_json::to_string(&report.stats).ok()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?)
-}
-
-fn refuse(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, Json(body)).into_response()
+    let mut row = checked_columns(report, settings, counts, splits);
+    row.project_id = Set(project_id);
+    row.source_file_id = Set(source_file_id);
+    row.created_by = Set(created_by);
+    row.created_at = Set(now());
+    Ok(row.insert(db).await?)
 }
 
 /// The first pass. Checking (and tokenizing) is CPU work that can take
 /// minutes on a large file, so it runs on a blocking thread fed chunk by
 /// chunk: the server's async workers keep answering other requests.
-async fn check_blob(
+pub(crate) async fn check_blob(
     s: &Services,
     key: &str,
     options: &Options,
@@ -307,7 +319,7 @@ async fn check_blob(
 /// The second pass: each kept example, normalised, into its split's blob.
 /// The splitting runs on a blocking thread (as the check does); its lines
 /// come back per chunk and are written here.
-async fn write_splits(
+pub(crate) async fn write_splits(
     s: &Services,
     key: &str,
     options: &Options,
@@ -382,56 +394,14 @@ pub async fn create(
 ) -> Result<Response> {
     let p = s.writable_project(&u, project_id).await?;
     let _slot = s.upload_slot()?;
-    let mut settings = parse(query)?;
-    // The same tokenizer and context length the browser counted with.
-    let (tokenizer, context_length) = measure_for(&s, &settings.model).await?;
-    settings.options.max_tokens = context_length;
+    let settings = parse(query.clone())?;
+    // The model must count tokens now, as it will for the check: an
+    // unknown or unusable one is refused before the upload.
+    measure_for(&s, &settings.model).await?;
     let source_name = crate::http::file_name(&headers)?;
     let limit = s.config.max_upload_bytes;
     crate::http::check_declared_size(&headers, limit)?;
     let source = s.blobs.put_stream(body.into_data_stream(), limit).await?;
-    let report = check_blob(&s, &source.key, &settings.options, tokenizer.clone()).await?;
-    // The per-line report of what blocks saving: errors first.
-    let mut findings: Vec<_> = report.findings.iter().collect();
-    findings.sort_by_key(|f| !f.is_error());
-    findings.truncate(200);
-    if report.examples == 0 {
-        return Ok(refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            serde_json::json!({
-                "code": "no_examples",
-                "message": "The file has no usable examples. Nothing was saved.",
-                "findings": findings,
-            }),
-        ));
-    }
-    if report.has_errors() && !settings.drop_rejected {
-        return Ok(refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            serde_json::json!({
-                "code": "dataset_errors",
-                "message": format!("The server found {} errors in {} examples. Fix them, or choose to leave those examples out. Nothing was saved.", report.errors, report.rejected),
-                "findings": findings,
-            }),
-        ));
-    }
-    let plan = report.plan(settings.seed, settings.ratios);
-    let counts = Report::split_counts(&plan);
-    if counts != settings.expect {
-        tracing::warn!(?counts, expect = ?settings.expect, "browser and server disagree on a split");
-        return Ok(refuse(
-            StatusCode::CONFLICT,
-            serde_json::json!({
-                "code": "split_mismatch",
-                "message": format!(
-                    "Your browser counted {}/{}/{} examples for train/validation/test, the server {}/{}/{}. Nothing was saved; reload the page and try again.",
-                    settings.expect[0], settings.expect[1], settings.expect[2], counts[0], counts[1], counts[2]
-                ),
-                "server_counts": counts,
-            }),
-        ));
-    }
-    let splits = write_splits(&s, &source.key, &settings.options, tokenizer, plan).await?;
     let tx = s.db.begin().await?;
     let source_row = file::ActiveModel {
         project_id: Set(p.id),
@@ -445,29 +415,47 @@ pub async fn create(
     }
     .insert(&tx)
     .await?;
-    let recorded = Recorded {
-        name: settings.name,
-        seed: settings.seed,
-        ratios: settings.ratios,
-        drop_rejected: settings.drop_rejected,
-        model: settings.model,
-    };
-    let row = record(
-        &tx,
-        p.id,
-        u.id,
-        source_row.id,
-        &report,
-        &recorded,
-        counts,
-        splits,
-    )
+    let row = dataset_version::ActiveModel {
+        project_id: Set(p.id),
+        name: Set(settings.name.clone()),
+        source_file_id: Set(source_row.id),
+        format: Set(String::new()),
+        examples: Set(0),
+        rejected: Set(0),
+        dropped_rejected: Set(settings.drop_rejected),
+        errors: Set(0),
+        warnings: Set(0),
+        finding_counts: Set("{}".into()),
+        seed: Set(settings.seed.to_string()),
+        ratios: Set(ratios_text(settings.ratios)),
+        train_count: Set(0),
+        validation_count: Set(0),
+        test_count: Set(0),
+        train_key: Set(String::new()),
+        validation_key: Set(String::new()),
+        test_key: Set(String::new()),
+        train_sha256: Set(String::new()),
+        validation_sha256: Set(String::new()),
+        test_sha256: Set(String::new()),
+        created_by: Set(u.id),
+        created_at: Set(now()),
+        base_model: Set(Some(settings.model.clone())),
+        stats: Set(None),
+        state: Set(DatasetState::Checking),
+        request: Set(Some(serde_json::to_string(&query)?)),
+        refusal: Set(None),
+        check_started_at: Set(None),
+        ..Default::default()
+    }
+    .insert(&tx)
     .await?;
     tx.commit().await?;
-    tracing::info!(user = %u.username, project = p.id, dataset = row.id, examples = row.examples, "dataset version saved");
+    s.datasets_wake.notify_one();
+    tracing::info!(user = %u.username, project = p.id, dataset = row.id, bytes = source.size, "dataset version saved; its check is queued");
+    let ahead = s.checks_ahead(row.id).await?;
     Ok((
-        StatusCode::CREATED,
-        Json(summary(&row, source_name, u.username)),
+        StatusCode::ACCEPTED,
+        Json(summary(&row, source_name, u.username, ahead)),
     )
         .into_response())
 }

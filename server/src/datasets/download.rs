@@ -11,13 +11,13 @@ use hone_app::api::AppError;
 use std::sync::Arc;
 
 /// For anyone who may read the version's project (the trainer's input,
-/// and for people who want to look).
+/// and for people who want to look), once the server's check made them.
 pub async fn download(
     State(s): State<Arc<Services>>,
     SignedIn(u): SignedIn,
     Path((id, file)): Path<(i64, String)>,
 ) -> Result<Response> {
-    let (row, _) = s.readable_dataset(&u, id).await?;
+    let (row, _) = s.ready_dataset(&u, id).await?;
     let (key, split) = match file.as_str() {
         "train.jsonl" => (&row.train_key, "train"),
         "validation.jsonl" => (&row.validation_key, "validation"),

@@ -37,6 +37,32 @@ pub struct Model {
     /// JSON: `hone_dataset::check::Stats` as the server computed them.
     #[sea_orm(column_type = "Text", nullable)]
     pub stats: Option<String>,
+    /// Where its check is: the split keys and counts are empty until `Ready`.
+    pub state: DatasetState,
+    /// JSON: the save's settings, as the check reads them (`None` for
+    /// versions made whole, off a request: the API's).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub request: Option<String>,
+    /// JSON: why the check refused the version (`Refusal`).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub refusal: Option<String>,
+    /// Unix seconds a checker took it; `None` while it waits for one.
+    pub check_started_at: Option<i64>,
+}
+
+/// A version's check, as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum DatasetState {
+    /// Saved, waiting for a checker or being checked.
+    #[sea_orm(string_value = "checking")]
+    Checking,
+    /// Checked and split: its files can be downloaded and trained on.
+    #[sea_orm(string_value = "ready")]
+    Ready,
+    /// The check found what stops it (its findings are in `refusal`).
+    #[sea_orm(string_value = "refused")]
+    Refused,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

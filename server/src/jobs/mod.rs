@@ -180,13 +180,16 @@ impl Services {
     async fn summaries_of(&self, jobs: Vec<job::Model>) -> Result<Vec<JobSummary>> {
         let names = self.usernames(jobs.iter().map(|j| j.created_by)).await?;
         let datasets: HashMap<i64, String> = dataset_version::Entity::find()
+            .select_only()
+            .column(dataset_version::Column::Id)
+            .column(dataset_version::Column::Name)
             .filter(
                 dataset_version::Column::Id.is_in(jobs.iter().filter_map(|j| j.dataset_version_id)),
             )
+            .into_tuple::<(i64, String)>()
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|d| (d.id, d.name))
             .collect();
         let mut out = Vec::with_capacity(jobs.len());
         for j in jobs {
@@ -340,6 +343,7 @@ impl Services {
                 &d,
                 source,
                 by.get(&d.created_by).cloned().unwrap_or_default(),
+                None,
             ),
             models,
             default_model,
@@ -364,6 +368,8 @@ impl Services {
         let p = self
             .project_with(u, d.project_id, Action::Train, what)
             .await?;
+        // Trains only on what the server's check passed.
+        self.ready_dataset(u, d.id).await?;
         Ok((d, p))
     }
 

@@ -413,12 +413,13 @@ async fn a_refused_save_leaves_no_unreferenced_blob_once_swept() {
                 axum::body::Body::from("{\"messages\": [}\nnot json either\n"),
             )
             .await;
-        assert_eq!(
-            refused.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{}",
-            refused.body
-        );
+        assert_eq!(refused.status, StatusCode::ACCEPTED, "{}", refused.body);
+        assert_eq!(s.check_pending_datasets().await.unwrap(), 1);
+        let page = c
+            .call("dataset", &[("id", &refused.json()["id"].to_string())])
+            .await
+            .json();
+        assert_eq!(page["dataset"]["state"], "refused", "{page}");
         assert_eq!(s.blobs.list_blobs().await.unwrap().len(), 5);
 
         // Within the grace period nothing goes (a save may be under way)…

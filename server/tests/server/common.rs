@@ -86,6 +86,7 @@ pub async fn spawn_app_with(
         upload_idle_secs: 30,
         max_connections: 4096,
         max_uploads: 32,
+        dataset_checks: 1,
     };
     let dbc = hone_server::db::connect(database_url.as_deref(), dir.path())
         .await
@@ -332,8 +333,23 @@ pub async fn save_dataset(app: &TestApp, who: &str, project: i64, bytes: Vec<u8>
             Body::from(bytes),
         )
         .await;
-    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
-    res.json()["id"].as_i64().unwrap()
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    assert_eq!(res.json()["state"], "waiting", "{}", res.body);
+    let id = res.json()["id"].as_i64().unwrap();
+    app.services.check_pending_datasets().await.unwrap();
+    use sea_orm::EntityTrait;
+    let row = hone_server::entity::dataset_version::Entity::find_by_id(id)
+        .one(&app.services.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.state,
+        hone_server::entity::dataset_version::DatasetState::Ready,
+        "{:?}",
+        row.refusal
+    );
+    id
 }
 
 /// Lets the sign-in throttle's waits run out, as time passing would.

@@ -8,7 +8,7 @@ use hone_dataset::tokens::ChatTokenizer;
 use hone_dataset::{check_bytes, Options, Ratios, SplitWriter};
 use hone_server::entity::dataset_version;
 use hone_server::models;
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sea_orm::EntityTrait;
 
 fn sample() -> Vec<u8> {
     let mut s = String::new();
@@ -16,6 +16,15 @@ fn sample() -> Vec<u8> {
         s.push_str(&format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"Question {i}\"}},{{\"role\":\"assistant\",\"content\":\"Answer {i}\"}}]}}\n"));
     }
     s.push_str("{\"messages\": [\n");
+    s.into_bytes()
+}
+
+/// A file with no errors.
+fn good_sample() -> Vec<u8> {
+    let mut s = String::new();
+    for i in 0..20 {
+        s.push_str(&format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"Question {i}\"}},{{\"role\":\"assistant\",\"content\":\"Answer {i}\"}}]}}\n"));
+    }
     s.into_bytes()
 }
 
@@ -57,6 +66,8 @@ async fn saving_a_dataset_rechecks_and_splits_on_the_server() {
         let [a, b, t] = browser_counts(&bytes, 7);
         let expect = format!("{a},{b},{t}");
 
+        // Errors the person did not choose to leave out: the save answers
+        // at once, the check refuses it with its findings.
         let refused = post(
             &mut c,
             w.alpha_project,
@@ -64,14 +75,39 @@ async fn saving_a_dataset_rechecks_and_splits_on_the_server() {
             bytes.clone(),
         )
         .await;
-        assert_eq!(
-            refused.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{}",
-            refused.body
-        );
-        assert_eq!(refused.json()["code"], "dataset_errors");
-        assert_eq!(refused.json()["findings"][0]["code"], "invalid_json");
+        assert_eq!(refused.status, StatusCode::ACCEPTED, "{}", refused.body);
+        assert_eq!(refused.json()["state"], "waiting");
+        assert_eq!(refused.json()["ahead"], 0);
+        let refused_id = refused.json()["id"].as_i64().unwrap();
+        // Nothing to download or train on until the check is done.
+        let early = c
+            .get(&format!("/api/datasets/{refused_id}/train.jsonl"))
+            .await;
+        assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.body);
+        assert!(early.body.contains("still being checked"), "{}", early.body);
+        let page = c.call("dataset", &[("id", &refused_id.to_string())]).await;
+        assert_eq!(page.json()["dataset"]["state"], "waiting", "{}", page.body);
+        assert_eq!(app.services.check_pending_datasets().await.unwrap(), 1);
+        let page = c
+            .call("dataset", &[("id", &refused_id.to_string())])
+            .await
+            .json();
+        assert_eq!(page["dataset"]["state"], "refused");
+        assert_eq!(page["refusal"]["code"], "dataset_errors");
+        assert_eq!(page["refusal"]["findings"][0]["code"], "invalid_json");
+        assert_eq!(page["refusal"]["findings"][0]["line"], 21);
+        let late = c
+            .get(&format!("/api/datasets/{refused_id}/train.jsonl"))
+            .await;
+        assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.body);
+        assert!(late.body.contains("refused"), "{}", late.body);
+        // The refused save's source file is hidden (its blob is left to
+        // the retention sweep).
+        let project = c
+            .call("project", &[("id", &w.alpha_project.to_string())])
+            .await
+            .json();
+        assert_eq!(project["project"]["files"], serde_json::json!([]));
 
         let mismatch = post(
             &mut c,
@@ -80,13 +116,21 @@ async fn saving_a_dataset_rechecks_and_splits_on_the_server() {
             bytes.clone(),
         )
         .await;
-        assert_eq!(mismatch.status, StatusCode::CONFLICT, "{}", mismatch.body);
-        assert_eq!(
-            dataset_version::Entity::find()
-                .count(&app.services.db)
-                .await
-                .unwrap(),
-            0
+        assert_eq!(mismatch.status, StatusCode::ACCEPTED, "{}", mismatch.body);
+        let mismatch_id = mismatch.json()["id"].as_i64().unwrap();
+        assert_eq!(app.services.check_pending_datasets().await.unwrap(), 1);
+        let page = c
+            .call("dataset", &[("id", &mismatch_id.to_string())])
+            .await
+            .json();
+        assert_eq!(page["dataset"]["state"], "refused");
+        assert_eq!(page["refusal"]["code"], "split_mismatch");
+        assert!(
+            page["refusal"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("the server {a}/{b}/{t}")),
+            "{page}"
         );
 
         let saved = post(
@@ -96,8 +140,15 @@ async fn saving_a_dataset_rechecks_and_splits_on_the_server() {
             bytes.clone(),
         )
         .await;
-        assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
-        let d = saved.json();
+        assert_eq!(saved.status, StatusCode::ACCEPTED, "{}", saved.body);
+        let saved_id = saved.json()["id"].as_i64().unwrap();
+        assert_eq!(app.services.check_pending_datasets().await.unwrap(), 1);
+        let d = c
+            .call("dataset", &[("id", &saved_id.to_string())])
+            .await
+            .json()["dataset"]
+            .clone();
+        assert_eq!(d["state"], "ready");
         assert_eq!(
             (
                 d["examples"].as_i64(),
@@ -115,7 +166,7 @@ async fn saving_a_dataset_rechecks_and_splits_on_the_server() {
         let mut writer = SplitWriter::new(opts, Some(&t), report.plan(7, Ratios::default()));
         writer.feed(&bytes, &mut |s, line| local[s as usize].push_str(line));
         writer.finish(&mut |s, line| local[s as usize].push_str(line));
-        let row = dataset_version::Entity::find()
+        let row = dataset_version::Entity::find_by_id(saved_id)
             .one(&app.services.db)
             .await
             .unwrap()
@@ -245,7 +296,121 @@ async fn only_writers_of_the_team_save_datasets_and_bad_settings_are_named() {
         b"\n\n".to_vec(),
     )
     .await;
-    assert_eq!(empty.json()["code"], "no_examples", "{}", empty.body);
+    assert_eq!(empty.status, StatusCode::ACCEPTED, "{}", empty.body);
+    app.services.check_pending_datasets().await.unwrap();
+    let page = c
+        .call("dataset", &[("id", &empty.json()["id"].to_string())])
+        .await
+        .json();
+    assert_eq!(page["refusal"]["code"], "no_examples", "{page}");
+}
+
+#[tokio::test]
+async fn checks_run_a_few_at_a_time_and_the_rest_wait_their_turn() {
+    on_each_db(|app| async move {
+        let w = world(&app).await;
+        let s = app.services.clone();
+        let mut c = Client::new(&app);
+        c.login("expert", PASSWORD).await;
+        let bytes = good_sample();
+        let [a, b, t] = browser_counts(&bytes, 42);
+        let q = format!("name=Queued&seed=42&ratios=80,10,10&expect={a},{b},{t}");
+        // Every checker busy (the test holds the one permit).
+        let busy = s.dataset_checks.clone().acquire_owned().await.unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let r = post(&mut c, w.alpha_project, &q, bytes.clone()).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+            ids.push(r.json()["id"].as_i64().unwrap());
+        }
+        assert!(s.claim_waiting_checks().await.unwrap().is_empty());
+        let states = |page: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+            // Newest first on the page: reversed to the order of saving.
+            let mut v: Vec<_> = page["datasets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| (d["state"].as_str().unwrap().to_owned(), d["ahead"].clone()))
+                .collect();
+            v.reverse();
+            v
+        };
+        let project_id = w.alpha_project.to_string();
+        let page = c.call("project", &[("id", &project_id)]).await.json();
+        assert_eq!(
+            states(&page),
+            vec![
+                ("waiting".into(), 0.into()),
+                ("waiting".into(), 1.into()),
+                ("waiting".into(), 2.into()),
+            ]
+        );
+        // One checker frees up: the oldest save is taken, the others wait.
+        drop(busy);
+        let mut taken = s.claim_waiting_checks().await.unwrap();
+        assert_eq!(taken.iter().map(|c| c.id).collect::<Vec<_>>(), [ids[0]]);
+        let page = c.call("project", &[("id", &project_id)]).await.json();
+        assert_eq!(
+            states(&page),
+            vec![
+                ("checking".into(), serde_json::Value::Null),
+                ("waiting".into(), 0.into()),
+                ("waiting".into(), 1.into()),
+            ]
+        );
+        // No permit while it runs.
+        assert!(s.claim_waiting_checks().await.unwrap().is_empty());
+        s.run_claimed(taken.pop().unwrap()).await;
+        assert_eq!(s.check_pending_datasets().await.unwrap(), 2);
+        let page = c.call("project", &[("id", &project_id)]).await.json();
+        assert_eq!(
+            states(&page),
+            vec![("ready".into(), serde_json::Value::Null); 3]
+        );
+        for id in ids {
+            let r = c.get(&format!("/api/datasets/{id}/train.jsonl")).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_check_a_stop_interrupted_runs_again_at_start() {
+    let app = spawn_app("sqlite", 1024 * 1024).await;
+    let w = world(&app).await;
+    let s = app.services.clone();
+    let mut c = Client::new(&app);
+    c.login("expert", PASSWORD).await;
+    let bytes = good_sample();
+    let [a, b, t] = browser_counts(&bytes, 42);
+    let r = post(
+        &mut c,
+        w.alpha_project,
+        &format!("name=Again&seed=42&ratios=80,10,10&expect={a},{b},{t}"),
+        bytes,
+    )
+    .await;
+    let id = r.json()["id"].as_i64().unwrap();
+    // A checker took it, and the server stopped before it finished.
+    dataset_version::Entity::update_many()
+        .col_expr(
+            dataset_version::Column::CheckStartedAt,
+            sea_orm::sea_query::Expr::value(1_i64),
+        )
+        .exec(&s.db)
+        .await
+        .unwrap();
+    let page = c.call("dataset", &[("id", &id.to_string())]).await.json();
+    assert_eq!(page["dataset"]["state"], "checking");
+    // Taken: not checked again while it is someone's…
+    assert_eq!(s.check_pending_datasets().await.unwrap(), 0);
+    // …until the next start puts it back.
+    assert_eq!(s.requeue_interrupted_checks().await.unwrap(), 1);
+    assert_eq!(s.check_pending_datasets().await.unwrap(), 1);
+    let page = c.call("dataset", &[("id", &id.to_string())]).await.json();
+    assert_eq!(page["dataset"]["state"], "ready", "{page}");
+    assert_eq!(page["dataset"]["counts"], serde_json::json!([a, b, t]));
 }
 
 /// A model folder whose context is `context` tokens, made from the demo
@@ -323,14 +488,14 @@ async fn tokens_are_counted_with_the_chosen_models_tokenizer_and_context() {
         file.clone().into_bytes(),
     )
     .await;
-    assert_eq!(
-        refused.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        refused.body
-    );
-    assert_eq!(refused.json()["findings"][0]["code"], "too_long");
-    assert_eq!(refused.json()["findings"][0]["line"], 11);
+    assert_eq!(refused.status, StatusCode::ACCEPTED, "{}", refused.body);
+    app.services.check_pending_datasets().await.unwrap();
+    let refused = c
+        .call("dataset", &[("id", &refused.json()["id"].to_string())])
+        .await
+        .json();
+    assert_eq!(refused["refusal"]["findings"][0]["code"], "too_long");
+    assert_eq!(refused["refusal"]["findings"][0]["line"], 11);
     // With the demo model (2048 tokens) the same file has no errors.
     let [a, b, t] = browser_counts(file.as_bytes(), 1);
     let saved = post(
@@ -340,8 +505,14 @@ async fn tokens_are_counted_with_the_chosen_models_tokenizer_and_context() {
         file.clone().into_bytes(),
     )
     .await;
-    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
+    assert_eq!(saved.status, StatusCode::ACCEPTED, "{}", saved.body);
     assert_eq!(saved.json()["base_model"], "hone-demo");
+    app.services.check_pending_datasets().await.unwrap();
+    let saved = c
+        .call("dataset", &[("id", &saved.json()["id"].to_string())])
+        .await
+        .json();
+    assert_eq!(saved["dataset"]["state"], "ready", "{saved}");
     let unknown = post(
         &mut c,
         w.alpha_project,

@@ -68,6 +68,23 @@ async fn jobs_keep_every_field_through_the_api_migration() {
             (11, Some(12), Some(13), Some(14), 15)
         );
         assert_eq!(j.training_file_id, None);
+        // A version saved before checks ran off the request was checked
+        // during its save: it is ready, its keys kept.
+        let v = hone_server::entity::dataset_version::Entity::find_by_id(1)
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (v.state, v.train_key.as_str(), v.check_started_at, v.refusal),
+            (
+                hone_server::entity::dataset_version::DatasetState::Ready,
+                "a",
+                None,
+                None
+            ),
+            "{db}"
+        );
         assert_eq!(job_event::Entity::find().all(&conn).await.unwrap().len(), 1);
         assert_eq!(
             job_checkpoint::Entity::find().all(&conn).await.unwrap()[0].job_id,
