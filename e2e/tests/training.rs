@@ -119,6 +119,9 @@ fn a_worker_killed_mid_run_loses_at_most_one_checkpoint_interval() {
     assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
 
     let page = job(&mut api, interrupted);
+    // Checkpoints and resumes are named, not located on the worker.
+    let here = data.path().display().to_string();
+    assert!(!page.to_string().contains(&here), "a path in {page}");
     // Each resume (one for the kill; another only if a loaded machine
     // starved a worker past its lease) starts at most one `save_steps`
     // interval behind the highest step recorded before it.
@@ -282,6 +285,8 @@ fn bad_engine_lines_are_skipped_and_data_too_long_fails_as_the_users_input() {
     let failure = &page["job"]["failure"];
     assert_eq!(failure["cause"], "user", "{failure}");
     let reason = failure["reason"].as_str().unwrap();
+    let here = data.path().display().to_string();
+    assert!(!page.to_string().contains(&here), "a path in {page}");
     assert!(
         reason.contains("longer than max_seq_length")
             && reason.contains("Raise max_seq_length to at least"),

@@ -16,6 +16,19 @@ use sea_orm::{
 };
 use std::collections::HashMap;
 
+/// What the project lists show of a file (not an API file's findings).
+#[derive(Clone, Debug, sea_orm::DerivePartialModel)]
+#[sea_orm(entity = "file::Entity")]
+struct FileRow {
+    id: i64,
+    project_id: i64,
+    name: String,
+    size: i64,
+    sha256: String,
+    uploaded_by: i64,
+    created_at: i64,
+}
+
 impl Services {
     pub(crate) async fn teams_of(&self, user_id: i64) -> Result<Vec<Team>> {
         let ids: Vec<i64> = membership::Entity::find()
@@ -82,11 +95,12 @@ impl Services {
         teams: &[Team],
     ) -> Result<Vec<ProjectSummary>> {
         let ids: Vec<i64> = projects.iter().map(|p| p.id).collect();
-        let files = file::Entity::find()
+        let files: Vec<FileRow> = file::Entity::find()
             .filter(file::Column::ProjectId.is_in(ids))
             .filter(file::Column::DeletedAt.is_null())
             .order_by_desc(file::Column::CreatedAt)
             .order_by_desc(file::Column::Id)
+            .into_partial_model()
             .all(&self.db)
             .await?;
         let names = self.usernames(files.iter().map(|f| f.uploaded_by)).await?;

@@ -207,7 +207,7 @@ fn UserRowView(u: UserRow, teams: Vec<Team>, actions: Actions, me: i64) -> impl 
                 {u.username.clone()}
                 {disabled.then(|| view! { " " <span class="state state-disabled">"Disabled"</span> })}
             </th>
-            <td>
+            <td data-label="Role">
                 <ActionForm action=actions.set_role attr:class="inline">
                     <input type="hidden" name="user_id" value=user_id/>
                     <label class="sr-only" for=role_id.clone()>{role_label}</label>
@@ -219,11 +219,11 @@ fn UserRowView(u: UserRow, teams: Vec<Team>, actions: Actions, me: i64) -> impl 
                     <button type="submit" class="secondary">"Set role"</button>
                 </ActionForm>
             </td>
-            <td>
+            <td data-label="Teams">
                 <ul class="chips">{chips}</ul>
                 {add}
             </td>
-            <td>{account}</td>
+            <td data-label="Account">{account}</td>
         </tr>
     }
 }

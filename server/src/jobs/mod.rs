@@ -12,6 +12,7 @@
 pub mod events;
 pub mod launch;
 pub mod queue;
+pub mod redact;
 pub mod worker;
 
 use crate::accounts::current;

@@ -13,6 +13,7 @@
 //! dies, so the child never outlives it for long.
 
 use super::queue::{self, End, Progress};
+use super::redact::Redact;
 use super::state_event;
 use crate::entity::job::{self, StoredCause};
 use crate::entity::{dataset_version, job_artifact, job_checkpoint, worker};
@@ -407,6 +408,18 @@ impl Worker {
             crate::models::engine_folder(&models_dir, &builtin, &name)
         })
         .await??;
+        let redact = Redact::new(
+            out,
+            dir,
+            &model,
+            &spec.base_model,
+            &[
+                &self.options.work_dir,
+                &self.options.builtin_models,
+                &self.services.config.models_dir,
+                &self.services.config.data_dir,
+            ],
+        );
 
         let mut cmd = tokio::process::Command::new(&self.options.train_bin);
         match (self.device.kind, self.device.index) {
@@ -489,7 +502,8 @@ impl Worker {
                             continue;
                         }
                     };
-                    if !self.emit(job.id, &JobEventBody::Engine { event: event.clone() }).await? {
+                    // People see it without this machine's paths.
+                    if !self.emit(job.id, &JobEventBody::Engine { event: redact.event(&event) }).await? {
                         return self.fenced(&mut child).await;
                     }
                     let progress = match &event {
@@ -513,7 +527,7 @@ impl Worker {
                             continue;
                         }
                         Event::Failed { reason, cause } => {
-                            failed = Some((*cause, reason.clone()));
+                            failed = Some((*cause, redact.text(reason)));
                             continue;
                         }
                         _ => continue,
@@ -638,7 +652,7 @@ impl Worker {
                     (None, Some(sig)) => format!("killed by signal {sig}"),
                     (None, None) => "an unknown exit".into(),
                 };
-                let last = tail.back().cloned().unwrap_or_default();
+                let last = redact.text(tail.back().map_or("", String::as_str));
                 let reason = format!("The training engine stopped unexpectedly ({how}). {last}");
                 self.end(
                     job.id,
