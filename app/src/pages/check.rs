@@ -576,7 +576,7 @@ fn ReportView(name: String, r: Report) -> impl IntoView {
 pub(super) fn finding_row(f: hone_dataset::Finding) -> impl IntoView {
     view! {
         <tr class=format!("finding {}", f.code.as_str()) data-code=f.code.as_str()>
-            <td data-label="Line">{f.line.map(|l| l.to_string()).unwrap_or_default()}</td>
+            <td data-label="Line" class:blank=f.line.is_none()>{f.line.map(|l| l.to_string()).unwrap_or_default()}</td>
             <td>
                 <strong>{if f.severity == Severity::Error { "Error: " } else { "Warning: " }}</strong>
                 {f.message.clone()}
