@@ -13,6 +13,7 @@ pub mod events;
 pub mod launch;
 pub mod queue;
 pub mod redact;
+pub mod schedule;
 pub mod worker;
 
 use crate::accounts::current;
