@@ -86,17 +86,25 @@ fn CheckStatus(d: Data) -> impl IntoView {
     }
 }
 
+/// The crumbs back to the project and the version's name.
+#[component]
+fn Heading(d: Data) -> impl IntoView {
+    view! {
+        <p class="crumbs">
+            <a href="/">"Projects"</a>" / "
+            <a href=format!("/projects/{}", d.project_id)>{d.project_name.clone()}</a>" / datasets"
+        </p>
+        <h1 id="dataset-name">{d.dataset.name.clone()}</h1>
+    }
+}
+
 #[component]
 fn DatasetView(d: Data) -> impl IntoView {
     let ds = d.dataset.clone();
     if ds.state != DatasetState::Ready {
         let source = ds.source_name.clone();
         return view! {
-            <p class="crumbs">
-                <a href="/">"Projects"</a>" / "
-                <a href=format!("/projects/{}", d.project_id)>{d.project_name.clone()}</a>" / datasets"
-            </p>
-            <h1 id="dataset-name">{ds.name.clone()}</h1>
+            <Heading d=d.clone()/>
             <section class="panel" id="dataset-detail">
                 <CheckStatus d=d.clone()/>
                 <dl class="facts">
@@ -123,11 +131,7 @@ fn DatasetView(d: Data) -> impl IntoView {
         "No examples were left out.".to_owned()
     };
     view! {
-        <p class="crumbs">
-            <a href="/">"Projects"</a>" / "
-            <a href=format!("/projects/{}", d.project_id)>{d.project_name.clone()}</a>" / datasets"
-        </p>
-        <h1 id="dataset-name">{ds.name.clone()}</h1>
+        <Heading d=d.clone()/>
         <section class="panel" id="dataset-detail">
             <ul class="cards">
                 <li><span class="n" id="detail-examples">{ds.examples}</span>" examples"</li>
