@@ -9,7 +9,9 @@ repository root:
     python3 scripts/gpu-bench.py --smoke    # tiny sizes; no GPU needed
 
 It runs, each part with its own time limit, going on when one fails:
-  1. the GPU and driver (nvidia-smi);
+  1. the GPU and driver (nvidia-smi), and the workers' live figures:
+     `hone devices` (NVML, loaded at run time) against nvidia-smi's
+     memory total and free (within 64 MiB) and utilisation (0-100);
   2. the measured bf16 matmul rate: torch, 8192^3 on random data, the mean
      of 10 products after 3 warm-ups (the MFU's denominator);
   3. the kernel test binary on CUDA (`gpu/tests/kernel.rs`: the NF4
@@ -145,6 +147,38 @@ def part_gpu():
                     "--format=csv,noheader"], 30)
     results["gpu"] = out.strip() if code == 0 else None
     say(f"GPU: {results['gpu']}")
+
+
+def part_nvml():
+    """What the workers report through NVML equals nvidia-smi's view."""
+    hone = BIN / "hone"
+    if not hone.exists():
+        say("hone devices: no `hone` binary packed")
+        return
+    code, out = sh([str(hone), "devices"], 60, env={**os.environ, "HONE_TRAIN_BIN": str(BIN / "hone-train")})
+    try:
+        report = json.JSONDecoder().raw_decode(out[out.index("["):])[0]
+    except ValueError:
+        say(f"hone devices: exit {code}, unreadable:\n{out[-2000:]}")
+        results["nvml"] = {"exit": code}
+        return
+    code2, smi = sh(["nvidia-smi", "--query-gpu=index,memory.total,memory.free,utilization.gpu",
+                     "--format=csv,noheader,nounits"], 30)
+    rows = {int(r.split(",")[0]): [float(x) for x in r.split(",")[1:]]
+            for r in smi.strip().splitlines() if r.strip()} if code2 == 0 else {}
+    checks = []
+    for entry in report:
+        d, live = entry["device"], entry.get("live")
+        if d["kind"] != "cuda":
+            continue
+        smi_row = rows.get(d["index"])
+        ok = bool(live) and smi_row is not None \
+            and abs(live["memory_total_bytes"] / 2**20 - smi_row[0]) <= 64 \
+            and abs(live["memory_free_bytes"] / 2**20 - smi_row[1]) <= 64 \
+            and 0 <= live["utilisation_percent"] <= 100
+        checks.append({"index": d["index"], "live": live, "nvidia_smi_mib": smi_row, "ok": ok})
+        say(f"NVML GPU {d['index']}: {live} vs nvidia-smi {smi_row} MiB: {'ok' if ok else 'MISMATCH'}")
+    results["nvml"] = {"exit": code, "gpus": checks, "ok": bool(checks) and all(c["ok"] for c in checks)}
 
 
 def part_matmul():
@@ -299,7 +333,7 @@ def main():
         save()
         sys.exit(1)
     libraries()
-    parts = [] if SMOKE else [part_gpu, part_matmul, part_kernel_test]
+    parts = [] if SMOKE else [part_gpu, part_nvml, part_matmul, part_kernel_test]
     for part in parts:
         part()
         save()

@@ -178,6 +178,19 @@ pub fn device(d: &Device) -> String {
     }
 }
 
+/// `s` percent-encoded for a URL's query (everything but unreserved
+/// characters).
+pub fn url_component(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,6 +82,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/projects/:id/datasets/:dataset/train") view=pages::LaunchPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:id/jobs/:job") view=pages::JobPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=pages::AdminPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/queue") view=pages::QueueAdminPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/usage") view=pages::UsagePage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/audit") view=pages::AuditLogPage ssr=SsrMode::Async/>
                     <Route path=path!("/settings/keys") view=pages::ApiKeysPage ssr=SsrMode::Async/>
                     <Route path=path!("/settings/account") view=pages::AccountPage ssr=SsrMode::Async/>
                 </Routes>

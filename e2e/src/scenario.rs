@@ -13,6 +13,11 @@ pub const PASSWORD: &str = "a long passphrase";
 
 /// `hone user create` (an expert in team "Ops"), before the server starts.
 pub fn create_user(data: &Path, name: &str) {
+    create_user_as(data, name, "expert", "Ops");
+}
+
+/// `hone user create` with a role and team, before the server starts.
+pub fn create_user_as(data: &Path, name: &str, role: &str, team: &str) {
     let mut child = Command::new(hone_binary())
         .args([
             "user",
@@ -20,18 +25,19 @@ pub fn create_user(data: &Path, name: &str) {
             "--username",
             name,
             "--role",
-            "expert",
+            role,
             "--team",
-            "Ops",
+            team,
         ])
         .env("HONE_DATA_DIR", data)
         .env_remove("DATABASE_URL")
+        .env_remove("HONE_CONFIG")
         .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(child.wait().unwrap().success());
+    assert!(child.wait().unwrap().success(), "hone user create {name}");
 }
 
 /// `n` chat examples in the OpenAI `messages` format, one per line.
@@ -51,7 +57,12 @@ pub fn login(api: &mut Api, name: &str) {
 /// examples the way the browser does (split counts from the same code:
 /// `hone dataset split`); returns its id.
 pub fn project_with_dataset(api: &mut Api, data: &Path, n: usize) -> i64 {
-    login(api, "ada");
+    project_with_dataset_as(api, data, n, "ada")
+}
+
+/// [`project_with_dataset`] as `user`, in their first team.
+pub fn project_with_dataset_as(api: &mut Api, data: &Path, n: usize, user: &str) -> i64 {
+    login(api, user);
     let team = api.call("dashboard", &[]).json()["teams"][0]["id"]
         .as_i64()
         .unwrap();
@@ -63,11 +74,11 @@ pub fn project_with_dataset(api: &mut Api, data: &Path, n: usize) -> i64 {
         .json()
         .as_i64()
         .unwrap();
-    let file = data.join("examples.jsonl");
+    let file = data.join(format!("examples-{user}.jsonl"));
     std::fs::write(&file, chat_examples(n)).unwrap();
     let split = Command::new(hone_binary())
         .args(["dataset", "split", "--seed", "42", "--out"])
-        .arg(data.join("splits"))
+        .arg(data.join(format!("splits-{user}")))
         .arg(&file)
         .output()
         .unwrap();

@@ -129,6 +129,28 @@ async fn walking_skeleton_in_a_real_browser() {
     .unwrap();
     p.snapshot("admin-storage").await;
 
+    // The scheduling pages: devices (the server's own CPU slot), quotas,
+    // weights, the usage chart and the audit log with this session's
+    // changes.
+    p.open("/admin/queue").await;
+    p.hydrated().await;
+    let devices = p.text_of("#devices").await;
+    assert!(devices.contains("Ready"), "{devices}");
+    let quotas = p.text_of("#quotas").await;
+    assert!(
+        quotas.contains("Team A") && quotas.contains("Team B"),
+        "{quotas}"
+    );
+    p.snapshot("admin-queue").await;
+    p.open("/admin/usage").await;
+    p.wait(Locator::Css("#usage-chart")).await;
+    p.snapshot("admin-usage").await;
+    p.open("/admin/audit").await;
+    p.hydrated().await;
+    let audit = p.text_of("#audit").await;
+    assert!(audit.contains("password reset"), "{audit}");
+    p.snapshot("admin-audit").await;
+
     // Their own account page: this browser's session, and a new password
     // too short is refused beside its field.
     p.open("/settings/account").await;

@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use hone_e2e::http::Api;
-use hone_e2e::scenario::{login, PASSWORD};
+use hone_e2e::scenario::login;
 use hone_e2e::{hone_binary, server_log, start_server_with, workspace_root};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -26,30 +26,6 @@ const MAX_UPLOAD: &str = "262144";
 
 /// The Python suite's own waits end long before this.
 const PYTHON_LIMIT: Duration = Duration::from_secs(20 * 60);
-
-/// `hone user create` with a role and team, before the server starts.
-fn create_user(data: &Path, name: &str, role: &str, team: &str) {
-    let mut child = Command::new(hone_binary())
-        .args([
-            "user",
-            "create",
-            "--username",
-            name,
-            "--role",
-            role,
-            "--team",
-            team,
-        ])
-        .env("HONE_DATA_DIR", data)
-        .env_remove("DATABASE_URL")
-        .env_remove("HONE_CONFIG")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(child.wait().unwrap().success(), "hone user create {name}");
-}
 
 /// `hone api-key create` as a headless setup runs it; returns the key.
 fn cli_key(data: &Path, user: &str, project: i64) -> String {
@@ -117,9 +93,9 @@ fn the_openai_python_client_drives_files_jobs_and_models() {
         )
     });
     let data = tempfile::tempdir().unwrap();
-    create_user(data.path(), "ada", "expert", "Ops");
-    create_user(data.path(), "rita", "reviewer", "Ops");
-    create_user(data.path(), "bob", "expert", "Lab");
+    hone_e2e::scenario::create_user_as(data.path(), "ada", "expert", "Ops");
+    hone_e2e::scenario::create_user_as(data.path(), "rita", "reviewer", "Ops");
+    hone_e2e::scenario::create_user_as(data.path(), "bob", "expert", "Lab");
     // API calls need no browser bundle. A running job learns of its
     // cancel at the worker's next lease renewal (a third of the lease, 10 s
     // by default): a short lease keeps the cancel tests quick.

@@ -12,7 +12,10 @@
 #![allow(clippy::unwrap_used)]
 
 use hone_e2e::http::Api;
-use hone_e2e::scenario::{create_user, is_final, launch, login, project_with_dataset, settings};
+use hone_e2e::scenario::{
+    create_user, create_user_as, is_final, launch, login, project_with_dataset,
+    project_with_dataset_as, settings,
+};
 use hone_e2e::{start_server_with, start_worker};
 use std::collections::BTreeMap;
 
@@ -213,26 +216,28 @@ fn a_server_stopped_or_killed_mid_run_resumes_the_job_when_it_is_back() {
         .filter(|e| e["kind"] == "state")
         .map(|e| e["state"].as_str().unwrap())
         .collect();
-    // Stopped → queued → running again; killed → running again (the
-    // lease ran out); then done. (A worker starved past its lease on a
-    // loaded machine would add one more "running" and resume: allowed.)
+    // Stopped → queued → running again; killed → queued (the lease ran
+    // out; the scheduler takes it back) → running again; then done. (A
+    // worker starved past its lease on a loaded machine would add one more
+    // queued → running and resume: allowed.)
     assert_eq!(
-        states[..6],
+        states[..7],
         [
             "validating_files",
             "queued",
             "running",
             "queued",
             "running",
+            "queued",
             "running"
         ],
         "{states:?}"
     );
     assert_eq!(states.last(), Some(&"succeeded"), "{states:?}");
     assert!(
-        states[6..]
+        states[7..]
             .iter()
-            .all(|s| *s == "running" || *s == "succeeded"),
+            .all(|s| matches!(*s, "queued" | "running" | "succeeded")),
         "{states:?}"
     );
     assert_eq!(
@@ -324,4 +329,77 @@ fn a_full_fine_tune_leaves_a_hugging_face_folder() {
     ] {
         assert!(files.contains(&f), "{f} missing from {files:?}");
     }
+}
+
+/// Two CPU slots, two teams guaranteed one each (the default): Ops runs
+/// one job within its guarantee and borrows the idle slot for a second;
+/// when Lab's job arrives the borrower checkpoints, goes back to the queue
+/// and later resumes from there, losing at most one save interval. Prints
+/// the time from the slot coming free to Lab's first step.
+#[test]
+fn a_borrowed_slot_is_given_back_to_a_team_within_its_guarantee() {
+    let data = tempfile::tempdir().unwrap();
+    create_user(data.path(), "ada");
+    create_user_as(data.path(), "bea", "expert", "Lab");
+    let (_server, url) = start_server_with(data.path(), &[("HONE_WORKERS", "2"), LEASE]);
+    let mut ada = Api::new(&url);
+    let ops = project_with_dataset(&mut ada, data.path(), LONG);
+    let long = settings(
+        &mut ada,
+        ops,
+        serde_json::json!({"num_train_epochs": 30, "save_steps": 10, "eval_steps": 1000, "logging_steps": 1}),
+    );
+    let kept = launch(&mut ada, ops, &long);
+    let borrower = launch(&mut ada, ops, &long);
+    follow(&mut ada, borrower, |e| is_step_at_least(e, 12));
+    let queue = ada.call("job", &[("id", &kept.to_string())]).json();
+    assert_eq!(queue["job"]["state"], "running", "{queue}");
+
+    let mut bea = Api::new(&url);
+    let lab = project_with_dataset_as(&mut bea, data.path(), 30, "bea");
+    let short = settings(&mut bea, lab, serde_json::json!({"num_train_epochs": 1}));
+    let theirs = launch(&mut bea, lab, &short);
+    // The borrower hands its slot back after a checkpoint.
+    let seen = follow(&mut ada, borrower, |e| {
+        e["kind"] == "state"
+            && e["state"] == "queued"
+            && e["note"].as_str().is_some_and(|n| n.contains("borrowed"))
+    });
+    let freed_at = seen.last().unwrap()["at_ms"].as_i64().unwrap();
+    let reached = seen
+        .iter()
+        .filter(|e| is_step_at_least(e, 0))
+        .filter_map(|e| e["event"]["step"].as_u64())
+        .max()
+        .unwrap();
+    // Lab's job starts on it.
+    let first = follow(&mut bea, theirs, |e| is_step_at_least(e, 1));
+    let first_step_at = first.last().unwrap()["at_ms"].as_i64().unwrap();
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "capacity freed -> next job's first step: {} ms",
+            first_step_at - freed_at
+        );
+    }
+    let done = follow(&mut bea, theirs, is_final);
+    assert_eq!(done.last().unwrap()["state"], "succeeded", "{done:?}");
+    // The borrower comes back and finishes from its checkpoint.
+    let done = follow(&mut ada, borrower, is_final);
+    assert_eq!(done.last().unwrap()["state"], "succeeded", "{done:?}");
+    let page = job(&mut ada, borrower);
+    let resumed: Vec<u64> = engine_events(&page, "resumed")
+        .map(|e| e["step"].as_u64().unwrap())
+        .collect();
+    assert!(!resumed.is_empty(), "the borrower never resumed");
+    assert!(
+        reached - resumed[0] <= 10,
+        "resumed at {} after reaching {reached}: more than one save_steps interval lost",
+        resumed[0]
+    );
+    let done = follow(&mut ada, kept, is_final);
+    assert_eq!(done.last().unwrap()["state"], "succeeded");
+    // Preemption never touched the job within its guarantee.
+    let kept_page = job(&mut ada, kept);
+    assert_eq!(engine_events(&kept_page, "resumed").count(), 0);
 }

@@ -47,6 +47,11 @@ pub struct Config {
     pub max_uploads: usize,
     /// Saved dataset versions checked at once (the rest wait their turn).
     pub dataset_checks: usize,
+    /// A declared inventory (`HONE_DEVICES`, JSON as `hone-train devices`
+    /// prints it): the worker slots report these devices as theirs and run
+    /// jobs on the CPU. For tests and demonstrations of scheduling without
+    /// GPUs; `None`: the devices `hone-train devices` finds.
+    pub devices: Option<Vec<hone_protocol::Device>>,
 }
 
 /// The engine: `hone-train` beside the running `hone` (as `scripts/run`
@@ -81,6 +86,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_uploads: Option<usize>,
     dataset_checks: Option<usize>,
+    devices: Option<Vec<hone_protocol::Device>>,
 }
 
 pub const DEFAULT_MAX_UPLOAD: u64 = 2 * 1024 * 1024 * 1024;
@@ -187,6 +193,12 @@ impl Config {
             file.dataset_checks.map(|n| n as u64),
             std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)) as u64,
         )? as usize;
+        let devices = match env("HONE_DEVICES") {
+            Some(v) => Some(serde_json::from_str(&v).with_context(|| {
+                format!("HONE_DEVICES: {v:?} is not a JSON list of devices like [{{\"kind\":\"cuda\",\"index\":0,\"name\":\"NVIDIA H200\",\"memory_bytes\":150000000000}}]")
+            })?),
+            None => file.devices,
+        };
         let data_dir = env("HONE_DATA_DIR")
             .map(PathBuf::from)
             .or(file.data_dir)
@@ -222,6 +234,7 @@ impl Config {
             max_connections,
             max_uploads,
             dataset_checks,
+            devices,
         })
     }
 

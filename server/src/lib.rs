@@ -70,6 +70,7 @@ pub fn router(services: Arc<Services>) -> Router {
             provide_context::<Arc<dyn ProjectsBackend>>(s.clone());
             provide_context::<Arc<dyn DatasetsBackend>>(s.clone());
             provide_context::<Arc<dyn AdminBackend>>(s.clone());
+            provide_context::<Arc<dyn hone_app::api::QueueBackend>>(s.clone());
             provide_context::<Arc<dyn JobsBackend>>(s.clone());
             provide_context::<Arc<dyn hone_app::api::KeysBackend>>(s.clone());
             provide_context::<Arc<dyn hone_app::api::AccountBackend>>(s.clone());
@@ -136,6 +137,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/api/projects/{id}/datasets", post(datasets::create))
         .route("/api/datasets/{id}/{file}", get(datasets::download))
         .route("/api/jobs/{id}/events", get(jobs::events::stream))
+        .route("/api/admin/usage.csv", get(admin::queue::usage_csv))
+        .route("/api/admin/audit.csv", get(admin::queue::audit_csv))
         // The OpenAI-compatible API: API keys, OpenAI's shapes and errors.
         .nest("/v1", openai::router(timeout))
         .merge(timed)

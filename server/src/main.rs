@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: DatasetCommand,
     },
+    /// Print, as JSON, the devices this machine's workers would report:
+    /// what `hone-train devices` finds (or HONE_DEVICES declares), checked,
+    /// with NVIDIA GPUs' live figures through NVML. Exits 1 when the
+    /// inventory is refused or the engine cannot run.
+    Devices,
 }
 
 #[derive(Subcommand)]
@@ -184,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
     // Dataset commands work on files alone: no configuration or database.
     let command = match cli.command.unwrap_or(Command::Serve) {
         Command::Dataset { command } => return dataset(command),
+        Command::Devices => return devices().await,
         other => other,
     };
     let config = Config::load()?;
@@ -199,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(services).await,
         Command::Worker { slots } => workers_only(services, slots).await,
+        Command::Devices => devices().await,
         Command::Dataset { command } => dataset(command),
         Command::User {
             command:
@@ -373,6 +380,12 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
         let s = hub_services.clone();
         async move { s.hub.run(s.db.clone(), shutdown).await }
     });
+    // Every server runs a scheduler; the one holding the leader lease
+    // decides for all workers.
+    let scheduling = services.clone();
+    supervisor.spawn("scheduler", move |shutdown| {
+        hone_server::jobs::scheduler::run(scheduling.clone(), shutdown)
+    });
     if services.config.workers != Some(0) {
         hone_server::jobs::worker::start_pool(&mut supervisor, &services, services.config.workers)
             .await;
@@ -402,6 +415,34 @@ async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
     // Requests have drained; runs get a grace period to checkpoint.
     supervisor.shutdown(SHUTDOWN_GRACE).await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `hone devices`: the inventory workers here would report, as JSON.
+async fn devices() -> anyhow::Result<()> {
+    let config = Config::load()?;
+    let found = match &config.devices {
+        Some(d) => d.clone(),
+        None => hone_server::jobs::worker::devices(&config.train_bin)
+            .await
+            .map_err(anyhow::Error::msg)?,
+    };
+    hone_protocol::check_inventory(&found)
+        .map_err(|why| anyhow::anyhow!("the device inventory is refused: {why}"))?;
+    let live = hone_server::jobs::nvml::Live::open();
+    let report: Vec<serde_json::Value> = found
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "device": d,
+                "live": live.as_ref().and_then(|l| l.figures(d)),
+            })
+        })
+        .collect();
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
     Ok(())
 }
 

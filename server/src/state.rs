@@ -15,8 +15,11 @@ pub struct Services {
     pub config: Config,
     /// New job events, to the open event streams.
     pub hub: Arc<EventHub>,
-    /// Wakes this process's idle workers when a job is queued here.
+    /// Wakes this process's scheduler: a job was queued here, or a
+    /// device came free.
     pub queue_wake: Arc<Notify>,
+    /// Wakes this process's idle workers: the scheduler assigned jobs.
+    pub assigned_wake: Arc<Notify>,
     /// Wakes the checks of files uploaded through the API.
     pub files_wake: Arc<Notify>,
     /// Wakes the checks of saved dataset versions.
@@ -62,6 +65,7 @@ impl Services {
             config,
             hub: Arc::default(),
             queue_wake: Arc::default(),
+            assigned_wake: Arc::default(),
             files_wake: Arc::default(),
             datasets_wake: Arc::default(),
             dataset_checks: Arc::new(tokio::sync::Semaphore::new(dataset_checks)),

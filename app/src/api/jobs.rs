@@ -18,17 +18,21 @@ pub enum JobState {
     Running,
     /// A cancel was asked for: the run is writing its checkpoint.
     Cancelling,
+    /// Stopped by an administrator (checkpointed); keeps its place and
+    /// goes back to the queue when resumed.
+    Paused,
     Succeeded,
     Failed,
     Cancelled,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 7] = [
+    pub const ALL: [JobState; 8] = [
         JobState::ValidatingFiles,
         JobState::Queued,
         JobState::Running,
         JobState::Cancelling,
+        JobState::Paused,
         JobState::Succeeded,
         JobState::Failed,
         JobState::Cancelled,
@@ -41,6 +45,7 @@ impl JobState {
             JobState::Queued => "queued",
             JobState::Running => "running",
             JobState::Cancelling => "cancelling",
+            JobState::Paused => "paused",
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
             JobState::Cancelled => "cancelled",
@@ -58,6 +63,7 @@ impl JobState {
             JobState::Queued => "Waiting",
             JobState::Running => "Training",
             JobState::Cancelling => "Stopping",
+            JobState::Paused => "Paused",
             JobState::Succeeded => "Finished",
             JobState::Failed => "Failed",
             JobState::Cancelled => "Cancelled",
@@ -98,6 +104,11 @@ pub struct JobSummary {
     pub total_steps: Option<u64>,
     /// For a waiting job: why, in plain words.
     pub waiting_reason: Option<String>,
+    /// Its place among the waiting jobs (0: next), as the scheduler last
+    /// decided.
+    pub queue_position: Option<u64>,
+    /// Set by admins; higher goes first.
+    pub priority: i64,
     pub failure: Option<Failure>,
     pub created_by: String,
     /// Unix seconds.

@@ -18,6 +18,7 @@ mod datasets;
 mod jobs;
 mod keys;
 mod projects;
+mod queue;
 mod session;
 
 pub use account::*;
@@ -26,6 +27,7 @@ pub use datasets::*;
 pub use jobs::*;
 pub use keys::*;
 pub use projects::*;
+pub use queue::*;
 pub use session::*;
 
 /// A person's role. Checks name the roles; the order matters nowhere.

@@ -196,6 +196,117 @@ pub fn LineChart(
     }
 }
 
+/// One line of a [`UsageChart`]: a team's value per day, and its limit
+/// (drawn dashed) when it has one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub label: String,
+    pub values: Vec<f64>,
+    pub limit: Option<f64>,
+}
+
+/// Lines, one per series, over days (x: the days' labels, `MM-DD`), each
+/// series' limit as a dashed line of the same colour, and a legend.
+#[component]
+pub fn UsageChart(
+    id: &'static str,
+    title: &'static str,
+    /// `YYYY-MM-DD` per point.
+    days: Vec<String>,
+    series: Vec<Series>,
+) -> impl IntoView {
+    let n = days.len().max(1);
+    let top = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied().chain(s.limit))
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max);
+    let y = axis(0.0, top.max(1.0), 4.0, false);
+    let to_x = |i: usize| {
+        LEFT + if n == 1 {
+            (W - LEFT - RIGHT) / 2.0
+        } else {
+            i as f64 / (n - 1) as f64 * (W - LEFT - RIGHT)
+        }
+    };
+    let to_y = |v: f64| TOP + (y.high - v) / (y.high - y.low) * (H - TOP - BOTTOM);
+    let plot_bottom = H - BOTTOM;
+    // About five date labels whatever the period.
+    let every = n.div_ceil(5).max(1);
+    let x_ticks = days
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % every == 0 || *i == n - 1)
+        .map(|(i, d)| {
+            let x = to_x(i);
+            let label = d.get(5..).unwrap_or(d).to_owned();
+            view! {
+                <g class="tick">
+                    <line x1=x x2=x y1=plot_bottom y2=plot_bottom + 4.0/>
+                    <text x=x y=plot_bottom + 16.0 text-anchor="middle">{label}</text>
+                </g>
+            }
+        })
+        .collect_view();
+    let y_ticks = y
+        .ticks
+        .iter()
+        .map(|&t| {
+            let yy = to_y(t);
+            view! {
+                <g class="tick">
+                    <line class="grid" x1=LEFT x2=W - RIGHT y1=yy y2=yy/>
+                    <text x=LEFT - 6.0 y=yy + 4.0 text-anchor="end">{format::tick(t, y.step)}</text>
+                </g>
+            }
+        })
+        .collect_view();
+    let lines = series
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let points = s
+                .values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("{:.1},{:.1}", to_x(i), to_y(v.max(0.0))))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let limit = s.limit.filter(|l| l.is_finite()).map(|l| {
+                let yy = to_y(l);
+                view! { <line class=format!("limit series-{}", k % 6) x1=LEFT x2=W - RIGHT y1=yy y2=yy/> }
+            });
+            view! {
+                <polyline class=format!("line series-{}", k % 6) points=points data-team=s.label.clone()/>
+                {limit}
+            }
+        })
+        .collect_view();
+    let legend = series
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            view! { <li><span class=format!("swatch series-{}", k % 6)></span>{s.label.clone()}</li> }
+        })
+        .collect_view();
+    let title_id = format!("{id}-title");
+    view! {
+        <figure class="chart wide">
+            <figcaption id=title_id.clone()>{title}</figcaption>
+            <svg id=id viewBox=format!("0 0 {W} {H}") role="img" aria-labelledby=title_id data-series=series.len().to_string()>
+                {y_ticks}
+                {x_ticks}
+                <line class="axis" x1=LEFT x2=LEFT y1=TOP y2=plot_bottom/>
+                <line class="axis" x1=LEFT x2=W - RIGHT y1=plot_bottom y2=plot_bottom/>
+                <text class="axis-label" x=LEFT + (W - LEFT - RIGHT) / 2.0 y=H - 6.0 text-anchor="middle">"Day (UTC)"</text>
+                <text class="axis-label" transform=format!("translate(12 {}) rotate(-90)", TOP + (H - TOP - BOTTOM) / 2.0) text-anchor="middle">"Device-hours"</text>
+                {lines}
+            </svg>
+            <ul class="legend">{legend}</ul>
+        </figure>
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,6 +51,7 @@ fn AdminView(d: AdminOverview, actions: Actions) -> impl IntoView {
     let me = d.user.id;
     view! {
         <h1>"Administration"</h1>
+        <super::AdminNav current="/admin"/>
         <section class="panel">
             <h2>"People"</h2>
             <p class="hint">"Disabling someone signs them out at once and stops their API keys. You can enable them again at any time. Resetting a password signs the person out everywhere."</p>

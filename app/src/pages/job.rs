@@ -26,8 +26,21 @@ pub fn JobPage() -> impl IntoView {
     let live = Live::new();
     #[cfg(feature = "hydrate")]
     stream::follow_while_running(data, live);
+    // While it waits, its reason and place change without an event (the
+    // scheduler rewrites them): ask again now and then (browser only).
+    Effect::new(move |_| {
+        let waiting = data.get().is_some_and(|d| {
+            d.is_ok_and(|d| matches!(d.job.state, JobState::Queued | JobState::Paused))
+        });
+        if waiting {
+            set_timeout(move || data.refetch(), WAITING_EVERY);
+        }
+    });
     loaded(data, move |d| view! { <JobView d=d live=live data=data/> })
 }
+
+/// How often a waiting job's page asks for its reason again.
+const WAITING_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Whether the page gets new events.
 // Only the browser's stream moves it off `Off`.
@@ -267,7 +280,7 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
                         Updates::Off => None,
                     }}
                 </p>
-                {move || (state.get() == JobState::Queued).then(|| view! {
+                {move || matches!(state.get(), JobState::Queued | JobState::Paused).then(|| view! {
                     <p class="advice warn" id="waiting-reason">
                         {waiting.clone().unwrap_or_else(|| "Waiting for a free device.".into())}
                     </p>

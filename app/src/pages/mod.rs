@@ -10,6 +10,7 @@ mod job;
 mod keys;
 mod launch;
 mod project;
+mod queue;
 
 pub use account::AccountPage;
 pub use admin::AdminPage;
@@ -20,6 +21,7 @@ pub use job::JobPage;
 pub use keys::ApiKeysPage;
 pub use launch::LaunchPage;
 pub use project::ProjectPage;
+pub use queue::{AdminNav, AuditLogPage, QueueAdminPage, UsagePage};
 
 use leptos::prelude::*;
 

@@ -210,7 +210,7 @@ fn JobRow(project_id: i64, j: JobSummary) -> impl IntoView {
         (None, None) => "not started".to_owned(),
     };
     let why = match (j.state, &j.waiting_reason, &j.failure) {
-        (JobState::Queued, Some(r), _) => {
+        (JobState::Queued | JobState::Paused, Some(r), _) => {
             Some(view! { <p class="why waiting">{r.clone()}</p> }.into_any())
         }
         (JobState::Failed, _, Some(f)) => {

@@ -14,7 +14,7 @@ pub mod model_config;
 pub mod settings;
 pub mod train_config;
 
-pub use device::{Device, DeviceKind};
+pub use device::{check_inventory, Device, DeviceKind, LiveFigures};
 pub use estimate::{estimate, Estimate};
 pub use event::{Cause, ComputeDtype, Event};
 pub use job::{ArtifactFile, JobSpec, Outcome};

@@ -50,6 +50,26 @@ pub enum AuditAction {
     ApiKeyCreated,
     #[sea_orm(string_value = "api_key_revoked")]
     ApiKeyRevoked,
+    #[sea_orm(string_value = "quota_changed")]
+    QuotaChanged,
+    #[sea_orm(string_value = "device_weight_changed")]
+    DeviceWeightChanged,
+    #[sea_orm(string_value = "priority_changed")]
+    PriorityChanged,
+    #[sea_orm(string_value = "job_paused")]
+    JobPaused,
+    #[sea_orm(string_value = "job_resumed")]
+    JobResumed,
+    #[sea_orm(string_value = "job_cancelled")]
+    JobCancelled,
+}
+
+impl AuditAction {
+    /// Every action's stored name, for the audit page's filter.
+    pub fn names() -> Vec<String> {
+        use sea_orm::{ActiveEnum, Iterable};
+        AuditAction::iter().map(|a| a.to_value()).collect()
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -54,6 +54,38 @@ pub struct Model {
     /// applied once the files are checked.
     #[sea_orm(column_type = "Text", nullable)]
     pub api_request: Option<String>,
+    /// Set by admins; higher goes first (0 by default).
+    pub priority: i32,
+    /// The worker slot the scheduler gave this queued job to.
+    pub assigned_worker: Option<String>,
+    /// Runs on a borrowed device: may be asked to give it back.
+    pub preemptible: bool,
+    /// A stop asked of the running job ([`StopRequest`]).
+    pub stop_request: Option<StopRequest>,
+    /// `crate::jobs::schedule::Wait` as the scheduler last wrote it (JSON).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub wait_reason: Option<String>,
+    /// Its place among the waiting jobs (0: next), as last decided.
+    pub queue_position: Option<i32>,
+    /// The engine's memory estimate per kind of device (NULL: cannot run
+    /// there) and the ETA's upper bound in hours, fixed when queued.
+    pub needs_cpu_bytes: Option<i64>,
+    pub needs_gpu_bytes: Option<i64>,
+    pub hours_cpu: Option<f64>,
+    pub hours_gpu: Option<f64>,
+}
+
+/// Why a running job's worker is asked to stop it (checkpoint first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum StopRequest {
+    /// It borrowed its device and a team within its guarantee needs it:
+    /// back to the queue.
+    #[sea_orm(string_value = "preempt")]
+    Preempt,
+    /// An administrator paused it: it waits, paused, until resumed.
+    #[sea_orm(string_value = "pause")]
+    Pause,
 }
 
 /// A job state as stored, with OpenAI's names.
@@ -68,6 +100,8 @@ pub enum StoredState {
     Running,
     #[sea_orm(string_value = "cancelling")]
     Cancelling,
+    #[sea_orm(string_value = "paused")]
+    Paused,
     #[sea_orm(string_value = "succeeded")]
     Succeeded,
     #[sea_orm(string_value = "failed")]
@@ -83,6 +117,7 @@ impl From<StoredState> for JobState {
             StoredState::Queued => JobState::Queued,
             StoredState::Running => JobState::Running,
             StoredState::Cancelling => JobState::Cancelling,
+            StoredState::Paused => JobState::Paused,
             StoredState::Succeeded => JobState::Succeeded,
             StoredState::Failed => JobState::Failed,
             StoredState::Cancelled => JobState::Cancelled,
@@ -97,6 +132,7 @@ impl From<JobState> for StoredState {
             JobState::Queued => StoredState::Queued,
             JobState::Running => StoredState::Running,
             JobState::Cancelling => StoredState::Cancelling,
+            JobState::Paused => StoredState::Paused,
             JobState::Succeeded => StoredState::Succeeded,
             JobState::Failed => StoredState::Failed,
             JobState::Cancelled => StoredState::Cancelled,

@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "teams")]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -10,6 +10,12 @@ pub struct Model {
     #[sea_orm(unique)]
     pub name: String,
     pub created_at: i64,
+    /// Devices it holds at once without being preempted (quota).
+    pub guaranteed_devices: i32,
+    /// Weighted device-hours per calendar month (UTC); `None`: no limit.
+    pub month_hours: Option<f64>,
+    /// Jobs one person may run at once; `None`: no limit.
+    pub per_person: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,7 +16,11 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub status: String,
     pub started_at: i64,
+    /// The database's clock at its last heartbeat, Unix ms.
     pub heartbeat_ms: i64,
+    /// `hone_protocol::LiveFigures` as JSON (NVIDIA GPUs, through NVML).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub live: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

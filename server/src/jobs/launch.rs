@@ -126,7 +126,7 @@ pub fn usable(d: &hone_protocol::Device) -> u64 {
     }
 }
 
-fn needed(model: &ModelConfig, c: &TrainConfig, gpu: bool) -> Result<u64, TrainError> {
+pub fn needed(model: &ModelConfig, c: &TrainConfig, gpu: bool) -> Result<u64, TrainError> {
     Ok(estimate(model, c, c.bf16_compute(gpu)?)?.total_bytes)
 }
 

@@ -11,9 +11,11 @@
 
 pub mod events;
 pub mod launch;
+pub mod nvml;
 pub mod queue;
 pub mod redact;
 pub mod schedule;
+pub mod scheduler;
 pub mod worker;
 
 use crate::accounts::current;
@@ -39,8 +41,12 @@ use std::collections::HashMap;
 /// A job whose worker vanishes this many times fails instead of looping.
 pub const MAX_ATTEMPTS: i32 = 3;
 
-/// A worker that has not beaten its heart for this long is gone.
-pub const WORKER_STALE_MS: i64 = 30_000;
+/// A worker that has not beaten its heart for this long is gone: a job's
+/// lease (a running worker beats every third of it), and at least 6 s (an
+/// idle one beats every 2 s).
+pub fn worker_stale_ms(config: &crate::config::Config) -> i64 {
+    (config.job_lease_ms as i64).max(6_000)
+}
 
 /// A job to record ([`Services::insert_job`]).
 #[derive(Debug)]
@@ -127,7 +133,7 @@ impl Services {
 
     /// Devices of workers that reported recently and can run jobs.
     async fn offers(&self) -> Result<Vec<DeviceOffer>> {
-        let fresh = queue::now_ms() - WORKER_STALE_MS;
+        let fresh = queue::db_now_ms(&self.db).await? - worker_stale_ms(&self.config);
         let rows = worker_row::Entity::find()
             .filter(worker_row::Column::HeartbeatMs.gte(fresh))
             .filter(worker_row::Column::Status.eq("ready"))
@@ -149,7 +155,7 @@ impl Services {
 
     /// Why a queued job waits, in plain words.
     async fn waiting_reason(&self, j: &job::Model) -> Result<String> {
-        let fresh = queue::now_ms() - WORKER_STALE_MS;
+        let fresh = queue::db_now_ms(&self.db).await? - worker_stale_ms(&self.config);
         let workers = worker_row::Entity::find()
             .filter(worker_row::Column::HeartbeatMs.gte(fresh))
             .all(&self.db)
@@ -179,7 +185,7 @@ impl Services {
         })
     }
 
-    async fn summaries_of(&self, jobs: Vec<job::Model>) -> Result<Vec<JobSummary>> {
+    pub(crate) async fn summaries_of(&self, jobs: Vec<job::Model>) -> Result<Vec<JobSummary>> {
         let names = self.usernames(jobs.iter().map(|j| j.created_by)).await?;
         let datasets: HashMap<i64, String> = dataset_version::Entity::find()
             .select_only()
@@ -197,7 +203,13 @@ impl Services {
         for j in jobs {
             let state: JobState = j.state.into();
             let waiting_reason = match state {
-                JobState::Queued => Some(self.waiting_reason(&j).await?),
+                JobState::Queued => Some(match &j.wait_reason {
+                    Some(r) => r.clone(),
+                    None => self.waiting_reason(&j).await?,
+                }),
+                JobState::Paused => Some(
+                    "paused by an administrator: it keeps its place in the queue and continues from its last checkpoint when resumed".into(),
+                ),
                 _ => None,
             };
             let failure = match (state, j.failure_cause, &j.failure_reason) {
@@ -228,6 +240,8 @@ impl Services {
                 step: j.step.map(|s| s as u64),
                 total_steps: j.total_steps.map(|s| s as u64),
                 waiting_reason,
+                queue_position: j.queue_position.map(|p| p.max(0) as u64),
+                priority: i64::from(j.priority),
                 failure,
                 created_by: names.get(&j.created_by).cloned().unwrap_or_default(),
                 created_at: j.created_at,
@@ -499,9 +513,14 @@ impl Services {
                 )
                 .await;
         }
+        let (needs_cpu, needs_gpu, hours_cpu, hours_gpu) = self.sizing(j, d).await;
         let t = now();
         let changed = job::Entity::update_many()
             .col_expr(job::Column::State, Expr::value(StoredState::Queued))
+            .col_expr(job::Column::NeedsCpuBytes, Expr::value(needs_cpu))
+            .col_expr(job::Column::NeedsGpuBytes, Expr::value(needs_gpu))
+            .col_expr(job::Column::HoursCpu, Expr::value(hours_cpu))
+            .col_expr(job::Column::HoursGpu, Expr::value(hours_gpu))
             .col_expr(job::Column::QueuedAt, Expr::value(t))
             .col_expr(job::Column::UpdatedAt, Expr::value(t))
             .filter(job::Column::Id.eq(j.id))
@@ -515,6 +534,46 @@ impl Services {
             self.queue_wake.notify_one();
         }
         Ok(())
+    }
+
+    /// What the scheduler needs to know of a job, fixed when it is
+    /// queued: the engine's memory estimate on a CPU slot and on a GPU
+    /// (`None`: it cannot run there), and the ETA's upper bound in hours
+    /// on each. When the model cannot be read, nothing is known and the
+    /// job fits anywhere (the engine refuses it with a clear reason).
+    async fn sizing(
+        &self,
+        j: &job::Model,
+        d: &dataset_version::Model,
+    ) -> (Option<i64>, Option<i64>, Option<f64>, Option<f64>) {
+        let known = async {
+            let spec: JobSpec = serde_json::from_str(&j.spec)?;
+            let mc = self.model_config(&spec.base_model).await?;
+            let c = &spec.config;
+            let tokens = Self::train_tokens(d)? * c.num_train_epochs as u64;
+            let mut out = (None, None, None, None);
+            for kind in [DeviceKind::Cpu, DeviceKind::Cuda] {
+                let gpu = kind == DeviceKind::Cuda;
+                let need = launch::needed(&mc, c, gpu).ok().map(|b| b as i64);
+                let measured = self.measured(&spec.base_model, kind).await?;
+                let hours = launch::eta(&mc, c, tokens, kind, &measured)
+                    .1
+                    .map(|s| s / 3600.0);
+                if gpu {
+                    (out.1, out.3) = (need, hours);
+                } else {
+                    (out.0, out.2) = (need, hours);
+                }
+            }
+            Ok::<_, Error>(out)
+        };
+        match known.await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(job = j.id, error = %e, "the job's size could not be estimated; it may run on any device");
+                (None, None, None, None)
+            }
+        }
     }
 
     /// Fails a job that never started (`validating_files` only).
@@ -605,7 +664,12 @@ impl Services {
     /// Cancels job `id` for `u` (the pages and the API).
     #[tracing::instrument(skip_all, fields(job_id = id))]
     pub(crate) async fn cancel_as(&self, u: &user::Model, id: i64) -> Result<()> {
-        let (mut j, _) = self.job_with(u, id, Action::Train).await?;
+        let (j, _) = self.job_with(u, id, Action::Train).await?;
+        self.cancel_job_row(u, j).await
+    }
+
+    /// Cancels job `j` for `u`, who may (checked by the caller).
+    pub(crate) async fn cancel_job_row(&self, u: &user::Model, mut j: job::Model) -> Result<()> {
         // A job moves on by itself (files checked, claimed by a worker): a
         // cancel that loses that race reads the new state and tries again.
         let mut tries = 0;
@@ -614,7 +678,9 @@ impl Services {
             // A job no worker holds is cancelled at once; a running one is
             // asked to checkpoint and stop (its worker sees `cancelling`).
             let to = match state {
-                JobState::ValidatingFiles | JobState::Queued => StoredState::Cancelled,
+                JobState::ValidatingFiles | JobState::Queued | JobState::Paused => {
+                    StoredState::Cancelled
+                }
                 JobState::Running => StoredState::Cancelling,
                 JobState::Cancelling => return Ok(()),
                 _ => {

@@ -3,12 +3,18 @@
 //! so a worker that lost its lease (stalled, cut off, presumed dead) can no
 //! longer change the job once another has claimed it.
 //!
-//! The claim is one statement: `UPDATE … WHERE id = (SELECT … LIMIT 1)
-//! RETURNING *`, with `FOR UPDATE SKIP LOCKED` in the subquery on
-//! PostgreSQL (concurrent claimers skip each other's rows) and as it is on
-//! SQLite (one writer at a time makes the statement atomic).
+//! A worker claims only the jobs the scheduler assigned to it
+//! (`jobs.assigned_worker`, see [`assign`] and `scheduler.rs`). The claim
+//! is one statement: `UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING *`,
+//! with `FOR UPDATE SKIP LOCKED` in the subquery on PostgreSQL (concurrent
+//! claimers skip each other's rows) and as it is on SQLite (one writer at a
+//! time makes the statement atomic).
+//!
+//! Leases, heartbeats and device time use the **database's clock**
+//! ([`db_now`]), never a worker's: machines whose clocks disagree cannot
+//! expire each other's leases early or count device time twice.
 
-use crate::entity::job::{self, StoredCause, StoredState};
+use crate::entity::job::{self, StopRequest, StoredCause, StoredState};
 use crate::entity::{job_checkpoint, job_event};
 use crate::error::Result;
 use hone_app::api::{JobEventBody, JobState};
@@ -17,6 +23,24 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, State
 /// Unix milliseconds: leases and events.
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The database's clock, Unix milliseconds, as an SQL expression.
+pub fn db_now(db: &DatabaseConnection) -> &'static str {
+    match db.get_database_backend() {
+        DbBackend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        _ => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+    }
+}
+
+/// The database's clock now, Unix milliseconds.
+pub async fn db_now_ms(db: &DatabaseConnection) -> Result<i64> {
+    let stmt = statement(db, &format!("SELECT {} AS now", db_now(db)), vec![]);
+    let row = db
+        .query_one_raw(stmt)
+        .await?
+        .ok_or_else(|| crate::error::Error::internal("the database returned no time"))?;
+    Ok(row.try_get::<i64>("", "now")?)
 }
 
 /// `sql` written with `$1…` placeholders, for `db`'s backend (SQLite's
@@ -30,72 +54,113 @@ fn statement(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> Statemen
     Statement::from_sql_and_values(backend, sql, values)
 }
 
-/// A job a worker may take: queued, or running under a lease that ran out
-/// while it has attempts left (`$3`: now, in ms).
-const CLAIMABLE: &str = "(state = 'queued' OR (state = 'running' AND lease_expires_ms < $3 AND attempts < max_attempts))";
-
 /// States in which a job holds a lease.
 const LEASED: &str = "('running', 'cancelling')";
 
-/// Claims the oldest queued job, or one whose lease expired while it still
-/// has attempts left, for `worker` until `now + lease_ms`.
+/// Gives queued job `job` to worker slot `worker` (the scheduler's
+/// decision); `false` if it is no longer queued or already assigned.
+pub async fn assign(
+    db: &DatabaseConnection,
+    job: i64,
+    worker: &str,
+    preemptible: bool,
+) -> Result<bool> {
+    let stmt = statement(
+        db,
+        "UPDATE jobs SET assigned_worker = $1, preemptible = $2, wait_reason = NULL, \
+         queue_position = NULL WHERE id = $3 AND state = 'queued' AND assigned_worker IS NULL",
+        vec![worker.into(), preemptible.into(), job.into()],
+    );
+    Ok(db.execute_raw(stmt).await?.rows_affected() == 1)
+}
+
+/// Claims the oldest queued job assigned to `worker`, leased to it until
+/// `lease_ms` after the database's now, and opens its device-time
+/// interval on `device` (its name; weighted as `device_weights` says).
 pub async fn claim(
     db: &DatabaseConnection,
     worker: &str,
+    device: &str,
     lease_ms: i64,
 ) -> Result<Option<job::Model>> {
-    let now = now_ms();
     let lock = match db.get_database_backend() {
         DbBackend::Postgres => "FOR UPDATE SKIP LOCKED",
         _ => "",
     };
+    let now = db_now(db);
+    let mine = "state = 'queued' AND assigned_worker = $1";
     let sql = format!(
-        "UPDATE jobs SET state = 'running', worker_id = $1, lease_expires_ms = $2, \
-         attempts = attempts + 1, started_at = COALESCE(started_at, $4), updated_at = $4 \
-         WHERE id = (SELECT id FROM jobs WHERE {CLAIMABLE} ORDER BY id LIMIT 1 {lock}) \
-         AND {CLAIMABLE} RETURNING *"
+        "UPDATE jobs SET state = 'running', worker_id = $1, lease_expires_ms = {now} + $2, \
+         attempts = attempts + 1, started_at = COALESCE(started_at, $3), updated_at = $3, \
+         assigned_worker = NULL, wait_reason = NULL, queue_position = NULL, stop_request = NULL \
+         WHERE id = (SELECT id FROM jobs WHERE {mine} ORDER BY id LIMIT 1 {lock}) \
+         AND {mine} RETURNING *"
     );
     let stmt = statement(
         db,
         &sql,
-        vec![
-            worker.into(),
-            (now + lease_ms).into(),
-            now.into(),
-            (now / 1000).into(),
-        ],
+        vec![worker.into(), lease_ms.into(), (now_ms() / 1000).into()],
     );
-    Ok(job::Entity::find().from_raw_sql(stmt).one(db).await?)
+    let Some(job) = job::Entity::find().from_raw_sql(stmt).one(db).await? else {
+        return Ok(None);
+    };
+    let stmt = statement(
+        db,
+        &format!(
+            "INSERT INTO job_usage (job_id, team_id, worker_id, device_name, weight, started_ms, ended_ms, open) \
+             SELECT j.id, p.team_id, $1, $2, \
+             COALESCE((SELECT weight FROM device_weights WHERE name = $2), 1.0), {now}, {now}, $4 \
+             FROM jobs j JOIN projects p ON p.id = j.project_id WHERE j.id = $3"
+        ),
+        vec![worker.into(), device.into(), job.id.into(), true.into()],
+    );
+    db.execute_raw(stmt).await?;
+    Ok(Some(job))
 }
 
-/// Extends `worker`'s lease on `job_id`. `None`: the lease is no longer
-/// this worker's (fenced out: stop at once); otherwise the job's state,
-/// so the worker sees a cancel request.
+/// What a renewed lease says about the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// `cancelling`: a cancel was asked for.
+    pub state: JobState,
+    /// A stop asked of the run: give a borrowed device back, or pause.
+    pub stop: Option<StopRequest>,
+}
+
+/// Extends `worker`'s lease on `job_id` (and the end of its device-time
+/// interval). `None`: the lease is no longer this worker's (fenced out:
+/// stop at once); otherwise what the worker should know: a cancel, or a
+/// stop asked of the run.
 pub async fn renew(
     db: &DatabaseConnection,
     job_id: i64,
     worker: &str,
     lease_ms: i64,
-) -> Result<Option<JobState>> {
-    let now = now_ms();
+) -> Result<Option<Lease>> {
+    let now = db_now(db);
     let stmt = statement(
         db,
         &format!(
-            "UPDATE jobs SET lease_expires_ms = $1 WHERE id = $2 AND worker_id = $3 \
-             AND state IN {LEASED} AND lease_expires_ms >= $4 RETURNING *"
+            "UPDATE jobs SET lease_expires_ms = {now} + $1 WHERE id = $2 AND worker_id = $3 \
+             AND state IN {LEASED} AND lease_expires_ms >= {now} RETURNING *"
         ),
-        vec![
-            (now + lease_ms).into(),
-            job_id.into(),
-            worker.into(),
-            now.into(),
-        ],
+        vec![lease_ms.into(), job_id.into(), worker.into()],
     );
-    Ok(job::Entity::find()
-        .from_raw_sql(stmt)
-        .one(db)
-        .await?
-        .map(|j| j.state.into()))
+    let Some(j) = job::Entity::find().from_raw_sql(stmt).one(db).await? else {
+        return Ok(None);
+    };
+    let stmt = statement(
+        db,
+        &format!(
+            "UPDATE job_usage SET ended_ms = {now} WHERE job_id = $1 AND worker_id = $2 AND open = $3"
+        ),
+        vec![job_id.into(), worker.into(), true.into()],
+    );
+    db.execute_raw(stmt).await?;
+    Ok(Some(Lease {
+        state: j.state.into(),
+        stop: j.stop_request,
+    }))
 }
 
 /// Appends one event to a job's log. With `worker`, only while that worker
@@ -113,7 +178,8 @@ pub async fn append(
             format!(
                 "INSERT INTO job_events (job_id, at_ms, body) SELECT $1, $2, $3 \
                  WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND worker_id = $4 \
-                 AND state IN {LEASED} AND lease_expires_ms >= $2) RETURNING *"
+                 AND state IN {LEASED} AND lease_expires_ms >= {}) RETURNING *",
+                db_now(db)
             ),
             vec![w.into()],
         ),
@@ -215,27 +281,35 @@ pub enum End {
     Cancelled {
         outcome: String,
     },
-    /// Stopped for a shutdown: back to the queue, the attempt not counted.
+    /// Stopped for a shutdown, or to give a borrowed device back: back to
+    /// the queue, keeping its place (its `queued_at`), the attempt not
+    /// counted.
     Requeue,
+    /// Paused by an administrator: it waits, paused, until resumed.
+    Paused,
 }
 
-/// Ends `worker`'s run of `job_id`; `false`: fenced out, nothing written.
+/// Ends `worker`'s run of `job_id` and closes its device-time interval;
+/// `false`: fenced out, nothing written.
 pub async fn finish(db: &DatabaseConnection, job_id: i64, worker: &str, end: End) -> Result<bool> {
     let now = now_ms() / 1000;
+    let release = "lease_expires_ms = NULL, stop_request = NULL, preemptible = $1";
     let (sql, values): (String, Vec<Value>) = match end {
         End::Succeeded {
             outcome,
             tokens_per_s,
         } => (
-            "UPDATE jobs SET state = 'succeeded', outcome = $1, tokens_per_s = $2, \
-             finished_at = $3, updated_at = $3, lease_expires_ms = NULL"
-                .into(),
+            format!(
+                "UPDATE jobs SET state = 'succeeded', outcome = $2, tokens_per_s = $3, \
+                 finished_at = $4, updated_at = $4, {release}"
+            ),
             vec![outcome.into(), tokens_per_s.into(), now.into()],
         ),
         End::Failed { cause, reason } => (
-            "UPDATE jobs SET state = 'failed', failure_cause = $1, failure_reason = $2, \
-             finished_at = $3, updated_at = $3, lease_expires_ms = NULL"
-                .into(),
+            format!(
+                "UPDATE jobs SET state = 'failed', failure_cause = $2, failure_reason = $3, \
+                 finished_at = $4, updated_at = $4, {release}"
+            ),
             vec![
                 sea_orm::ActiveEnum::to_value(&cause).into(),
                 reason.into(),
@@ -243,69 +317,119 @@ pub async fn finish(db: &DatabaseConnection, job_id: i64, worker: &str, end: End
             ],
         ),
         End::Cancelled { outcome } => (
-            "UPDATE jobs SET state = 'cancelled', outcome = $1, finished_at = $2, \
-             updated_at = $2, lease_expires_ms = NULL"
-                .into(),
+            format!(
+                "UPDATE jobs SET state = 'cancelled', outcome = $2, finished_at = $3, \
+                 updated_at = $3, {release}"
+            ),
             vec![outcome.into(), now.into()],
         ),
+        // A cancel asked for meanwhile still wins.
         End::Requeue => (
-            // A cancel asked for meanwhile still wins.
-            "UPDATE jobs SET state = CASE WHEN state = 'cancelling' THEN 'cancelled' ELSE 'queued' END, \
-             attempts = attempts - 1, worker_id = NULL, lease_expires_ms = NULL, updated_at = $1"
-                .into(),
+            format!(
+                "UPDATE jobs SET state = CASE WHEN state = 'cancelling' THEN 'cancelled' ELSE 'queued' END, \
+                 attempts = attempts - 1, worker_id = NULL, updated_at = $2, {release}"
+            ),
+            vec![now.into()],
+        ),
+        End::Paused => (
+            format!(
+                "UPDATE jobs SET state = CASE WHEN state = 'cancelling' THEN 'cancelled' ELSE 'paused' END, \
+                 attempts = attempts - 1, worker_id = NULL, updated_at = $2, {release}"
+            ),
             vec![now.into()],
         ),
     };
-    let n = values.len();
+    let n = values.len() + 1;
     let sql = format!(
         "{sql} WHERE id = ${} AND worker_id = ${} AND state IN {LEASED}",
         n + 1,
         n + 2
     );
     let mut values = values;
+    values.insert(0, false.into());
     values.extend([job_id.into(), worker.into()]);
-    Ok(db
+    let ended = db
         .execute_raw(statement(db, &sql, values))
         .await?
         .rows_affected()
-        == 1)
+        == 1;
+    if ended {
+        close_usage(db, Some((job_id, worker))).await?;
+    }
+    Ok(ended)
 }
 
-/// Jobs whose lease ran out with no attempts left fail (system); those
-/// that were being cancelled are cancelled. Returns the jobs changed, with
-/// their new state, for their event logs.
-pub async fn reap(db: &DatabaseConnection) -> Result<Vec<(i64, JobState)>> {
-    let now = now_ms();
-    let mut changed = Vec::new();
-    for (from, to, extra) in [
-        (
-            "'running'",
-            StoredState::Failed,
-            ", failure_cause = 'system', failure_reason = $3",
+/// Closes device-time intervals at the database's now: `worker`'s on
+/// `job`, or (`None`) every open one whose run no longer holds its lease
+/// (a lost worker's: it ends at its last heartbeat).
+async fn close_usage(db: &DatabaseConnection, of: Option<(i64, &str)>) -> Result<()> {
+    let now = db_now(db);
+    let stmt = match of {
+        Some((job, worker)) => statement(
+            db,
+            &format!(
+                "UPDATE job_usage SET ended_ms = {now}, open = $1 \
+                 WHERE job_id = $2 AND worker_id = $3 AND open = $4"
+            ),
+            vec![false.into(), job.into(), worker.into(), true.into()],
         ),
-        ("'cancelling'", StoredState::Cancelled, ""),
-    ] {
-        let cond = if to == StoredState::Failed {
-            " AND attempts >= max_attempts"
-        } else {
-            ""
-        };
+        None => statement(
+            db,
+            &format!(
+                "UPDATE job_usage SET open = $1 WHERE open = $2 AND NOT EXISTS \
+                 (SELECT 1 FROM jobs WHERE jobs.id = job_usage.job_id \
+                 AND jobs.worker_id = job_usage.worker_id AND jobs.state IN {LEASED} \
+                 AND jobs.lease_expires_ms >= {now})"
+            ),
+            vec![false.into(), true.into()],
+        ),
+    };
+    db.execute_raw(stmt).await?;
+    Ok(())
+}
+
+/// Jobs whose lease ran out on the database's clock: back to the queue
+/// (keeping their place) while they have attempts left, else failed
+/// (system); those that were being cancelled are cancelled. Returns the
+/// jobs changed, with their new state, for their event logs.
+pub async fn reap(db: &DatabaseConnection) -> Result<Vec<(i64, JobState)>> {
+    let now = db_now(db);
+    let mut changed = Vec::new();
+    let t = now_ms() / 1000;
+    let rounds: [(StoredState, &str, &str, Vec<Value>); 3] = [
+        (
+            StoredState::Failed,
+            "state = 'running' AND attempts >= max_attempts",
+            ", failure_cause = 'system', failure_reason = $3, finished_at = $2",
+            vec![false.into(), t.into(), LOST_TOO_OFTEN.into()],
+        ),
+        (
+            StoredState::Queued,
+            "state = 'running' AND attempts < max_attempts",
+            "",
+            vec![false.into(), t.into()],
+        ),
+        (
+            StoredState::Cancelled,
+            "state = 'cancelling'",
+            ", finished_at = $2",
+            vec![false.into(), t.into()],
+        ),
+    ];
+    for (to, cond, extra, values) in rounds {
         let to_name = sea_orm::ActiveEnum::to_value(&to);
         let sql = format!(
             "UPDATE jobs SET state = '{to_name}', worker_id = NULL, lease_expires_ms = NULL, \
-             finished_at = $2, updated_at = $2{extra} \
-             WHERE state = {from} AND lease_expires_ms < $1{cond} RETURNING *"
+             stop_request = NULL, preemptible = $1, updated_at = $2{extra} \
+             WHERE {cond} AND lease_expires_ms < {now} RETURNING *"
         );
-        let mut values: Vec<Value> = vec![now.into(), (now / 1000).into()];
-        if to == StoredState::Failed {
-            values.push(LOST_TOO_OFTEN.into());
-        }
         let rows = job::Entity::find()
             .from_raw_sql(statement(db, &sql, values))
             .all(db)
             .await?;
         changed.extend(rows.into_iter().map(|j| (j.id, j.state.into())));
     }
+    close_usage(db, None).await?;
     Ok(changed)
 }
 

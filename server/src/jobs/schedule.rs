@@ -14,7 +14,8 @@
 //!   when a team within its guarantee needs it.
 //! - A job starts only if its team's weighted device-hours this month plus
 //!   the upper bound of its run time × the device's weight stay within the
-//!   month's budget. A running job is never stopped for budget.
+//!   month's budget (a spent budget starts nothing). A running job is never
+//!   stopped for budget.
 //! - An optional per-person limit on jobs running at once.
 //! - A job starts only on a device with the memory the engine's estimate
 //!   says it needs there.
@@ -301,7 +302,9 @@ pub fn decide(w: &World) -> Plan {
             Some(budget) => {
                 let used =
                     usage(q.team).month_hours + tally.reserved.get(&q.team).copied().unwrap_or(0.0);
-                used + q.hours(d.kind) * d.weight <= budget
+                // A spent budget starts nothing, not even a run estimated
+                // at no time at all.
+                used < budget && used + q.hours(d.kind) * d.weight <= budget
             }
         }
     };

@@ -15,15 +15,16 @@
 use super::queue::{self, End, Progress};
 use super::redact::Redact;
 use super::state_event;
-use crate::entity::job::{self, StoredCause};
+use crate::entity::job::{self, StopRequest, StoredCause};
 use crate::entity::{dataset_version, job_artifact, job_checkpoint, worker};
 use crate::error::{Error, Result};
 use crate::state::Services;
 use crate::supervisor::Shutdown;
 use hone_app::api::{JobEventBody, JobState};
 use hone_protocol::{ArtifactFile, Cause, Device, DeviceKind, Event, JobSpec, Outcome};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -131,8 +132,28 @@ pub async fn start_pool(
         lease: Duration::from_millis(config.job_lease_ms),
         poll: Duration::from_secs(2),
     });
-    let (devices, unusable) = match devices(&options.train_bin).await {
-        Ok(d) => (slots(&d, count), None),
+    let found = match &config.devices {
+        Some(declared) => Ok(declared.clone()),
+        None => devices(&options.train_bin).await,
+    };
+    let (devices, unusable) = match found {
+        Ok(d) => match hone_protocol::check_inventory(&d) {
+            Ok(()) => (
+                match &config.devices {
+                    // Declared: one slot per device, as listed.
+                    Some(_) if count.is_none() => d,
+                    _ => slots(&d, count),
+                },
+                None,
+            ),
+            Err(why) => {
+                tracing::error!(reason = %why, "the device inventory is refused; workers claim nothing");
+                (
+                    slots(&[], Some(1)),
+                    Some(format!("device inventory refused: {why}")),
+                )
+            }
+        },
         Err(why) => {
             // The details (the engine's path, the OS error) go to the log;
             // the status people see says what to do.
@@ -140,13 +161,20 @@ pub async fn start_pool(
             (slots(&[], Some(1)), Some(ENGINE_UNUSABLE.to_owned()))
         }
     };
+    let declared = config.devices.is_some();
+    let live = if declared {
+        None
+    } else {
+        super::nvml::Live::open().map(Arc::new)
+    };
     let host = uuid::Uuid::new_v4().simple().to_string();
     for (i, device) in devices.iter().enumerate() {
-        let (services, options, unusable, device) = (
+        let (services, options, unusable, device, live) = (
             services.clone(),
             options.clone(),
             unusable.clone(),
             device.clone(),
+            live.clone(),
         );
         let id = format!("{}-{host}-{i}", hostname());
         supervisor.spawn("worker", move |shutdown| {
@@ -155,7 +183,9 @@ pub async fn start_pool(
                 options: options.clone(),
                 id: id.clone(),
                 device: device.clone(),
+                declared,
                 unusable: unusable.clone(),
+                live: live.clone(),
             }
             .run(shutdown)
         });
@@ -185,6 +215,10 @@ struct Manifest {
 enum Stop {
     Cancel,
     Shutdown,
+    /// Give the borrowed device back (the scheduler asked).
+    Preempt,
+    /// An administrator paused the job.
+    Pause,
 }
 
 /// One worker slot.
@@ -194,28 +228,50 @@ pub struct Worker {
     pub options: Arc<Options>,
     pub id: String,
     pub device: Device,
+    /// The device is declared (`HONE_DEVICES`), not found: jobs run on the
+    /// CPU whatever it says.
+    pub declared: bool,
     /// Set when this worker cannot run jobs (the engine is missing…).
     pub unusable: Option<String>,
+    /// NVML, for the heartbeat's live figures.
+    pub live: Option<Arc<super::nvml::Live>>,
 }
 
 impl Worker {
-    /// Registers or refreshes this slot in `workers` (its device and status).
+    /// Registers or refreshes this slot in `workers` (its device, status
+    /// and live figures), stamped with the database's clock.
     pub async fn heartbeat(&self) -> Result<()> {
+        let db = &self.services.db;
         let status = self.unusable.clone().unwrap_or_else(|| "ready".into());
-        worker::Entity::insert(worker::ActiveModel {
-            id: Set(self.id.clone()),
-            host: Set(hostname()),
-            device: Set(serde_json::to_string(&self.device)?),
-            status: Set(status),
-            started_at: Set(crate::state::now()),
-            heartbeat_ms: Set(queue::now_ms()),
-        })
-        .on_conflict(
-            OnConflict::column(worker::Column::Id)
-                .update_columns([worker::Column::Status, worker::Column::HeartbeatMs])
-                .to_owned(),
-        )
-        .exec(&self.services.db)
+        let live = self
+            .live
+            .as_ref()
+            .and_then(|l| l.figures(&self.device))
+            .map(|f| serde_json::to_string(&f))
+            .transpose()?;
+        let now = queue::db_now(db);
+        let sql = format!(
+            "INSERT INTO workers (id, host, device, status, started_at, heartbeat_ms, live) \
+             VALUES ($1, $2, $3, $4, $5, {now}, $6) ON CONFLICT (id) DO UPDATE SET \
+             status = excluded.status, heartbeat_ms = excluded.heartbeat_ms, live = excluded.live"
+        );
+        let backend = db.get_database_backend();
+        let sql = match backend {
+            sea_orm::DbBackend::Postgres => sql,
+            _ => sql.replace('$', "?"),
+        };
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                self.id.clone().into(),
+                hostname().into(),
+                serde_json::to_string(&self.device)?.into(),
+                status.into(),
+                crate::state::now().into(),
+                live.into(),
+            ],
+        ))
         .await?;
         Ok(())
     }
@@ -228,14 +284,17 @@ impl Worker {
             if let Err(e) = self.heartbeat().await {
                 tracing::warn!(error = %e, "worker heartbeat failed");
             }
-            if let Err(e) = self.reap().await {
-                tracing::warn!(error = %e, "reaping expired jobs failed");
-            }
             if shutdown.is_stopping() {
                 break;
             }
             let claimed = if self.unusable.is_none() {
-                queue::claim(&self.services.db, &self.id, self.options.lease_ms()).await
+                queue::claim(
+                    &self.services.db,
+                    &self.id,
+                    &self.device.name,
+                    self.options.lease_ms(),
+                )
+                .await
             } else {
                 Ok(None)
             };
@@ -265,7 +324,7 @@ impl Worker {
                 Err(e) => tracing::warn!(error = %e, "claiming a job failed"),
             }
             tokio::select! {
-                () = self.services.queue_wake.notified() => {}
+                () = self.services.assigned_wake.notified() => {}
                 () = tokio::time::sleep(self.options.poll) => {}
                 () = shutdown.wait() => break,
             }
@@ -274,15 +333,6 @@ impl Worker {
             .exec(&self.services.db)
             .await;
         tracing::info!(worker = %self.id, "worker stopped");
-    }
-
-    async fn reap(&self) -> Result<()> {
-        for (job, state) in queue::reap(&self.services.db).await? {
-            let note = (state == JobState::Failed).then(|| queue::LOST_TOO_OFTEN.to_string());
-            tracing::warn!(job, state = state.as_str(), "a job's lease ran out");
-            self.log_state(job, state, note).await;
-        }
-        Ok(())
     }
 
     async fn log_state(&self, job: i64, state: JobState, note: Option<String>) {
@@ -423,7 +473,7 @@ impl Worker {
 
         let mut cmd = tokio::process::Command::new(&self.options.train_bin);
         match (self.device.kind, self.device.index) {
-            (DeviceKind::Cuda, Some(i)) => {
+            (DeviceKind::Cuda, Some(i)) if !self.declared => {
                 cmd.arg("--device")
                     .arg("cuda")
                     .env("CUDA_VISIBLE_DEVICES", i.to_string());
@@ -546,10 +596,18 @@ impl Worker {
                 },
                 _ = beat.tick() => match self.beat(job.id).await {
                     Ok(None) => return self.fenced(&mut child).await,
-                    Ok(Some(JobState::Cancelling)) if stop.is_none() => {
-                        tracing::info!("cancel requested: the run checkpoints and stops");
-                        stop = Some(Stop::Cancel);
-                        stdin = None;
+                    Ok(Some(lease)) if stop.is_none() || (stop != Some(Stop::Cancel) && lease.state == JobState::Cancelling) => {
+                        let asked = match (lease.state, lease.stop) {
+                            (JobState::Cancelling, _) => Some(Stop::Cancel),
+                            (_, Some(StopRequest::Preempt)) => Some(Stop::Preempt),
+                            (_, Some(StopRequest::Pause)) => Some(Stop::Pause),
+                            _ => None,
+                        };
+                        if let Some(asked) = asked {
+                            tracing::info!(why = ?asked, "the run is asked to stop: it checkpoints first");
+                            stop = Some(asked);
+                            stdin = None;
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "renewing the lease failed"),
@@ -579,14 +637,22 @@ impl Worker {
             .await
             .map_err(|e| Error::internal(format!("waiting for the engine: {e}")))?;
         // A cancel asked for while the last lines came in still counts.
-        if stop.is_none() {
-            if queue::renew(db, job.id, &self.id, self.options.lease_ms()).await?
-                == Some(JobState::Cancelling)
-            {
+        if stop != Some(Stop::Cancel) {
+            let lease = queue::renew(db, job.id, &self.id, self.options.lease_ms()).await?;
+            if lease.is_some_and(|l| l.state == JobState::Cancelling) {
                 stop = Some(Stop::Cancel);
-            } else if interrupted {
+            } else if stop.is_none() && interrupted {
                 stop = Some(Stop::Shutdown);
             }
+        }
+        // A run that reached its end while being asked to stop for a
+        // preemption, a pause or a shutdown is simply done.
+        if matches!(stop, Some(Stop::Preempt | Stop::Pause | Stop::Shutdown))
+            && finished.is_some()
+            && !interrupted
+            && status.success()
+        {
+            stop = None;
         }
         match (stop, failed, finished) {
             (_, Some((cause, reason)), _) => {
@@ -608,6 +674,24 @@ impl Worker {
                     End::Requeue,
                     JobState::Queued,
                     Some("Hone was restarting: the job continues from its last checkpoint.".into()),
+                )
+                .await
+            }
+            (Some(Stop::Preempt), None, _) => {
+                self.end(
+                    job.id,
+                    End::Requeue,
+                    JobState::Queued,
+                    Some("Gave its borrowed device back to a team within its guaranteed share: the job keeps its place and continues from its last checkpoint.".into()),
+                )
+                .await
+            }
+            (Some(Stop::Pause), None, _) => {
+                self.end(
+                    job.id,
+                    End::Paused,
+                    JobState::Paused,
+                    Some("Paused by an administrator after a checkpoint; it continues from there when resumed.".into()),
                 )
                 .await
             }
@@ -670,7 +754,7 @@ impl Worker {
 
     /// While running: the slot's own heartbeat (it is busy, not gone) and
     /// the job's lease; see [`queue::renew`].
-    async fn beat(&self, job: i64) -> Result<Option<JobState>> {
+    async fn beat(&self, job: i64) -> Result<Option<queue::Lease>> {
         if let Err(e) = self.heartbeat().await {
             tracing::warn!(error = %e, "worker heartbeat failed");
         }
@@ -681,9 +765,8 @@ impl Worker {
     async fn end(&self, job: i64, end: End, state: JobState, note: Option<String>) -> Result<()> {
         if queue::finish(&self.services.db, job, &self.id, end).await? {
             self.log_state(job, state, note).await;
-            if state == JobState::Queued {
-                self.services.queue_wake.notify_one();
-            }
+            // The device is free: the scheduler decides again.
+            self.services.queue_wake.notify_one();
         }
         Ok(())
     }

@@ -386,6 +386,7 @@ fn status(state: StoredState) -> &'static str {
         StoredState::Queued => "queued",
         StoredState::Running => "running",
         StoredState::Cancelling => "cancelling",
+        StoredState::Paused => "paused",
         StoredState::Succeeded => "succeeded",
         StoredState::Failed => "failed",
         StoredState::Cancelled => "cancelled",
@@ -756,6 +757,49 @@ pub async fn cancel(
     Ok(Json(s.job_object(&j).await?))
 }
 
+/// `POST /v1/fine_tuning/jobs/{id}/pause` and `/resume`: OpenAI's pause
+/// and resume. In Hone pausing is an administrator's decision (it frees a
+/// device for someone else), so the key's owner must be an admin; others
+/// get 403 in OpenAI's shape. A running job answers `running` until its
+/// checkpoint is written, then `paused`.
+#[tracing::instrument(skip_all, fields(project = c.project.id))]
+pub async fn pause(
+    State(s): State<Arc<Services>>,
+    c: ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let j = find(&s, &c, &id).await?;
+    crate::policy::check(
+        c.user.role.into(),
+        false,
+        crate::policy::Action::Administer,
+        "that job",
+    )
+    .map_err(crate::error::Error::from)?;
+    s.pause_as(&c.user, j.clone()).await?;
+    let j = find_in(&s, &c, j.id).await?;
+    Ok(Json(s.job_object(&j).await?))
+}
+
+#[tracing::instrument(skip_all, fields(project = c.project.id))]
+pub async fn resume(
+    State(s): State<Arc<Services>>,
+    c: ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let j = find(&s, &c, &id).await?;
+    crate::policy::check(
+        c.user.role.into(),
+        false,
+        crate::policy::Action::Administer,
+        "that job",
+    )
+    .map_err(crate::error::Error::from)?;
+    s.resume_as(&c.user, j.clone()).await?;
+    let j = find_in(&s, &c, j.id).await?;
+    Ok(Json(s.job_object(&j).await?))
+}
+
 /// One entry of the job's log as OpenAI's event: level, message, data.
 fn event_object(row: &job_event::Model, body: &JobEventBody) -> Value {
     let (level, message, data, kind) = match body {
@@ -770,6 +814,7 @@ fn event_object(row: &job_event::Model, body: &JobEventBody) -> Value {
                 JobState::Queued => "Job queued.",
                 JobState::Running => "Job started.",
                 JobState::Cancelling => "Cancelling: writing a checkpoint before stopping.",
+                JobState::Paused => "The job was paused.",
                 JobState::Succeeded => "The job has successfully completed.",
                 JobState::Failed => "The job failed.",
                 JobState::Cancelled => "The job was cancelled.",

@@ -45,6 +45,8 @@ where
         .route("/fine_tuning/jobs/{id}/events", get(jobs::events))
         .route("/fine_tuning/jobs/{id}/checkpoints", get(jobs::checkpoints))
         .route("/fine_tuning/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/fine_tuning/jobs/{id}/pause", post(jobs::pause))
+        .route("/fine_tuning/jobs/{id}/resume", post(jobs::resume))
         .route("/models", get(models::list))
         .route("/models/{id}", get(models::retrieve))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

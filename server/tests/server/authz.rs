@@ -145,6 +145,21 @@ async fn every_role_against_every_route() {
             ("/", "/".into(), [302, 200, 200, 200, 200, 302]),
             ("/admin", "/admin".into(), [302, 403, 403, 200, 403, 302]),
             (
+                "/admin/queue",
+                "/admin/queue".into(),
+                [302, 403, 403, 200, 403, 302],
+            ),
+            (
+                "/admin/usage",
+                "/admin/usage".into(),
+                [302, 403, 403, 200, 403, 302],
+            ),
+            (
+                "/admin/audit",
+                "/admin/audit".into(),
+                [302, 403, 403, 200, 403, 302],
+            ),
+            (
                 "/settings/keys",
                 "/settings/keys".into(),
                 [302, 200, 200, 200, 200, 302],
@@ -364,7 +379,8 @@ async fn every_role_against_every_route() {
                 "cancel_job",
                 vec![("id", "999999".into())],
                 [401, 404, 404, 404, 404, 401],
-            ),            (
+            ),
+            (
                 "dataset",
                 vec![("id", alpha_data.clone())],
                 [401, 200, 200, 200, 404, 401],
@@ -390,6 +406,57 @@ async fn every_role_against_every_route() {
                 "revoke_session",
                 vec![("id", "not-a-session".into())],
                 [401, 404, 404, 404, 404, 401],
+            ),
+            // Scheduling: admins only, whatever the team.
+            ("queue", vec![], [401, 403, 403, 200, 403, 401]),
+            (
+                "set_quota",
+                vec![
+                    ("team_id", alpha_team.clone()),
+                    ("guaranteed_devices", "1".into()),
+                    ("month_hours", "".into()),
+                    ("per_person", "".into()),
+                ],
+                [401, 403, 403, 200, 403, 401],
+            ),
+            (
+                "set_device_weight",
+                vec![("name", "CPU".into()), ("weight", "1".into())],
+                [401, 403, 403, 200, 403, 401],
+            ),
+            (
+                "set_job_priority",
+                vec![("id", alpha_job.clone()), ("priority", "0".into())],
+                [401, 403, 403, 200, 403, 401],
+            ),
+            (
+                "pause_job",
+                vec![("id", "999999".into())],
+                [401, 403, 403, 404, 403, 401],
+            ),
+            (
+                "resume_job",
+                vec![("id", "999999".into())],
+                [401, 403, 403, 404, 403, 401],
+            ),
+            (
+                "admin_cancel_job",
+                vec![("id", "999999".into())],
+                [401, 403, 403, 404, 403, 401],
+            ),
+            (
+                "usage_report",
+                vec![("from", "".into()), ("to", "".into())],
+                [401, 403, 403, 200, 403, 401],
+            ),
+            (
+                "audit_log",
+                vec![
+                    ("person", "".into()),
+                    ("team", "".into()),
+                    ("action", "".into()),
+                ],
+                [401, 403, 403, 200, 403, 401],
             ),
             // Admins only; the expert's password set to what it was.
             (
@@ -544,6 +611,16 @@ async fn every_role_against_every_route() {
                 "/api/models/{name}/tokenizer",
                 "/api/models/hone-demo/tokenizer".into(),
                 [401, 200, 200, 200, 200, 401],
+            ),
+            (
+                "/api/admin/usage.csv",
+                "/api/admin/usage.csv".into(),
+                [401, 403, 403, 200, 403, 401],
+            ),
+            (
+                "/api/admin/audit.csv",
+                "/api/admin/audit.csv?team=Alpha".into(),
+                [401, 403, 403, 200, 403, 401],
             ),
         ];
         for (_, path, expected) in &gets {

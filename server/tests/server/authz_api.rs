@@ -199,6 +199,26 @@ async fn every_key_against_every_v1_route() {
                 None,
                 [401, 401, 404, 404, 404, 404, 401],
             ),
+            // Pausing and resuming are an admin's: another team's job is
+            // not found, the outsider (an expert) may not.
+            (
+                Method::POST,
+                "/v1/fine_tuning/jobs/ftjob-999999/pause".into(),
+                None,
+                [401, 401, 404, 404, 404, 404, 401],
+            ),
+            (
+                Method::POST,
+                format!("/v1/fine_tuning/jobs/{beta_job}/pause"),
+                None,
+                [401, 401, 404, 404, 404, 403, 401],
+            ),
+            (
+                Method::POST,
+                format!("/v1/fine_tuning/jobs/{beta_job}/resume"),
+                None,
+                [401, 401, 404, 404, 404, 403, 401],
+            ),
             (
                 Method::POST,
                 format!("/v1/fine_tuning/jobs/{beta_job}/cancel"),

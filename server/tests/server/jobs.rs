@@ -25,6 +25,7 @@ async fn cpu_worker(app: &TestApp, id: &str, memory_gib: u64) {
         status: Set("ready".into()),
         started_at: Set(0),
         heartbeat_ms: Set(queue::now_ms()),
+        live: Set(None),
     }
     .insert(&app.services.db)
     .await
@@ -184,12 +185,19 @@ async fn cancelling_a_queued_job_ends_it_and_a_running_one_asks_its_worker() {
 
         // Running: `cancelling`, which the worker's next renewal sees.
         let db = &app.services.db;
-        let claimed = queue::claim(db, "w1", 60_000).await.unwrap().unwrap();
+        assert!(queue::assign(db, b, "w1", false).await.unwrap());
+        let claimed = queue::claim(db, "w1", "Test CPU", 60_000)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(claimed.id, b);
         let res = expert.call("cancel_job", &[("id", &b.to_string())]).await;
         assert_eq!(res.status, StatusCode::OK, "{}", res.body);
         assert_eq!(
-            queue::renew(db, b, "w1", 60_000).await.unwrap(),
+            queue::renew(db, b, "w1", 60_000)
+                .await
+                .unwrap()
+                .map(|l| l.state),
             Some(JobState::Cancelling)
         );
         assert!(queue::finish(
@@ -214,24 +222,45 @@ async fn cancelling_a_queued_job_ends_it_and_a_running_one_asks_its_worker() {
 async fn concurrent_workers_never_claim_one_job_twice() {
     on_each_db(|app| async move {
         let (mut expert, dataset) = expert_with_dataset(&app).await;
-        let mut launched = HashSet::new();
+        let mut launched = Vec::new();
         for _ in 0..24 {
             let id = launch(&mut expert, dataset, "hone-demo", "{}")
                 .await
                 .json()
                 .as_i64()
                 .unwrap();
-            launched.insert(id);
+            launched.push(id);
         }
+        let db = &app.services.db;
+        // Two schedulers racing to assign each job to a different slot:
+        // exactly one assignment holds.
+        let mut races = Vec::new();
+        for (i, id) in launched.iter().copied().enumerate() {
+            for n in [i % 8, (i + 1) % 8] {
+                let db = db.clone();
+                races.push(tokio::spawn(async move {
+                    queue::assign(&db, id, &format!("worker-{n}"), false)
+                        .await
+                        .unwrap()
+                }));
+            }
+        }
+        let mut won = 0;
+        for r in races {
+            won += usize::from(r.await.unwrap());
+        }
+        assert_eq!(won, 24, "{}: one assignment per job", app.db_name);
+        // Eight workers claiming at once, two tasks per worker id: each
+        // job is claimed once, by the worker it was assigned to.
         let mut tasks = Vec::new();
-        for n in 0..8 {
-            let db = app.services.db.clone();
+        for n in 0..16 {
+            let db = db.clone();
             tasks.push(tokio::spawn(async move {
-                let me = format!("worker-{n}");
+                let me = format!("worker-{}", n % 8);
                 let mut mine = Vec::new();
-                while let Some(j) = queue::claim(&db, &me, 60_000).await.unwrap() {
+                while let Some(j) = queue::claim(&db, &me, "Test CPU", 60_000).await.unwrap() {
                     assert_eq!(j.worker_id.as_deref(), Some(me.as_str()));
-                    mine.push(j.id);
+                    mine.push((me.clone(), j.id));
                 }
                 mine
             }));
@@ -240,9 +269,14 @@ async fn concurrent_workers_never_claim_one_job_twice() {
         for t in tasks {
             claimed.extend(t.await.unwrap());
         }
-        let unique: HashSet<i64> = claimed.iter().copied().collect();
+        let unique: HashSet<i64> = claimed.iter().map(|(_, j)| *j).collect();
         assert_eq!(claimed.len(), 24, "{} claims: {claimed:?}", app.db_name);
-        assert_eq!(unique, launched);
+        assert_eq!(unique, launched.iter().copied().collect::<HashSet<_>>());
+        for (me, j) in &claimed {
+            let row = job_row(&app, *j).await;
+            assert_eq!(row.worker_id.as_deref(), Some(me.as_str()));
+            assert_eq!(row.assigned_worker, None);
+        }
     })
     .await;
 }
@@ -258,9 +292,25 @@ async fn expired_leases_are_reclaimed_and_the_old_worker_is_fenced_out() {
             .unwrap();
         let db = &app.services.db;
         // A lease that has already run out, as if the worker had died.
-        let first = queue::claim(db, "old", -1).await.unwrap().unwrap();
+        assert!(queue::assign(db, id, "old", false).await.unwrap());
+        let first = queue::claim(db, "old", "Test CPU", -1)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((first.id, first.attempts), (id, 1));
-        let second = queue::claim(db, "new", 60_000).await.unwrap().unwrap();
+        // Only its own assignments: another slot finds nothing.
+        assert!(queue::claim(db, "new", "Test CPU", 60_000)
+            .await
+            .unwrap()
+            .is_none());
+        // The reaper puts it back in the queue; the scheduler gives it to
+        // another slot.
+        assert_eq!(queue::reap(db).await.unwrap(), vec![(id, JobState::Queued)]);
+        assert!(queue::assign(db, id, "new", false).await.unwrap());
+        let second = queue::claim(db, "new", "Test CPU", 60_000)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((second.id, second.attempts), (id, 2));
         // Nothing the old worker writes is taken any more.
         let step = JobEventBody::State {
@@ -335,14 +385,18 @@ async fn a_job_that_keeps_losing_its_worker_fails_as_a_system_error() {
             .unwrap();
         let db = &app.services.db;
         for attempt in 1..=hone_server::jobs::MAX_ATTEMPTS {
-            let j = queue::claim(db, &format!("dies-{attempt}"), -1)
+            if attempt > 1 {
+                assert_eq!(queue::reap(db).await.unwrap(), vec![(id, JobState::Queued)]);
+            }
+            let me = format!("dies-{attempt}");
+            assert!(queue::assign(db, id, &me, false).await.unwrap());
+            let j = queue::claim(db, &me, "Test CPU", -1)
                 .await
                 .unwrap()
                 .unwrap();
             assert_eq!(j.attempts, attempt);
         }
-        // No attempts left: nobody may claim it, and the reaper fails it.
-        assert!(queue::claim(db, "next", 60_000).await.unwrap().is_none());
+        // No attempts left: the reaper fails it instead of requeueing it.
         let reaped = queue::reap(db).await.unwrap();
         assert_eq!(reaped, vec![(id, JobState::Failed)]);
         let row = job_row(&app, id).await;
@@ -385,7 +439,9 @@ async fn a_missing_engine_is_said_and_the_job_waits() {
             }),
             id: "broken".into(),
             device: hone_server::jobs::worker::slots(&[], None).remove(0),
+            declared: false,
             unusable: Some(hone_server::jobs::worker::ENGINE_UNUSABLE.into()),
+            live: None,
         };
         slot.heartbeat().await.unwrap();
         let page: hone_app::api::JobPage =

@@ -17,4 +17,5 @@ mod keys;
 mod limits;
 mod migrations;
 mod openai;
+mod scheduling;
 mod upload;

@@ -391,9 +391,10 @@ impl<'a> After<'a> {
 
 fn within_budget(a: &After<'_>, q: &Queued, d: &Device) -> bool {
     let used = a.w.usage.get(&q.team).map_or(0.0, |u| u.month_hours);
-    a.quota(q.team)
-        .month_hours
-        .is_none_or(|b| used + a.reserved(q.team) + q.hours(d.kind) * d.weight <= b)
+    a.quota(q.team).month_hours.is_none_or(|b| {
+        let so_far = used + a.reserved(q.team);
+        so_far < b && so_far + q.hours(d.kind) * d.weight <= b
+    })
 }
 
 proptest! {

@@ -1,5 +1,8 @@
 //! The admin page's calls: people, roles and teams. Admins only
-//! ([`policy::Action::Administer`]).
+//! ([`policy::Action::Administer`]). The queue, quotas, usage and audit
+//! pages are in [`queue`].
+
+pub mod queue;
 
 use crate::accounts::{current, password};
 use crate::audit::{self, Target};
