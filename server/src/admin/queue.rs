@@ -166,15 +166,7 @@ impl Services {
             .await?;
         let team_names: HashMap<i64, String> =
             teams.iter().map(|t| (t.id, t.name.clone())).collect();
-        let project_team: HashMap<i64, i64> = project::Entity::find()
-            .select_only()
-            .column(project::Column::Id)
-            .column(project::Column::TeamId)
-            .into_tuple::<(i64, i64)>()
-            .all(db)
-            .await?
-            .into_iter()
-            .collect();
+        let project_team = crate::jobs::scheduler::project_teams(db).await?;
         let (month, _) = month_bounds(now_ms);
         let usage_rows = job_usage::Entity::find()
             .filter(

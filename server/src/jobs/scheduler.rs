@@ -163,6 +163,19 @@ pub struct Snapshot {
     pub shown: HashMap<i64, (Option<String>, Option<i32>)>,
 }
 
+/// Each project's team.
+pub async fn project_teams(db: &DatabaseConnection) -> Result<HashMap<i64, i64>> {
+    Ok(project::Entity::find()
+        .select_only()
+        .column(project::Column::Id)
+        .column(project::Column::TeamId)
+        .into_tuple::<(i64, i64)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// Reads the world the decision is made from. `now` is the database's.
 pub async fn snapshot(db: &DatabaseConnection, now: i64, stale_ms: i64) -> Result<Snapshot> {
     let workers = worker::Entity::find()
@@ -176,15 +189,7 @@ pub async fn snapshot(db: &DatabaseConnection, now: i64, stale_ms: i64) -> Resul
         .into_iter()
         .map(|w| (w.name, w.weight))
         .collect();
-    let teams: HashMap<i64, i64> = project::Entity::find()
-        .select_only()
-        .column(project::Column::Id)
-        .column(project::Column::TeamId)
-        .into_tuple::<(i64, i64)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
+    let teams = project_teams(db).await?;
     let active = job::Entity::find()
         .filter(job::Column::State.is_in([
             StoredState::Queued,

@@ -768,17 +768,7 @@ pub async fn pause(
     c: ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let j = find(&s, &c, &id).await?;
-    crate::policy::check(
-        c.user.role.into(),
-        false,
-        crate::policy::Action::Administer,
-        "that job",
-    )
-    .map_err(crate::error::Error::from)?;
-    s.pause_as(&c.user, j.clone()).await?;
-    let j = find_in(&s, &c, j.id).await?;
-    Ok(Json(s.job_object(&j).await?))
+    pause_or_resume(&s, &c, &id, true).await
 }
 
 #[tracing::instrument(skip_all, fields(project = c.project.id))]
@@ -787,7 +777,16 @@ pub async fn resume(
     c: ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let j = find(&s, &c, &id).await?;
+    pause_or_resume(&s, &c, &id, false).await
+}
+
+async fn pause_or_resume(
+    s: &Services,
+    c: &ApiCaller,
+    id: &str,
+    pause: bool,
+) -> ApiResult<Json<Value>> {
+    let j = find(s, c, id).await?;
     crate::policy::check(
         c.user.role.into(),
         false,
@@ -795,8 +794,12 @@ pub async fn resume(
         "that job",
     )
     .map_err(crate::error::Error::from)?;
-    s.resume_as(&c.user, j.clone()).await?;
-    let j = find_in(&s, &c, j.id).await?;
+    if pause {
+        s.pause_as(&c.user, j.clone()).await?;
+    } else {
+        s.resume_as(&c.user, j.clone()).await?;
+    }
+    let j = find_in(s, c, j.id).await?;
     Ok(Json(s.job_object(&j).await?))
 }
 
