@@ -45,7 +45,7 @@ pub async fn db_now_ms(db: &DatabaseConnection) -> Result<i64> {
 
 /// `sql` written with `$1…` placeholders, for `db`'s backend (SQLite's
 /// numbered form is `?1…`).
-fn statement(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> Statement {
+pub(crate) fn statement(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> Statement {
     let backend = db.get_database_backend();
     let sql = match backend {
         DbBackend::Postgres => sql.to_owned(),

@@ -23,8 +23,7 @@ use hone_app::api::JobState;
 use hone_protocol::DeviceKind;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,7 +43,11 @@ pub const HALF_LIFE_MS: f64 = 7.0 * 24.0 * 3_600_000.0;
 /// The scheduler task (supervised; every `hone serve` runs one, and the
 /// one holding the lease decides).
 pub async fn run(services: Arc<Services>, mut shutdown: Shutdown) {
-    let me = format!("{}-{}", host(), uuid::Uuid::new_v4().simple());
+    let me = format!(
+        "{}-{}",
+        super::worker::hostname(),
+        uuid::Uuid::new_v4().simple()
+    );
     let db = &services.db;
     let mut leading = false;
     loop {
@@ -75,15 +78,6 @@ pub async fn run(services: Arc<Services>, mut shutdown: Shutdown) {
         .await;
 }
 
-fn statement(db: &DatabaseConnection, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => sql.to_owned(),
-        _ => sql.replace('$', "?"),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
-
 /// Takes or renews the leader lease for `me`; whether `me` leads now.
 pub async fn lead(db: &DatabaseConnection, me: &str) -> Result<bool> {
     let now = queue::db_now(db);
@@ -93,7 +87,11 @@ pub async fn lead(db: &DatabaseConnection, me: &str) -> Result<bool> {
          WHERE scheduler_lease.holder = excluded.holder OR scheduler_lease.expires_ms < {now}"
     );
     let n = db
-        .execute_raw(statement(db, &sql, vec![me.into(), LEADER_LEASE_MS.into()]))
+        .execute_raw(queue::statement(
+            db,
+            &sql,
+            vec![me.into(), LEADER_LEASE_MS.into()],
+        ))
         .await?
         .rows_affected();
     Ok(n == 1)
@@ -443,14 +441,6 @@ pub async fn round(services: &Services) -> Result<Plan> {
         services.assigned_wake.notify_waiters();
     }
     Ok(plan)
-}
-
-fn host() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]

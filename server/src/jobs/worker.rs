@@ -255,15 +255,10 @@ impl Worker {
              VALUES ($1, $2, $3, $4, $5, {now}, $6) ON CONFLICT (id) DO UPDATE SET \
              status = excluded.status, heartbeat_ms = excluded.heartbeat_ms, live = excluded.live"
         );
-        let backend = db.get_database_backend();
-        let sql = match backend {
-            sea_orm::DbBackend::Postgres => sql,
-            _ => sql.replace('$', "?"),
-        };
-        db.execute_raw(sea_orm::Statement::from_sql_and_values(
-            backend,
-            sql,
-            [
+        db.execute_raw(queue::statement(
+            db,
+            &sql,
+            vec![
                 self.id.clone().into(),
                 hostname().into(),
                 serde_json::to_string(&self.device)?.into(),
@@ -894,7 +889,7 @@ fn exit_signal(_: &std::process::ExitStatus) -> Option<i32> {
     None
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .ok()
