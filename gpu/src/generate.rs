@@ -32,18 +32,8 @@ impl Default for Sampling {
     }
 }
 
-/// SplitMix64 (the dataset crate's mixer): a seeded stream with no global
-/// state, the same on every machine.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        let z = hone_dataset::similar::mix(self.0);
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The seeded stream sampling draws from (SplitMix64).
+pub use hone_protocol::bootstrap::Rng;
 
 /// The next token from one row of logits.
 fn choose(logits: &[f32], s: &Sampling, rng: &mut Rng) -> u32 {

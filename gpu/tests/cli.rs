@@ -136,7 +136,10 @@ fn sigterm_checkpoints_and_a_rerun_resumes_then_evaluate_and_export() {
             "--base",
             "--max-new-tokens",
             "3",
+            "--progress",
+            "--report",
         ])
+        .arg(tmp.path().join("report.json"))
         .output()
         .unwrap();
     assert!(
@@ -144,9 +147,27 @@ fn sigterm_checkpoints_and_a_rerun_resumes_then_evaluate_and_export() {
         "{}",
         String::from_utf8_lossy(&report.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
-    assert_eq!(report["examples"].as_array().unwrap().len(), 8);
-    assert!(report["base_token_f1"].is_number() && report["loss"].is_number());
+    // Progress on standard output, one event per example; the report in
+    // its file.
+    let progress: Vec<serde_json::Value> = String::from_utf8_lossy(&report.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(progress.len(), 8);
+    assert_eq!(
+        (
+            &progress[7]["event"],
+            &progress[7]["done"],
+            &progress[7]["total"]
+        ),
+        (&"evaluating".into(), &8.into(), &8.into())
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["items"].as_array().unwrap().len(), 8);
+    let rows = report["metrics"].as_array().unwrap();
+    let f1 = rows.iter().find(|r| r["metric"] == "token_f1").unwrap();
+    assert!(f1["base"]["value"].is_number() && f1["difference"]["low"].is_number());
 
     // Export a merged model.
     let merged = tmp.path().join("merged");
@@ -459,7 +480,11 @@ fn qlora_trains_evaluates_on_nf4_exports_and_estimates() {
         String::from_utf8_lossy(&report.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
-    assert!(report["loss"].as_f64().unwrap().is_finite());
+    assert_eq!(report["metrics"][0]["metric"], "loss");
+    assert!(report["metrics"][0]["tuned"]["value"]
+        .as_f64()
+        .unwrap()
+        .is_finite());
 
     let merged = tmp.path().join("merged");
     let export = bin()

@@ -120,48 +120,72 @@ fn the_demo_model_fine_tunes_with_lora() {
     assert!(losses[3] < losses[0], "{losses:?}");
 }
 
+fn chat_line(system: &str, q: &str, a: Option<&str>) -> String {
+    let mut messages = vec![
+        serde_json::json!({"role": "system", "content": system}),
+        serde_json::json!({"role": "user", "content": q}),
+    ];
+    if let Some(a) = a {
+        messages.push(serde_json::json!({"role": "assistant", "content": a}));
+    }
+    format!("{}\n", serde_json::json!({ "messages": messages }))
+}
+
+fn eval_options(config: &ModelConfig, seed: u64) -> hone_gpu::evaluate::EvalOptions {
+    hone_gpu::evaluate::EvalOptions {
+        max_len: 256,
+        sampling: Sampling {
+            max_new_tokens: 4,
+            stop_ids: config.eos_token_ids.clone(),
+            ..Sampling::default()
+        },
+        stop_strings: vec![],
+        pad_id: 492,
+        seed,
+        resamples: 300,
+    }
+}
+
 #[test]
-fn evaluation_reports_scores_and_answers_of_both_models() {
+fn evaluation_reports_scores_intervals_and_answers_of_both_models() {
+    use hone_protocol::evaluation::{Metric, Structure};
     let (config, model) = load::<Flex>();
     let (_, base) = load::<Flex>();
     let jsonl: String = [
-        ("Capital of France?", "Paris"),
-        ("Capital of Italy?", "Rome"),
-        ("2 + 2?", "4"),
+        chat_line("Answer briefly.", "Capital of France?", Some("Paris")),
+        chat_line("Answer briefly.", "Capital of Italy?", Some("Rome")),
+        chat_line("Answer briefly.", "2 + 2?", Some("4")),
+        chat_line(
+            "Code the visit.",
+            "Cough, 3 days.",
+            Some("ICD-10: J20.9\nCPT: 99213"),
+        ),
+        chat_line(
+            "Code the visit.",
+            "Cough, as JSON.",
+            Some(r#"{"code": "J20.9"}"#),
+        ),
+        chat_line("Answer briefly.", "Nobody answered this.", None),
     ]
-    .iter()
-    .map(|(q, a)| {
-        format!(
-            "{}\n",
-            serde_json::json!({"messages": [
-                {"role": "system", "content": "Answer briefly."},
-                {"role": "user", "content": q},
-                {"role": "assistant", "content": a},
-            ]})
-        )
-    })
-    .collect();
-    let s = Sampling {
-        max_new_tokens: 4,
-        stop_ids: config.eos_token_ids.clone(),
-        ..Sampling::default()
-    };
+    .concat();
+    let mut seen = Vec::new();
     let report = hone_gpu::evaluate::evaluate_split(
         &model,
         Some(&base),
         &tokenizer(),
         &jsonl,
-        256,
-        &s,
-        &[],
-        492,
+        &eval_options(&config, 7),
         &Default::default(),
+        &mut |done, total| seen.push((done, total)),
     )
     .unwrap();
-    assert_eq!(report.examples.len(), 3);
-    assert!(report.loss.is_finite() && (report.perplexity - report.loss.exp()).abs() < 1e-9);
-    assert!((0.0..=1.0).contains(&report.exact_match) && (0.0..=1.0).contains(&report.token_f1));
-    let first = &report.examples[0];
+    assert_eq!(seen, (1..=6).map(|d| (d, 6)).collect::<Vec<_>>());
+    assert_eq!(
+        (report.examples, report.answered, report.items.len()),
+        (6, 5, 5)
+    );
+    assert!(report.notes[0].contains("1 of 6"), "{:?}", report.notes);
+    let first = &report.items[0];
     assert_eq!((first.line, first.reference.as_str()), (1, "Paris"));
     assert!(
         first.prompt.ends_with("<|im_start|>assistant\n")
@@ -171,16 +195,116 @@ fn evaluation_reports_scores_and_answers_of_both_models() {
         !first.prompt.contains("Paris"),
         "the answer must not be in the prompt"
     );
-    // The same weights answer the same way.
-    assert_eq!(
-        first.base_answer.as_deref(),
-        Some(first.fine_tuned_answer.as_str())
-    );
-    assert_eq!(report.base_token_f1, Some(report.token_f1));
-    let json = serde_json::to_value(&report).unwrap();
-    for key in ["loss", "perplexity", "exact_match", "token_f1", "examples"] {
-        assert!(json.get(key).is_some(), "{key}");
+    assert!(first.tuned.loss.is_some_and(f64::is_finite));
+    // The same weights answer the same way, with the same loss.
+    for item in &report.items {
+        let base = item.base.as_ref().unwrap();
+        assert_eq!((&base.text, base.loss), (&item.tuned.text, item.tuned.loss));
     }
+    // The loss is the split's token-weighted mean, as training computes it
+    // (the unanswered example counts in it).
+    let data = prepare(
+        &jsonl,
+        &tokenizer(),
+        DataOptions {
+            max_len: 256,
+            all_tokens: false,
+        },
+    )
+    .unwrap();
+    let split_loss = hone_gpu::train::mean_loss(&model, &data, 8, 492, &Default::default());
+    let loss = report.metric(Metric::Loss).unwrap();
+    assert!(
+        (loss.tuned.value - split_loss).abs() < 1e-4,
+        "{loss:?} vs {split_loss}"
+    );
+    let ppl = report.metric(Metric::Perplexity).unwrap();
+    assert!((ppl.tuned.value - loss.tuned.value.exp()).abs() < 1e-9);
+    for row in &report.metrics {
+        let (t, d) = (row.tuned, row.difference.unwrap());
+        assert!(t.low <= t.value && t.value <= t.high, "{row:?}");
+        // Identical models: a difference of exactly zero on every resample.
+        assert_eq!((d.value, d.low, d.high), (0.0, 0.0, 0.0), "{row:?}");
+    }
+    assert!(loss.tuned.high > loss.tuned.low, "{loss:?}");
+    // Two structured references: label lines and a JSON object.
+    assert_eq!(report.items[3].structure, Structure::Fields);
+    assert_eq!(report.items[4].structure, Structure::Json);
+    let names: Vec<&str> = report.items[3]
+        .tuned
+        .fields
+        .iter()
+        .map(|f| f.field.as_str())
+        .collect();
+    assert_eq!(names, ["ICD-10", "CPT"]);
+    for m in [Metric::AllFieldsRight, Metric::FormatConformance] {
+        assert_eq!(report.metric(m).unwrap().examples, 2, "{m:?}");
+    }
+    let fields: Vec<(&str, usize)> = report
+        .fields
+        .iter()
+        .map(|f| (f.field.as_str(), f.examples))
+        .collect();
+    assert_eq!(fields, [("ICD-10", 1), ("CPT", 1), ("code", 1)]);
+    assert_eq!(report.metric(Metric::ExactMatch).unwrap().examples, 5);
+
+    // Deterministic for a seed; another seed draws other resamples.
+    let again = |seed| {
+        hone_gpu::evaluate::evaluate_split(
+            &model,
+            Some(&base),
+            &tokenizer(),
+            &jsonl,
+            &eval_options(&config, seed),
+            &Default::default(),
+            &mut |_, _| {},
+        )
+        .unwrap()
+    };
+    assert_eq!(again(7), report);
+    let other = again(8);
+    assert_eq!(
+        other.metric(Metric::Loss).unwrap().tuned.value,
+        loss.tuned.value
+    );
+    assert_ne!(other.metric(Metric::Loss).unwrap().tuned, loss.tuned);
+    // The JSON the server stores reads back the same.
+    let json = serde_json::to_string(&report).unwrap();
+    assert_eq!(
+        serde_json::from_str::<hone_protocol::evaluation::Report>(&json).unwrap(),
+        report
+    );
+}
+
+#[test]
+fn a_split_without_answers_is_evaluated_on_its_loss_alone() {
+    use hone_protocol::evaluation::Metric;
+    let (config, model) = load::<Flex>();
+    let jsonl = [
+        chat_line("Answer briefly.", "Capital of France?", None),
+        chat_line("Answer briefly.", "Capital of Italy?", None),
+    ]
+    .concat();
+    let report = hone_gpu::evaluate::evaluate_split(
+        &model,
+        None,
+        &tokenizer(),
+        &jsonl,
+        &eval_options(&config, 0),
+        &Default::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(
+        report.notes[0].contains("no assistant answers"),
+        "{:?}",
+        report.notes
+    );
+    assert!(report.items.is_empty());
+    let metrics: Vec<Metric> = report.metrics.iter().map(|m| m.metric).collect();
+    assert_eq!(metrics, [Metric::Loss, Metric::Perplexity]);
+    let loss = report.metric(Metric::Loss).unwrap();
+    assert!(loss.tuned.value.is_finite() && loss.base.is_none() && loss.difference.is_none());
 }
 
 #[test]

@@ -52,6 +52,11 @@ pub enum Event {
         reason: String,
         best_eval_loss: Option<f64>,
     },
+    /// `hone-train evaluate --progress`: test examples scored so far.
+    Evaluating {
+        done: u64,
+        total: u64,
+    },
     /// The last line of a run that could not finish.
     Failed {
         reason: String,
@@ -128,6 +133,7 @@ mod tests {
                 step: 4,
                 path: "runs/1/checkpoint-00000004".into(),
             },
+            Event::Evaluating { done: 3, total: 40 },
             Event::Resumed {
                 step: 4,
                 path: "runs/1/checkpoint-00000004".into(),
@@ -215,7 +221,7 @@ mod tests {
         let finals: Vec<bool> = every_kind().iter().map(Event::is_final).collect();
         assert_eq!(
             finals,
-            [false, false, false, false, false, true, true, true, true]
+            [false, false, false, false, false, false, true, true, true, true]
         );
     }
 }

@@ -1,13 +1,16 @@
 //! `hone-protocol`: the job contract that Hone's server, its training
 //! engine (`hone-gpu`, run as `hone-train`) and the browser share — the
 //! training settings with their ranges and help, `config.json` parsing,
-//! the memory estimate, progress events, job specs and outcomes, devices.
+//! the memory estimate, progress events, job specs and outcomes, devices,
+//! the evaluation report.
 //!
 //! **Invariant:** no Burn and no IO (no files, clocks or processes), and it
 //! builds for `wasm32-unknown-unknown`, so the browser can link it.
 
+pub mod bootstrap;
 pub mod device;
 pub mod estimate;
+pub mod evaluation;
 pub mod event;
 pub mod job;
 pub mod model_config;

@@ -71,10 +71,17 @@ enum Command {
         adapter: Option<PathBuf>,
         #[arg(long)]
         test: PathBuf,
-        /// Also answer with the base model, for comparison.
+        /// Also answer with the base model (--model's weights without the
+        /// adapter), for comparison.
         #[arg(long)]
         base: bool,
-        #[arg(long, default_value_t = 128)]
+        /// Compare with this model folder instead (a full fine-tune's
+        /// base); implies --base.
+        #[arg(long)]
+        base_model: Option<PathBuf>,
+        /// At most this many new tokens per answer; 0: per example, its
+        /// reference's length, a quarter more and 8 (at most 1024).
+        #[arg(long, default_value_t = 0)]
         max_new_tokens: usize,
         /// End answers at this text too (repeatable).
         #[arg(long)]
@@ -83,6 +90,18 @@ enum Command {
         /// blocks of 64).
         #[arg(long)]
         nf4: bool,
+        /// The bootstrap's seed: the same seed, the same intervals.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Bootstrap resamples for the 95 % intervals.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        resamples: u32,
+        /// Write the report here (atomically) instead of standard output.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Print progress events (JSON lines) on standard output.
+        #[arg(long)]
+        progress: bool,
     },
     /// Memory a training run needs (JSON), from config.json and the
     /// training settings; reads no weights.
@@ -338,9 +357,14 @@ fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyho
             adapter,
             test,
             base,
+            base_model,
             max_new_tokens,
             stop,
             nf4,
+            seed,
+            resamples,
+            report,
+            progress,
         } => {
             let quant = nf4.then(QuantConfig::default);
             let (mc, plain) = load::<E>(&model, quant, &device)?;
@@ -348,29 +372,50 @@ fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyho
                 Some(a) => hone_gpu::export::load_adapter(plain, &lora_of(a)?, a, &device)?,
                 None => plain,
             };
-            let base_model = if base {
-                Some(load::<E>(&model, quant, &device)?.1)
-            } else {
-                None
+            let base_model = match (&base_model, base) {
+                (Some(dir), _) => Some(load::<E>(dir, quant, &device)?.1),
+                (None, true) => Some(load::<E>(&model, quant, &device)?.1),
+                (None, false) => None,
             };
-            let sampling = hone_gpu::generate::Sampling {
-                max_new_tokens,
-                stop_ids: mc.eos_token_ids.clone(),
-                ..Default::default()
+            let opts = hone_gpu::evaluate::EvalOptions {
+                max_len: mc.max_position_embeddings,
+                sampling: hone_gpu::generate::Sampling {
+                    max_new_tokens,
+                    stop_ids: mc.eos_token_ids.clone(),
+                    ..Default::default()
+                },
+                stop_strings: stop,
+                pad_id: pad_id(&model, &mc),
+                seed,
+                resamples,
             };
-            let report = hone_gpu::evaluate::evaluate_split(
+            let mut on_progress = |done: usize, total: usize| {
+                if progress {
+                    let line = serde_json::to_string(&Event::Evaluating {
+                        done: done as u64,
+                        total: total as u64,
+                    })
+                    .unwrap_or_default();
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+                }
+            };
+            let result = hone_gpu::evaluate::evaluate_split(
                 &tuned,
                 base_model.as_ref(),
                 &tokenizer(&model)?,
                 &read(&test)?,
-                mc.max_position_embeddings,
-                &sampling,
-                &stop,
-                pad_id(&model, &mc),
+                &opts,
                 &device,
+                &mut on_progress,
             )
             .map_err(anyhow::Error::msg)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            let json = serde_json::to_string_pretty(&result)?;
+            match report {
+                Some(path) => hone_gpu::export::write_atomic(&path, json.as_bytes())
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => println!("{json}"),
+            }
             Ok(())
         }
         Command::Estimate { model, config } => {
