@@ -12,6 +12,7 @@ mod m20261202_000006_hardening;
 mod m20261202_000007_audit;
 mod m20261202_000008_dataset_checks;
 mod m20261202_000009_scheduling;
+mod m20261202_000010_review;
 
 /// The ordered list of migrations the server runs at start.
 #[derive(Debug)]
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_audit::Migration),
             Box::new(m20261202_000008_dataset_checks::Migration),
             Box::new(m20261202_000009_scheduling::Migration),
+            Box::new(m20261202_000010_review::Migration),
         ]
     }
 }

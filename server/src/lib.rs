@@ -10,6 +10,7 @@ pub mod datasets;
 pub mod db;
 pub mod entity;
 pub mod error;
+pub mod evaluations;
 pub mod http;
 pub mod jobs;
 pub mod keys;
@@ -18,6 +19,7 @@ pub mod openai;
 pub mod policy;
 pub mod projects;
 pub mod retention;
+pub mod reviews;
 pub mod sessions;
 pub mod state;
 pub mod storage;
@@ -74,6 +76,7 @@ pub fn router(services: Arc<Services>) -> Router {
             provide_context::<Arc<dyn JobsBackend>>(s.clone());
             provide_context::<Arc<dyn hone_app::api::KeysBackend>>(s.clone());
             provide_context::<Arc<dyn hone_app::api::AccountBackend>>(s.clone());
+            provide_context::<Arc<dyn hone_app::api::ReviewsBackend>>(s.clone());
         }
     };
     let shell_options = leptos.clone();
@@ -137,6 +140,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/api/projects/{id}/datasets", post(datasets::create))
         .route("/api/datasets/{id}/{file}", get(datasets::download))
         .route("/api/jobs/{id}/events", get(jobs::events::stream))
+        .route("/api/versions/{id}/report.json", get(reviews::report_json))
         .route("/api/admin/usage.csv", get(admin::queue::usage_csv))
         .route("/api/admin/audit.csv", get(admin::queue::audit_csv))
         // The OpenAI-compatible API: API keys, OpenAI's shapes and errors.

@@ -17,6 +17,9 @@ pub enum Action {
     Write,
     /// Launch and cancel training jobs.
     Train,
+    /// Rate a model version's answers and approve or reject it (never
+    /// one's own: see [`may_decide_on`]).
+    Review,
     /// Manage people, roles and teams (not scoped to a team).
     Administer,
 }
@@ -40,7 +43,19 @@ pub fn decide(role: Role, member: bool, action: Action) -> Decision {
         Action::Read => Decision::Allow,
         Action::Write | Action::Train if writer => Decision::Allow,
         Action::Write | Action::Train => Decision::Forbidden,
+        Action::Review if matches!(role, Role::Reviewer | Role::Admin) => Decision::Allow,
+        Action::Review => Decision::Forbidden,
     }
+}
+
+/// Whether a person who may review (`Action::Review`) may rate and decide
+/// on a version whose training job `launcher` started: nobody signs off
+/// their own work.
+pub fn may_decide_on(user_id: i64, launcher: i64) -> Result<(), AppError> {
+    if user_id == launcher {
+        return Err(AppError::Forbidden);
+    }
+    Ok(())
 }
 
 /// [`decide`] as a result: `what` names the thing in a "not found" message.
@@ -65,13 +80,15 @@ mod tests {
     #[test]
     fn the_rulebook() {
         // (action, member?) → expert, reviewer, admin
-        let table: [(Action, bool, [Decision; 3]); 8] = [
+        let table: [(Action, bool, [Decision; 3]); 10] = [
             (Action::Read, true, [Allow, Allow, Allow]),
             (Action::Read, false, [NotFound, NotFound, NotFound]),
             (Action::Write, true, [Allow, Forbidden, Allow]),
             (Action::Write, false, [NotFound, NotFound, NotFound]),
             (Action::Train, true, [Allow, Forbidden, Allow]),
             (Action::Train, false, [NotFound, NotFound, NotFound]),
+            (Action::Review, true, [Forbidden, Allow, Allow]),
+            (Action::Review, false, [NotFound, NotFound, NotFound]),
             (Action::Administer, true, [Forbidden, Forbidden, Allow]),
             (Action::Administer, false, [Forbidden, Forbidden, Allow]),
         ];

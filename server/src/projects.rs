@@ -213,12 +213,14 @@ impl Services {
             .ok_or(AppError::Internal)?;
         let datasets = self.datasets_of(project.id).await?;
         let jobs = self.jobs_of(project.id).await?;
+        let versions = self.versions_of(project.id).await?;
         Ok(ProjectPage {
             user: current(&u),
             project,
             can_write: policy::may(u.role.into(), Action::Write),
             datasets,
             jobs,
+            versions,
             can_train: policy::may(u.role.into(), Action::Train),
             models: crate::models::list(&self.config.models_dir),
             max_upload_bytes: self.config.max_upload_bytes,

@@ -76,8 +76,9 @@ fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Stat
     Statement::from_sql_and_values(backend, sql, values)
 }
 
+/// This server's clock, Unix milliseconds (throttling is per server).
 pub fn now_ms() -> i64 {
-    crate::jobs::queue::now_ms()
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl Services {

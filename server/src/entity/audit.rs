@@ -62,6 +62,12 @@ pub enum AuditAction {
     JobResumed,
     #[sea_orm(string_value = "job_cancelled")]
     JobCancelled,
+    #[sea_orm(string_value = "version_rated")]
+    VersionRated,
+    #[sea_orm(string_value = "version_approved")]
+    VersionApproved,
+    #[sea_orm(string_value = "version_rejected")]
+    VersionRejected,
 }
 
 impl AuditAction {

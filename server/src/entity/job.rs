@@ -73,6 +73,23 @@ pub struct Model {
     pub needs_gpu_bytes: Option<i64>,
     pub hours_cpu: Option<f64>,
     pub hours_gpu: Option<f64>,
+    /// Training, or the evaluation of a trained model.
+    pub kind: JobKind,
+    /// An evaluation's training job.
+    pub source_job_id: Option<i64>,
+}
+
+/// What a job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum JobKind {
+    /// `hone-train train`: [`hone_protocol::JobSpec`] in `spec`.
+    #[sea_orm(string_value = "train")]
+    Train,
+    /// `hone-train evaluate` of the training job `source_job_id`:
+    /// [`hone_protocol::evaluation::EvalSpec`] in `spec`.
+    #[sea_orm(string_value = "evaluate")]
+    Evaluate,
 }
 
 /// Why a running job's worker is asked to stop it (checkpoint first).

@@ -245,6 +245,7 @@ impl Services {
                 failure,
                 created_by: names.get(&j.created_by).cloned().unwrap_or_default(),
                 created_at: j.created_at,
+                evaluates: j.source_job_id,
             });
         }
         Ok(out)
@@ -254,6 +255,7 @@ impl Services {
     pub(crate) async fn jobs_of(&self, project_id: i64) -> Result<Vec<JobSummary>> {
         let jobs = job::Entity::find()
             .filter(job::Column::ProjectId.eq(project_id))
+            .filter(job::Column::Kind.eq(job::JobKind::Train))
             .order_by_desc(job::Column::Id)
             .limit(100)
             .all(&self.db)
@@ -263,7 +265,7 @@ impl Services {
 
     /// The model's config.json, parsed; an unknown model is a form error
     /// that lists the available ones.
-    async fn model_config(&self, name: &str) -> Result<ModelConfig> {
+    pub(crate) async fn model_config(&self, name: &str) -> Result<ModelConfig> {
         let dir = self.config.models_dir.clone();
         let owned = name.to_owned();
         let text =
@@ -310,6 +312,7 @@ impl Services {
     /// Tokens/s of finished jobs of `model` on `kind` devices, newest first.
     async fn measured(&self, model: &str, kind: DeviceKind) -> Result<Vec<f64>> {
         let done = job::Entity::find()
+            .filter(job::Column::Kind.eq(job::JobKind::Train))
             .filter(job::Column::BaseModel.eq(model))
             .filter(job::Column::State.eq(StoredState::Succeeded))
             .filter(job::Column::TokensPerS.is_not_null())
@@ -611,7 +614,17 @@ impl Services {
     async fn job_page_for(&self, req: &RequestParts, id: i64) -> Result<JobPage> {
         let u = self.require_user(req).await?;
         let (j, p) = self.job_with(&u, id, Action::Read).await?;
-        let spec: JobSpec = serde_json::from_str(&j.spec)?;
+        // An evaluation shows the settings of the model it scores.
+        let spec: JobSpec = match (j.kind, j.source_job_id) {
+            (job::JobKind::Evaluate, Some(source)) => {
+                let trained = job::Entity::find_by_id(source)
+                    .one(&self.db)
+                    .await?
+                    .ok_or_else(|| Error::internal("an evaluated job is gone"))?;
+                serde_json::from_str(&trained.spec)?
+            }
+            _ => serde_json::from_str(&j.spec)?,
+        };
         let device: Option<Device> = match j.device.as_deref() {
             Some(d) => Some(serde_json::from_str(d)?),
             None => None,

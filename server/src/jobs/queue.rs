@@ -20,17 +20,18 @@ use crate::error::Result;
 use hone_app::api::{JobEventBody, JobState};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Statement, Value};
 
-/// Unix milliseconds: leases and events.
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 /// The database's clock, Unix milliseconds, as an SQL expression.
 pub fn db_now(db: &DatabaseConnection) -> &'static str {
     match db.get_database_backend() {
         DbBackend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
         _ => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
     }
+}
+
+/// The database's clock, Unix seconds, as an SQL expression (the jobs'
+/// `started_at`, `finished_at`… columns).
+pub fn db_now_s(db: &DatabaseConnection) -> String {
+    format!("({} / 1000)", db_now(db))
 }
 
 /// The database's clock now, Unix milliseconds.
@@ -46,7 +47,11 @@ pub async fn db_now_ms(db: &DatabaseConnection) -> Result<i64> {
 /// `sql` written with `$1…` placeholders, for `db`'s backend (SQLite's
 /// numbered form is `?1…`).
 pub(crate) fn statement(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> Statement {
-    let backend = db.get_database_backend();
+    statement_for(db.get_database_backend(), sql, values)
+}
+
+/// [`statement`] for a backend (inside a transaction).
+pub(crate) fn statement_for(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     let sql = match backend {
         DbBackend::Postgres => sql.to_owned(),
         _ => sql.replace('$', "?"),
@@ -88,19 +93,16 @@ pub async fn claim(
         _ => "",
     };
     let now = db_now(db);
+    let now_s = db_now_s(db);
     let mine = "state = 'queued' AND assigned_worker = $1";
     let sql = format!(
         "UPDATE jobs SET state = 'running', worker_id = $1, lease_expires_ms = {now} + $2, \
-         attempts = attempts + 1, started_at = COALESCE(started_at, $3), updated_at = $3, \
+         attempts = attempts + 1, started_at = COALESCE(started_at, {now_s}), updated_at = {now_s}, \
          assigned_worker = NULL, wait_reason = NULL, queue_position = NULL, stop_request = NULL \
          WHERE id = (SELECT id FROM jobs WHERE {mine} ORDER BY id LIMIT 1 {lock}) \
          AND {mine} RETURNING *"
     );
-    let stmt = statement(
-        db,
-        &sql,
-        vec![worker.into(), lease_ms.into(), (now_ms() / 1000).into()],
-    );
+    let stmt = statement(db, &sql, vec![worker.into(), lease_ms.into()]);
     let Some(job) = job::Entity::find().from_raw_sql(stmt).one(db).await? else {
         return Ok(None);
     };
@@ -171,24 +173,25 @@ pub async fn append(
     worker: Option<&str>,
     body: &JobEventBody,
 ) -> Result<Option<job_event::Model>> {
-    let now = now_ms();
+    let now = db_now(db);
     let body = serde_json::to_string(body)?;
     let (sql, mut values): (String, Vec<Value>) = match worker {
         Some(w) => (
             format!(
-                "INSERT INTO job_events (job_id, at_ms, body) SELECT $1, $2, $3 \
-                 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND worker_id = $4 \
-                 AND state IN {LEASED} AND lease_expires_ms >= {}) RETURNING *",
-                db_now(db)
+                "INSERT INTO job_events (job_id, at_ms, body) SELECT $1, {now}, $2 \
+                 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND worker_id = $3 \
+                 AND state IN {LEASED} AND lease_expires_ms >= {now}) RETURNING *"
             ),
             vec![w.into()],
         ),
         None => (
-            "INSERT INTO job_events (job_id, at_ms, body) VALUES ($1, $2, $3) RETURNING *".into(),
+            format!(
+                "INSERT INTO job_events (job_id, at_ms, body) VALUES ($1, {now}, $2) RETURNING *"
+            ),
             vec![],
         ),
     };
-    values.splice(0..0, [job_id.into(), now.into(), body.into()]);
+    values.splice(0..0, [job_id.into(), body.into()]);
     let stmt = statement(db, &sql, values);
     Ok(job_event::Entity::find().from_raw_sql(stmt).one(db).await?)
 }
@@ -212,14 +215,14 @@ pub async fn progress(
         db,
         &format!(
             "UPDATE jobs SET step = COALESCE($1, step), total_steps = COALESCE($2, total_steps), \
-             device = COALESCE($3, device), updated_at = $4 \
-             WHERE id = $5 AND worker_id = $6 AND state IN {LEASED}"
+             device = COALESCE($3, device), updated_at = {} \
+             WHERE id = $4 AND worker_id = $5 AND state IN {LEASED}",
+            db_now_s(db)
         ),
         vec![
             p.step.into(),
             p.total_steps.into(),
             p.device.into(),
-            (now_ms() / 1000).into(),
             job_id.into(),
             worker.into(),
         ],
@@ -235,21 +238,15 @@ pub async fn checkpoint(
     step: i64,
     manifest: &str,
 ) -> Result<bool> {
-    let now = now_ms();
     let stmt = statement(
         db,
         &format!(
             "INSERT INTO job_checkpoints (job_id, step, manifest, created_at) \
-             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 \
-             AND worker_id = $5 AND state IN {LEASED}) RETURNING *"
+             SELECT $1, $2, $3, {} WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 \
+             AND worker_id = $4 AND state IN {LEASED}) RETURNING *",
+            db_now_s(db)
         ),
-        vec![
-            job_id.into(),
-            step.into(),
-            manifest.into(),
-            (now / 1000).into(),
-            worker.into(),
-        ],
+        vec![job_id.into(), step.into(), manifest.into(), worker.into()],
     );
     let stored = job_checkpoint::Entity::find()
         .from_raw_sql(stmt)
@@ -292,7 +289,7 @@ pub enum End {
 /// Ends `worker`'s run of `job_id` and closes its device-time interval;
 /// `false`: fenced out, nothing written.
 pub async fn finish(db: &DatabaseConnection, job_id: i64, worker: &str, end: End) -> Result<bool> {
-    let now = now_ms() / 1000;
+    let now = db_now_s(db);
     let release = "lease_expires_ms = NULL, stop_request = NULL, preemptible = $1";
     let (sql, values): (String, Vec<Value>) = match end {
         End::Succeeded {
@@ -301,42 +298,38 @@ pub async fn finish(db: &DatabaseConnection, job_id: i64, worker: &str, end: End
         } => (
             format!(
                 "UPDATE jobs SET state = 'succeeded', outcome = $2, tokens_per_s = $3, \
-                 finished_at = $4, updated_at = $4, {release}"
+                 finished_at = {now}, updated_at = {now}, {release}"
             ),
-            vec![outcome.into(), tokens_per_s.into(), now.into()],
+            vec![outcome.into(), tokens_per_s.into()],
         ),
         End::Failed { cause, reason } => (
             format!(
                 "UPDATE jobs SET state = 'failed', failure_cause = $2, failure_reason = $3, \
-                 finished_at = $4, updated_at = $4, {release}"
+                 finished_at = {now}, updated_at = {now}, {release}"
             ),
-            vec![
-                sea_orm::ActiveEnum::to_value(&cause).into(),
-                reason.into(),
-                now.into(),
-            ],
+            vec![sea_orm::ActiveEnum::to_value(&cause).into(), reason.into()],
         ),
         End::Cancelled { outcome } => (
             format!(
-                "UPDATE jobs SET state = 'cancelled', outcome = $2, finished_at = $3, \
-                 updated_at = $3, {release}"
+                "UPDATE jobs SET state = 'cancelled', outcome = $2, finished_at = {now}, \
+                 updated_at = {now}, {release}"
             ),
-            vec![outcome.into(), now.into()],
+            vec![outcome.into()],
         ),
         // A cancel asked for meanwhile still wins.
         End::Requeue => (
             format!(
                 "UPDATE jobs SET state = CASE WHEN state = 'cancelling' THEN 'cancelled' ELSE 'queued' END, \
-                 attempts = attempts - 1, worker_id = NULL, updated_at = $2, {release}"
+                 attempts = attempts - 1, worker_id = NULL, updated_at = {now}, {release}"
             ),
-            vec![now.into()],
+            vec![],
         ),
         End::Paused => (
             format!(
                 "UPDATE jobs SET state = CASE WHEN state = 'cancelling' THEN 'cancelled' ELSE 'paused' END, \
-                 attempts = attempts - 1, worker_id = NULL, updated_at = $2, {release}"
+                 attempts = attempts - 1, worker_id = NULL, updated_at = {now}, {release}"
             ),
-            vec![now.into()],
+            vec![],
         ),
     };
     let n = values.len() + 1;
@@ -395,32 +388,32 @@ async fn close_usage(db: &DatabaseConnection, of: Option<(i64, &str)>) -> Result
 pub async fn reap(db: &DatabaseConnection) -> Result<Vec<(i64, JobState)>> {
     let now = db_now(db);
     let mut changed = Vec::new();
-    let t = now_ms() / 1000;
-    let rounds: [(StoredState, &str, &str, Vec<Value>); 3] = [
+    let now_s = db_now_s(db);
+    let rounds: [(StoredState, &str, String, Vec<Value>); 3] = [
         (
             StoredState::Failed,
             "state = 'running' AND attempts >= max_attempts",
-            ", failure_cause = 'system', failure_reason = $3, finished_at = $2",
-            vec![false.into(), t.into(), LOST_TOO_OFTEN.into()],
+            format!(", failure_cause = 'system', failure_reason = $2, finished_at = {now_s}"),
+            vec![false.into(), LOST_TOO_OFTEN.into()],
         ),
         (
             StoredState::Queued,
             "state = 'running' AND attempts < max_attempts",
-            "",
-            vec![false.into(), t.into()],
+            String::new(),
+            vec![false.into()],
         ),
         (
             StoredState::Cancelled,
             "state = 'cancelling'",
-            ", finished_at = $2",
-            vec![false.into(), t.into()],
+            format!(", finished_at = {now_s}"),
+            vec![false.into()],
         ),
     ];
     for (to, cond, extra, values) in rounds {
         let to_name = sea_orm::ActiveEnum::to_value(&to);
         let sql = format!(
             "UPDATE jobs SET state = '{to_name}', worker_id = NULL, lease_expires_ms = NULL, \
-             stop_request = NULL, preemptible = $1, updated_at = $2{extra} \
+             stop_request = NULL, preemptible = $1, updated_at = {now_s}{extra} \
              WHERE {cond} AND lease_expires_ms < {now} RETURNING *"
         );
         let rows = job::Entity::find()

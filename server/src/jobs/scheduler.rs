@@ -361,7 +361,11 @@ pub async fn round(services: &Services) -> Result<Plan> {
         tracing::warn!(job, state = state.as_str(), "a job's lease ran out");
         queue::append(db, job, None, &state_event(state, note)).await?;
         services.hub.wake();
+        services.notify_job_end(job).await;
     }
+    // Trained models get their version and evaluation job, scheduled in
+    // this same round.
+    services.open_versions().await?;
     let now = queue::db_now_ms(db).await?;
     let stale = worker_stale_ms(&services.config);
     // Assignments to slots that stopped reporting go back to the pool.

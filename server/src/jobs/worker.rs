@@ -11,11 +11,18 @@
 //! (`--stop-on-stdin-eof`): the engine finishes its step, writes a
 //! checkpoint and exits. The same happens when the worker dies, however it
 //! dies, so the child never outlives it for long.
+//!
+//! Evaluation jobs run `hone-train evaluate` on the trained files instead
+//! (`worker/evaluate.rs`).
+
+mod evaluate;
+
+pub use evaluate::REPORT_PATH;
 
 use super::queue::{self, End, Progress};
 use super::redact::Redact;
 use super::state_event;
-use crate::entity::job::{self, StopRequest, StoredCause};
+use crate::entity::job::{self, JobKind, StopRequest, StoredCause};
 use crate::entity::{dataset_version, job_artifact, job_checkpoint, worker};
 use crate::error::{Error, Result};
 use crate::state::Services;
@@ -252,7 +259,7 @@ impl Worker {
         let now = queue::db_now(db);
         let sql = format!(
             "INSERT INTO workers (id, host, device, status, started_at, heartbeat_ms, live) \
-             VALUES ($1, $2, $3, $4, $5, {now}, $6) ON CONFLICT (id) DO UPDATE SET \
+             VALUES ($1, $2, $3, $4, {now} / 1000, {now}, $5) ON CONFLICT (id) DO UPDATE SET \
              status = excluded.status, heartbeat_ms = excluded.heartbeat_ms, live = excluded.live"
         );
         db.execute_raw(queue::statement(
@@ -263,7 +270,6 @@ impl Worker {
                 hostname().into(),
                 serde_json::to_string(&self.device)?.into(),
                 status.into(),
-                crate::state::now().into(),
                 live.into(),
             ],
         ))
@@ -350,18 +356,20 @@ impl Worker {
     #[tracing::instrument(skip_all, fields(job = job.id, attempt = job.attempts))]
     async fn run_job(&self, job: job::Model, mut shutdown: Shutdown) -> Result<()> {
         let db = &self.services.db;
-        let spec: JobSpec = serde_json::from_str(&job.spec)?;
         let resuming = job.checkpoint_step.is_some();
-        let note = format!(
-            "Attempt {} on {}{}",
-            job.attempts,
-            self.device.name,
-            if resuming {
-                ", resuming from the last checkpoint"
-            } else {
-                ""
-            }
-        );
+        let note = match job.kind {
+            JobKind::Evaluate => format!("Evaluating on {}", self.device.name),
+            JobKind::Train => format!(
+                "Attempt {} on {}{}",
+                job.attempts,
+                self.device.name,
+                if resuming {
+                    ", resuming from the last checkpoint"
+                } else {
+                    ""
+                }
+            ),
+        };
         if !self
             .emit(job.id, &state_event(JobState::Running, Some(note)))
             .await?
@@ -390,7 +398,13 @@ impl Worker {
         tokio::fs::create_dir_all(&out)
             .await
             .map_err(|e| Error::internal(format!("{}: {e}", out.display())))?;
-        let result = self.run_in(&job, &spec, &dir, &out, &mut shutdown).await;
+        let result = match job.kind {
+            JobKind::Train => match serde_json::from_str::<JobSpec>(&job.spec) {
+                Ok(spec) => self.run_in(&job, &spec, &dir, &out, &mut shutdown).await,
+                Err(e) => Err(e.into()),
+            },
+            JobKind::Evaluate => self.run_evaluation(&job, &dir, &mut shutdown).await,
+        };
         let _ = tokio::fs::remove_dir_all(&dir).await;
         result
     }
@@ -760,6 +774,7 @@ impl Worker {
     async fn end(&self, job: i64, end: End, state: JobState, note: Option<String>) -> Result<()> {
         if queue::finish(&self.services.db, job, &self.id, end).await? {
             self.log_state(job, state, note).await;
+            self.services.notify_job_end(job).await;
             // The device is free: the scheduler decides again.
             self.services.queue_wake.notify_one();
         }
@@ -836,6 +851,11 @@ impl Worker {
         } else {
             "model"
         };
+        self.store_outputs(job, out, folder).await
+    }
+
+    /// Stores `out/folder`'s files as the job's artifacts (`folder/…`).
+    async fn store_outputs(&self, job: i64, out: &Path, folder: &str) -> Result<Vec<ArtifactFile>> {
         let files = self.store_folder(&out.join(folder)).await?;
         let mut listed = Vec::with_capacity(files.len());
         for f in files {

@@ -15,7 +15,7 @@ use super::error::{ApiError, ApiResult};
 use super::files::{self, file_id};
 use crate::datasets::create::{version_from_file, FromFile};
 use crate::entity::file::{STATUS_ERROR, STATUS_UPLOADED};
-use crate::entity::job::{self, StoredCause, StoredState};
+use crate::entity::job::{self, JobKind, StoredCause, StoredState};
 use crate::entity::{dataset_version, file, job_checkpoint, job_event, project};
 use crate::error::Result;
 use crate::jobs::{launch, NewJob};
@@ -369,6 +369,7 @@ async fn find_in(s: &Services, c: &ApiCaller, id: i64) -> ApiResult<job::Model> 
         .await?;
     job::Entity::find_by_id(id)
         .filter(job::Column::ProjectId.eq(c.project.id))
+        .filter(job::Column::Kind.eq(JobKind::Train))
         .one(&s.db)
         .await?
         .ok_or_else(|| ApiError::not_found("fine-tuning job").with_param("fine_tuning_job_id"))
@@ -713,7 +714,9 @@ pub async fn list(
     s.project_with(&c.user, c.project.id, Action::Read, "that project")
         .await?;
     let limit = super::limit(q.limit, 20, 100)?;
-    let mut query = job::Entity::find().filter(job::Column::ProjectId.eq(c.project.id));
+    let mut query = job::Entity::find()
+        .filter(job::Column::ProjectId.eq(c.project.id))
+        .filter(job::Column::Kind.eq(JobKind::Train));
     if let Some(after) = &q.after {
         let Ok(cursor) = find(&s, &c, after).await else {
             return Ok(Json(super::list_of(Vec::new(), false)));
@@ -851,6 +854,12 @@ fn event_object(row: &job_event::Model, body: &JobEventBody) -> Value {
                 "info",
                 format!("Checkpoint saved at step {step}."),
                 json!({ "step": step }),
+                "message",
+            ),
+            Event::Evaluating { done, total } => (
+                "info",
+                format!("Evaluating: {done} of {total} test examples scored."),
+                json!({ "done": done, "total": total }),
                 "message",
             ),
             Event::Resumed { step, .. } => (

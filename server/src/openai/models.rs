@@ -26,6 +26,7 @@ async fn all(s: &Services, c: &ApiCaller) -> ApiResult<Vec<Value>> {
         .collect();
     let tuned = job::Entity::find()
         .filter(job::Column::ProjectId.eq(c.project.id))
+        .filter(job::Column::Kind.eq(crate::entity::job::JobKind::Train))
         .filter(job::Column::State.eq(StoredState::Succeeded))
         .filter(job::Column::FineTunedModel.is_not_null())
         .order_by_desc(job::Column::Id)

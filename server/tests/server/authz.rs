@@ -93,6 +93,9 @@ async fn every_role_against_every_route() {
             r.json().as_i64().unwrap().to_string()
         };
         let (alpha_data, beta_data) = (alpha_data.to_string(), beta_data.to_string());
+        // An evaluated model version in Alpha, trained by the expert.
+        let (version, number, _) = evaluated_version(&app, w.alpha_project, "expert").await;
+        let (version, number) = (version.to_string(), number.to_string());
         let expert_id = {
             let mut c = client_for(&app, "expert").await;
             c.call("session", &[]).await.json()["user"]["id"]
@@ -208,6 +211,21 @@ async fn every_role_against_every_route() {
                 "/projects/{id}/jobs/{job}",
                 format!("/projects/{alpha}/jobs/{alpha_job}"),
                 [302, 200, 200, 200, 404, 302],
+            ),
+            (
+                "/projects/{id}/versions/{number}",
+                format!("/projects/{alpha}/versions/{number}"),
+                [302, 200, 200, 200, 404, 302],
+            ),
+            (
+                "/versions/{version}/rate",
+                format!("/versions/{version}/rate"),
+                [302, 403, 200, 200, 404, 302],
+            ),
+            (
+                "/notifications",
+                "/notifications".into(),
+                [302, 200, 200, 200, 200, 302],
             ),
         ];
         // Every page of the app is in the matrix (or public).
@@ -464,6 +482,71 @@ async fn every_role_against_every_route() {
                 vec![("user_id", expert_id.clone()), ("password", PASSWORD.into())],
                 [401, 403, 403, 200, 403, 401],
             ),
+            // Model versions: members read; reviewers and admins rate and
+            // decide (never experts); another team's is not found.
+            (
+                "version",
+                vec![("project_id", alpha.clone()), ("number", number.clone())],
+                [401, 200, 200, 200, 404, 401],
+            ),
+            (
+                "version",
+                vec![("project_id", alpha.clone()), ("number", "99".into())],
+                [401, 404, 404, 404, 404, 401],
+            ),
+            (
+                "rating",
+                vec![("version_id", version.clone()), ("line", "0".into())],
+                [401, 403, 200, 200, 404, 401],
+            ),
+            (
+                "rate",
+                vec![
+                    ("version_id", version.clone()),
+                    ("line", "1".into()),
+                    ("choice", "a".into()),
+                    ("comment", "".into()),
+                ],
+                [401, 403, 200, 200, 404, 401],
+            ),
+            // A rating on an example that does not exist.
+            (
+                "rate",
+                vec![
+                    ("version_id", version.clone()),
+                    ("line", "99".into()),
+                    ("choice", "a".into()),
+                    ("comment", "".into()),
+                ],
+                [401, 403, 422, 422, 404, 401],
+            ),
+            (
+                "decide",
+                vec![
+                    ("version_id", version.clone()),
+                    ("decision", "rejected".into()),
+                    ("comment", "Not yet: too few examples.".into()),
+                ],
+                [401, 403, 200, 200, 404, 401],
+            ),
+            (
+                "decide",
+                vec![
+                    ("version_id", "999999".into()),
+                    ("decision", "approved".into()),
+                    ("comment", "".into()),
+                ],
+                [401, 404, 404, 404, 404, 401],
+            ),
+            ("awaiting_review", vec![], [401, 200, 200, 200, 200, 401]),
+            ("notifications", vec![], [401, 200, 200, 200, 200, 401]),
+            ("unread_notifications", vec![], [401, 200, 200, 200, 200, 401]),
+            ("mark_read", vec![("id", "0".into())], [401, 200, 200, 200, 200, 401]),
+            (
+                "mark_read",
+                vec![("id", "999999".into())],
+                [401, 404, 404, 404, 404, 401],
+            ),
         ];
         // Every server function is in the matrix (or public).
         let named: std::collections::BTreeSet<&str> = calls
@@ -621,6 +704,11 @@ async fn every_role_against_every_route() {
                 "/api/admin/audit.csv",
                 "/api/admin/audit.csv?team=Alpha".into(),
                 [401, 403, 403, 200, 403, 401],
+            ),
+            (
+                "/api/versions/{id}/report.json",
+                format!("/api/versions/{version}/report.json"),
+                [401, 200, 200, 200, 404, 401],
             ),
         ];
         for (_, path, expected) in &gets {

@@ -366,3 +366,156 @@ pub async fn let_time_pass(app: &TestApp) {
         .await
         .unwrap();
 }
+
+/// Runs queued job `id` on a worker slot of its own and ends it with
+/// `end`; a successful training job leaves two adapter files.
+pub async fn run_to(app: &TestApp, id: i64, end: hone_server::jobs::queue::End) {
+    use hone_server::entity::job_artifact;
+    use hone_server::jobs::queue;
+    use sea_orm::{ActiveModelTrait, Set};
+    let db = &app.services.db;
+    let me = format!("slot-{id}");
+    assert!(queue::assign(db, id, &me, false).await.unwrap());
+    let claimed = queue::claim(db, &me, "Test CPU", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, id);
+    let training = claimed.kind == hone_server::entity::job::JobKind::Train;
+    if training && matches!(end, queue::End::Succeeded { .. }) {
+        for (path, sha) in [
+            ("adapter/adapter_config.json", "aa"),
+            ("adapter/adapter_model.safetensors", "bb"),
+        ] {
+            job_artifact::ActiveModel {
+                job_id: Set(id),
+                path: Set(path.into()),
+                size: Set(2),
+                sha256: Set(format!("{sha}{id}")),
+                storage_key: Set(format!("blobs/{sha}{id}")),
+                ..Default::default()
+            }
+            .insert(db)
+            .await
+            .unwrap();
+        }
+    }
+    assert!(queue::finish(db, id, &me, end).await.unwrap());
+}
+
+pub fn succeeded() -> hone_server::jobs::queue::End {
+    hone_server::jobs::queue::End::Succeeded {
+        outcome: r#"{"outcome":"succeeded","steps":3,"final_train_loss":1.0,"best_eval_loss":null,"files":[]}"#.into(),
+        tokens_per_s: None,
+    }
+}
+
+/// An evaluation report of three test examples (lines 1–3), each with a
+/// base and a tuned answer, as `hone-train evaluate` writes one.
+pub fn small_report() -> hone_protocol::evaluation::Report {
+    use hone_protocol::evaluation::*;
+    let iv = |v: f64| Interval {
+        value: v,
+        low: v - 0.1,
+        high: v + 0.1,
+    };
+    let answer = |text: &str, right: bool| Answer {
+        text: text.into(),
+        loss: Some(1.0),
+        exact_match: right,
+        token_f1: if right { 1.0 } else { 0.0 },
+        format_ok: None,
+        fields: vec![],
+    };
+    Report {
+        format: REPORT_FORMAT,
+        seed: 1,
+        resamples: 1000,
+        examples: 3,
+        answered: 3,
+        max_new_tokens: None,
+        notes: vec![],
+        metrics: vec![MetricRow {
+            metric: Metric::ExactMatch,
+            examples: 3,
+            tuned: iv(0.6),
+            base: Some(iv(0.3)),
+            difference: Some(iv(0.3)),
+        }],
+        fields: vec![],
+        items: (1..=3)
+            .map(|line| ExampleResult {
+                line,
+                prompt: format!("What is {line} plus one?"),
+                reference: format!("It is {}.", line + 1),
+                structure: Structure::Text,
+                tuned: answer(&format!("It is {}.", line + 1), true),
+                base: Some(answer("I do not know.", false)),
+            })
+            .collect(),
+    }
+}
+
+/// A dataset of `project`, a training job on it launched by `launcher`
+/// that succeeded, its version opened and its evaluation succeeded with
+/// [`small_report`] stored as the engine stores it. Returns the version's
+/// id, its number and the training job's id.
+pub async fn evaluated_version(app: &TestApp, project: i64, launcher: &str) -> (i64, u32, i64) {
+    use hone_server::entity::{job_artifact, model_version};
+    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+    let dataset = save_dataset(app, launcher, project, chat_examples(30)).await;
+    let mut c = Client::new(app);
+    assert_eq!(c.login(launcher, PASSWORD).await.status, StatusCode::OK);
+    let r = c
+        .call(
+            "launch_job",
+            &[
+                ("dataset_id", &dataset.to_string()),
+                ("model", "hone-demo"),
+                ("config", "{}"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let job = r.json().as_i64().unwrap();
+    run_to(app, job, succeeded()).await;
+    app.services.open_versions().await.unwrap();
+    let v = model_version::Entity::find()
+        .filter(model_version::Column::TrainJobId.eq(job))
+        .one(&app.services.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let eval = v.eval_job_id.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&small_report()).unwrap()).unwrap();
+    let stored = app.services.blobs.put_file(&path).await.unwrap();
+    let db = &app.services.db;
+    let me = format!("slot-{eval}");
+    assert!(hone_server::jobs::queue::assign(db, eval, &me, false)
+        .await
+        .unwrap());
+    hone_server::jobs::queue::claim(db, &me, "Test CPU", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    job_artifact::ActiveModel {
+        job_id: Set(eval),
+        path: Set(hone_server::jobs::worker::REPORT_PATH.into()),
+        size: Set(stored.size as i64),
+        sha256: Set(stored.sha256),
+        storage_key: Set(stored.key),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    assert!(hone_server::jobs::queue::finish(db, eval, &me, succeeded())
+        .await
+        .unwrap());
+    // As the worker does once a job has ended.
+    app.services.notify_job_end(job).await;
+    app.services.notify_job_end(eval).await;
+    (v.id, v.number as u32, job)
+}

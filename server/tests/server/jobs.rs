@@ -24,7 +24,7 @@ async fn cpu_worker(app: &TestApp, id: &str, memory_gib: u64) {
         )),
         status: Set("ready".into()),
         started_at: Set(0),
-        heartbeat_ms: Set(queue::now_ms()),
+        heartbeat_ms: Set(queue::db_now_ms(&app.services.db).await.unwrap()),
         live: Set(None),
     }
     .insert(&app.services.db)
