@@ -11,6 +11,15 @@ use leptos_router::components::Redirect;
 #[component]
 pub fn Header() -> impl IntoView {
     let info = Resource::new(|| (), |_| api::load_session());
+    // The badge's count, asked again on each navigation. Both resources
+    // are made here, not inside the view: made inside a suspended view,
+    // the server and the browser number them differently and hydration
+    // fails.
+    let location = leptos_router::hooks::use_location();
+    let unread = Resource::new(
+        move || location.pathname.get(),
+        |_| api::load_unread_notifications(),
+    );
     let logout = ServerAction::<api::Logout>::new();
     Effect::new(move |_| {
         if matches!(logout.value().get(), Some(Ok(()))) {
@@ -20,14 +29,18 @@ pub fn Header() -> impl IntoView {
     view! {
         <header class="site-header">
             <a class="brand" href="/">"Hone"</a>
-            <Suspense fallback=|| ()>
+            // A transition, not a suspense: a new count keeps the header
+            // on screen while it loads.
+            <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
+                    let unread = unread.await.unwrap_or(0);
                     match info.await {
                         Ok(api::SessionInfo { user: Some(user), .. }) => {
                             let is_admin = user.role == Role::Admin;
                             view! {
                                 <nav aria-label="Main">
                                     <a href="/">"Projects"</a>
+                                    <NotificationsLink unread=unread/>
                                     <a href="/settings/keys">"API keys"</a>
                                     <a href="/settings/account">"Account"</a>
                                     {is_admin.then(|| view! { <a href="/admin">"Admin"</a> })}
@@ -44,8 +57,21 @@ pub fn Header() -> impl IntoView {
                         _ => ().into_any(),
                     }
                 })}
-            </Suspense>
+            </Transition>
         </header>
+    }
+}
+
+/// "Notifications", with the number unread as a badge.
+#[component]
+fn NotificationsLink(unread: u32) -> impl IntoView {
+    view! {
+        <a href="/notifications" id="notifications-link">
+            "Notifications"
+            {(unread > 0).then(|| view! {
+                " " <span class="badge" id="unread" aria-label=format!("{unread} unread")>{unread}</span>
+            })}
+        </a>
     }
 }
 

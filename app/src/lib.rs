@@ -81,6 +81,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/projects/:id/datasets/:dataset") view=pages::DatasetPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:id/datasets/:dataset/train") view=pages::LaunchPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:id/jobs/:job") view=pages::JobPage ssr=SsrMode::Async/>
+                    <Route path=path!("/projects/:id/versions/:number") view=pages::VersionReviewPage ssr=SsrMode::Async/>
+                    <Route path=path!("/versions/:version/rate") view=pages::RatePage ssr=SsrMode::Async/>
+                    <Route path=path!("/notifications") view=pages::NotificationsPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=pages::AdminPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/queue") view=pages::QueueAdminPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/usage") view=pages::UsagePage ssr=SsrMode::Async/>

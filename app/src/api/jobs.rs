@@ -113,6 +113,8 @@ pub struct JobSummary {
     pub created_by: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// An evaluation job: the training job whose model it scores.
+    pub evaluates: Option<i64>,
 }
 
 /// What happened in a job, in order: the engine's events and the job's

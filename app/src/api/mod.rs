@@ -19,6 +19,7 @@ mod jobs;
 mod keys;
 mod projects;
 mod queue;
+mod reviews;
 mod session;
 
 pub use account::*;
@@ -28,6 +29,7 @@ pub use jobs::*;
 pub use keys::*;
 pub use projects::*;
 pub use queue::*;
+pub use reviews::*;
 pub use session::*;
 
 /// A person's role. Checks name the roles; the order matters nowhere.

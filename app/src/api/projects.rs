@@ -41,6 +41,8 @@ pub struct ProjectPage {
     pub datasets: Vec<DatasetSummary>,
     /// Training jobs, newest first.
     pub jobs: Vec<JobSummary>,
+    /// The versions the successful ones made, newest first.
+    pub versions: Vec<super::VersionRow>,
     /// The server's policy allows this user to launch and cancel jobs.
     pub can_train: bool,
     /// Base models, the default (built-in demo) first.

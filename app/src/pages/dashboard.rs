@@ -9,7 +9,14 @@ use leptos::prelude::*;
 pub fn DashboardPage() -> impl IntoView {
     let create = ServerAction::<api::CreateProject>::new();
     let data = Resource::new(move || create.version().get(), |_| api::load_dashboard());
-    loaded(data, move |d| view! { <DashboardView d=d create=create/> })
+    // Made here, beside the page's own: a resource made inside a
+    // suspended view is numbered differently by the server and the
+    // browser, and hydration fails.
+    let awaiting = Resource::new(|| (), |_| api::load_awaiting_review());
+    view! {
+        <super::AwaitingReviewList data=awaiting/>
+        {loaded(data, move |d| view! { <DashboardView d=d create=create/> })}
+    }
 }
 
 #[component]

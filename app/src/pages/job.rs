@@ -167,6 +167,10 @@ fn progress(events: &[JobEvent]) -> Progress {
                 Event::Failed { reason, cause } => {
                     p.engine_failure = Some((reason.clone(), *cause));
                 }
+                Event::Evaluating { done, total } => {
+                    p.step = Some(*done);
+                    p.total_steps = Some(*total);
+                }
                 Event::Checkpoint { .. } | Event::Resumed { .. } => {}
             },
         }
@@ -236,8 +240,16 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
     );
     let waiting = job.waiting_reason.clone();
     let failure = job.failure.clone();
+    let evaluates = job.evaluates;
     let step_text = move || {
         let step = p.with(|p| p.step).or(job.step);
+        if evaluates.is_some() {
+            return match (step, total_steps.get()) {
+                (Some(s), Some(t)) => format!("{s} of {t} test examples scored"),
+                _ if state.get().is_final() => "No test example was scored.".to_owned(),
+                _ => "Not started yet".to_owned(),
+            };
+        }
         match (step, total_steps.get()) {
             (Some(s), Some(t)) => format!("Step {s} of {t}"),
             (Some(s), None) => format!("Step {s}"),
@@ -258,7 +270,10 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
                 <a href="/">"Projects"</a>" / "
                 <a href=format!("/projects/{}", d.project_id)>{d.project_name.clone()}</a>" / models"
             </p>
-            <h1>{format!("{} on {}", d.job.dataset_name, d.job.base_model)}</h1>
+            <h1>{match evaluates {
+                Some(t) => format!("Evaluation of job {t}: {} on {}", d.job.dataset_name, d.job.base_model),
+                None => format!("{} on {}", d.job.dataset_name, d.job.base_model),
+            }}</h1>
             <section class="panel" id="job-status">
                 <p class="state-line">
                     <span
@@ -329,7 +344,7 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
                     <dt>"Launched"</dt><dd>{format!("by {}, {}", d.job.created_by, format::utc(d.job.created_at))}</dd>
                 </dl>
             </section>
-            <section class="panel">
+            <section class="panel" hidden=evaluates.is_some()>
                 <h2>"Progress"</h2>
                 <div class="charts">
                     <LineChart
@@ -364,8 +379,8 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
                     "The learning rate is the size of each correction."
                 </p>
             </section>
-            {move || (state.get() == JobState::Succeeded).then(|| view! { <Results p=p/> })}
-            <Artifacts artifacts=d.artifacts.clone()/>
+            {move || (state.get() == JobState::Succeeded && evaluates.is_none()).then(|| view! { <Results p=p/> })}
+            <Artifacts artifacts=d.artifacts.clone() evaluation=evaluates.is_some()/>
             <SettingsList config=d.config.clone()/>
         </div>
     }
@@ -390,12 +405,23 @@ fn Results(p: Memo<Progress>) -> impl IntoView {
 
 /// The files of the model version the job produced.
 #[component]
-fn Artifacts(artifacts: Vec<api::Artifact>) -> impl IntoView {
+fn Artifacts(artifacts: Vec<api::Artifact>, evaluation: bool) -> impl IntoView {
+    let (title, hint) = if evaluation {
+        (
+            "The evaluation report",
+            "The report the engine wrote; a reviewer's decision is bound to this SHA-256.",
+        )
+    } else {
+        (
+            "The model's files",
+            "Downloads come once a reviewer approves this model version. The SHA-256 pins each file's exact content.",
+        )
+    };
     (!artifacts.is_empty()).then(|| {
         view! {
             <section class="panel">
-                <h2>"The model's files"</h2>
-                <p class="hint">"Downloads come once a reviewer approves this model version. The SHA-256 pins each file's exact content."</p>
+                <h2>{title}</h2>
+                <p class="hint">{hint}</p>
                 <table class="files" id="artifacts">
                     <thead><tr><th scope="col">"File"</th><th scope="col">"Size"</th><th scope="col">"SHA-256"</th></tr></thead>
                     <tbody>

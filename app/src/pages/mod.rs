@@ -11,6 +11,7 @@ mod keys;
 mod launch;
 mod project;
 mod queue;
+mod review;
 
 pub use account::AccountPage;
 pub use admin::AdminPage;
@@ -22,6 +23,7 @@ pub use keys::ApiKeysPage;
 pub use launch::LaunchPage;
 pub use project::ProjectPage;
 pub use queue::{AdminNav, AuditLogPage, QueueAdminPage, UsagePage};
+pub use review::{AwaitingReviewList, NotificationsPage, RatePage, VersionReviewPage};
 
 use leptos::prelude::*;
 

@@ -1,9 +1,11 @@
 //! One project, read top to bottom as the pipeline: "1 · Data" (check a
 //! file in the browser, save it as a dataset version) and "2 · Models"
-//! (the training jobs launched from those versions).
+//! (the training jobs launched from those versions, each successful one a
+//! model version with its evaluation and review state).
 
 use crate::api::{
     self, AppError, DatasetState, DatasetSummary, JobState, JobSummary, ProjectPage as Data,
+    VersionRow, VersionState,
 };
 use crate::components::loaded;
 use crate::format;
@@ -47,7 +49,7 @@ fn ProjectView(d: Data, saved: RwSignal<u32>, check: super::check::CheckState) -
         </section>
         <section class="stage" id="stage-models" aria-labelledby="stage-models-title">
             <h2 class="stage-title" id="stage-models-title"><span class="stage-n">"2"</span>" · Models"</h2>
-            <JobList project_id=project_id jobs=d.jobs.clone() can_train=d.can_train has_data=d.datasets.iter().any(|d| d.state == DatasetState::Ready)/>
+            <JobList project_id=project_id jobs=d.jobs.clone() versions=d.versions.clone() can_train=d.can_train has_data=d.datasets.iter().any(|d| d.state == DatasetState::Ready)/>
         </section>
     }
 }
@@ -170,6 +172,7 @@ fn dataset_row(project_id: i64, d: DatasetSummary, can_train: bool) -> impl Into
 fn JobList(
     project_id: i64,
     jobs: Vec<JobSummary>,
+    versions: Vec<VersionRow>,
     can_train: bool,
     has_data: bool,
 ) -> impl IntoView {
@@ -188,7 +191,13 @@ fn JobList(
     }
     view! {
         <ul class="jobs" id="jobs">
-            {jobs.into_iter().map(|j| view! { <JobRow project_id=project_id j=j/> }).collect_view()}
+            {jobs
+                .into_iter()
+                .map(|j| {
+                    let version = versions.iter().find(|v| v.train_job == j.id).cloned();
+                    view! { <JobRow project_id=project_id j=j version=version/> }
+                })
+                .collect_view()}
         </ul>
     }
     .into_any()
@@ -201,8 +210,31 @@ fn StateBadge(state: JobState) -> impl IntoView {
 }
 
 #[component]
-fn JobRow(project_id: i64, j: JobSummary) -> impl IntoView {
+fn JobRow(project_id: i64, j: JobSummary, version: Option<VersionRow>) -> impl IntoView {
     let href = format!("/projects/{project_id}/jobs/{}", j.id);
+    let version = version.map(|v| {
+        let progress = match (v.state, v.progress) {
+            (VersionState::Evaluating, Some((done, total))) => {
+                format!(" · {done} of {total} test examples")
+            }
+            _ => String::new(),
+        };
+        let link = v.eval_job.map(|e| {
+            view! {
+                " · "
+                <a class="eval-link" href=format!("/projects/{project_id}/jobs/{e}")>"evaluation"</a>
+            }
+        });
+        view! {
+            <p class="version" data-version=v.number.to_string() data-version-state=v.state.as_str()>
+                <a class=format!("vstate vstate-{}", v.state.as_str()) href=format!("/projects/{project_id}/versions/{}", v.number)>
+                    {format!("Version {}: {}", v.number, v.state.label())}
+                </a>
+                {progress}
+                {link}
+            </p>
+        }
+    });
     let progress = match (j.step, j.total_steps) {
         (Some(s), Some(t)) => format!("step {s} of {t}"),
         (Some(s), None) => format!("step {s}"),
@@ -232,6 +264,7 @@ fn JobRow(project_id: i64, j: JobSummary) -> impl IntoView {
                 {format::method(j.method)}" · "{progress}" · launched by "{j.created_by.clone()}", "{format::utc(j.created_at)}
             </p>
             {why}
+            {version}
         </li>
     }
 }

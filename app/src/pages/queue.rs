@@ -262,7 +262,10 @@ fn JobLine(r: QueueRow, a: Actions) -> impl IntoView {
         <tr id=format!("queue-job-{}", j.id) data-state=state.as_str()>
             <th scope="row">
                 <a href=format!("/projects/{}/jobs/{}", j.project_id, j.id)>{format!("Job {}", j.id)}</a>
-                <div class="hint">{format!("{} · {}", j.base_model, j.created_by)}</div>
+                <div class="hint">{match j.evaluates {
+                    Some(t) => format!("evaluates job {t} · {} · {}", j.base_model, j.created_by),
+                    None => format!("{} · {}", j.base_model, j.created_by),
+                }}</div>
             </th>
             <td data-label="Team">{r.team}</td>
             <td data-label="State">
