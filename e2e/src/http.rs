@@ -140,18 +140,37 @@ impl Api {
     }
 
     /// Opens `path` as an event stream; `on_event` gets each `data:` line's
-    /// text and says whether to go on. Returns the status.
+    /// text and says whether to go on. Returns the status. A stream that
+    /// has not ended nor been left within ten minutes fails the test (a
+    /// job that never moves is a failure, not a hang).
     pub fn events(&mut self, path: &str, mut on_event: impl FnMut(&str) -> bool) -> u16 {
         let mut r = self.send(
             &format!("GET {path} HTTP/1.0\r\nAccept: text/event-stream\r\n"),
             b"",
         );
         let status = self.head(&mut r);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
         let mut line = String::new();
         loop {
             line.clear();
-            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                return status;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{path}: nothing conclusive within ten minutes"
+            );
+            r.get_ref().set_read_timeout(Some(left)).unwrap();
+            match r.read_line(&mut line) {
+                Ok(0) => return status,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    panic!("{path}: nothing conclusive within ten minutes")
+                }
+                Err(_) => return status,
             }
             if let Some(data) = line.trim_end().strip_prefix("data: ") {
                 if !on_event(data) {

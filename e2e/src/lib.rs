@@ -147,8 +147,8 @@ pub fn start_server_with(data: &std::path::Path, env: &[(&str, &str)]) -> (Proc,
         .env("HONE_SITE_ROOT", &site)
         .env("HONE_PUBLIC_URL", "")
         .env("HONE_TRAIN_BIN", train_binary())
-        .envs(env.iter().copied())
         .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         // HONE_E2E_SERVER_LOG=path keeps the server's log after the test.
         .stderr(
@@ -174,6 +174,52 @@ pub fn start_server_with(data: &std::path::Path, env: &[(&str, &str)]) -> (Proc,
     // full pipe.
     std::thread::spawn(move || for _ in lines {});
     (Proc(child), url)
+}
+
+/// A fresh, empty PostgreSQL database on the server `HONE_TEST_POSTGRES`
+/// names (`scripts/test` starts one), made with `psql`; its URL. Named
+/// `hone_test_…`, so `scripts/test` drops it on its next run.
+pub fn postgres_database(name: &str) -> String {
+    let admin = std::env::var("HONE_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!("this test needs PostgreSQL: set HONE_TEST_POSTGRES (scripts/test starts one)")
+    });
+    let db = format!("hone_test_e2e_{name}_{}", std::process::id());
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db}"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        let out = Command::new("psql")
+            .args(["-q", "-v", "ON_ERROR_STOP=1", &admin, "-c", &sql])
+            .output()
+            .expect("running psql (apt-get install postgresql-client)");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (base, _) = admin.rsplit_once('/').expect("a postgres://…/database URL");
+    format!("{base}/{db}")
+}
+
+/// The environment that runs a process on a clock `offset` from the real
+/// one (libfaketime's syntax: `+1d`, `-2h`): the clock of a machine set
+/// wrong. The monotonic clock is left alone, as it is on such a machine.
+pub fn clock_off(offset: &str) -> [(&'static str, String); 3] {
+    let lib = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("libfaketime is not installed (scripts/setup --test installs it)")
+        });
+    [
+        ("LD_PRELOAD", lib.display().to_string()),
+        ("FAKETIME", offset.to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+    ]
 }
 
 pub fn free_port() -> u16 {

@@ -18,6 +18,11 @@ pub fn create_user(data: &Path, name: &str) {
 
 /// `hone user create` with a role and team, before the server starts.
 pub fn create_user_as(data: &Path, name: &str, role: &str, team: &str) {
+    create_user_with(data, name, role, team, &[]);
+}
+
+/// [`create_user_as`] with more environment (e.g. a `DATABASE_URL`).
+pub fn create_user_with(data: &Path, name: &str, role: &str, team: &str, env: &[(&str, &str)]) {
     let mut child = Command::new(hone_binary())
         .args([
             "user",
@@ -32,6 +37,7 @@ pub fn create_user_as(data: &Path, name: &str, role: &str, team: &str) {
         .env("HONE_DATA_DIR", data)
         .env_remove("DATABASE_URL")
         .env_remove("HONE_CONFIG")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

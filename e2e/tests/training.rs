@@ -13,7 +13,7 @@
 
 use hone_e2e::http::Api;
 use hone_e2e::scenario::{
-    create_user, create_user_as, is_final, launch, login, project_with_dataset,
+    create_user, create_user_as, create_user_with, is_final, launch, login, project_with_dataset,
     project_with_dataset_as, settings,
 };
 use hone_e2e::{start_server_with, start_worker};
@@ -329,6 +329,159 @@ fn a_full_fine_tune_leaves_a_hugging_face_folder() {
     ] {
         assert!(files.contains(&f), "{f} missing from {files:?}");
     }
+    // Its evaluation scores the tuned model itself against the base.
+    let project = page["project_id"].as_i64().unwrap();
+    let (number, eval) = version_of(&mut api, project, id);
+    assert_eq!(number, 1);
+    let seen = follow(&mut api, eval, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
+}
+
+/// The version training job `job` made and its evaluation job, once the
+/// scheduler has opened it (asking the project page every 50 ms, for at
+/// most two minutes: the version is written by the scheduler's round).
+fn version_of(api: &mut Api, project: i64, job: i64) -> (u64, i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let page = api.call("project", &[("id", &project.to_string())]);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let page = page.json();
+        if let Some(v) = page["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["train_job"] == job)
+        {
+            return (
+                v["number"].as_u64().unwrap(),
+                v["eval_job"].as_i64().unwrap(),
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no version of job {job} after two minutes: {page}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A stored file's bytes: local storage keeps blobs by their SHA-256.
+fn blob(data: &std::path::Path, sha256: &str) -> Vec<u8> {
+    let mut stack = vec![data.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.ends_with(format!("blobs/{sha256}")) {
+                return std::fs::read(p).unwrap();
+            }
+        }
+    }
+    panic!("no stored blob {sha256} under {}", data.display())
+}
+
+/// A LoRA run's model is evaluated by itself on the test split, on the
+/// same queue and workers; the report the server stores is byte for byte
+/// what `hone-train evaluate` writes for the same adapter, split and seed
+/// (the server computes no metric of its own). Prints the evaluation's
+/// time per test example.
+#[test]
+fn a_trained_model_is_evaluated_by_itself_and_the_report_is_the_engines() {
+    let data = tempfile::tempdir().unwrap();
+    create_user(data.path(), "ada");
+    let (_server, url) = start_server_with(data.path(), &[LEASE]);
+    let mut api = Api::new(&url);
+    let dataset = project_with_dataset(&mut api, data.path(), 40);
+    let config = settings(
+        &mut api,
+        dataset,
+        serde_json::json!({"num_train_epochs": 2}),
+    );
+    let id = launch(&mut api, dataset, &config);
+    let seen = follow(&mut api, id, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
+    let trained = job(&mut api, id);
+    let project = trained["project_id"].as_i64().unwrap();
+    let (number, eval) = version_of(&mut api, project, id);
+    assert_eq!(number, 1);
+
+    let seen = follow(&mut api, eval, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
+    let test_split = std::fs::read_to_string(data.path().join("splits-ada/test.jsonl")).unwrap();
+    let examples = test_split.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    assert!(examples > 0);
+    let progress: Vec<(u64, u64)> = seen
+        .iter()
+        .filter(|e| e["kind"] == "engine" && e["event"]["event"] == "evaluating")
+        .map(|e| {
+            (
+                e["event"]["done"].as_u64().unwrap(),
+                e["event"]["total"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        progress,
+        (1..=examples).map(|d| (d, examples)).collect::<Vec<_>>()
+    );
+    let ran = |state: &str| {
+        seen.iter()
+            .find(|e| e["kind"] == "state" && e["state"] == state)
+            .unwrap()["at_ms"]
+            .as_i64()
+            .unwrap()
+    };
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "evaluation of {examples} test examples (tuned and base): {} ms",
+            ran("succeeded") - ran("running")
+        );
+    }
+    let page = job(&mut api, eval);
+    assert_eq!(page["job"]["evaluates"], id);
+    let artifacts = page["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    assert_eq!(artifacts[0]["path"], "evaluation/report.json");
+    let stored = blob(data.path(), artifacts[0]["sha256"].as_str().unwrap());
+
+    // The engine, run by hand on the same adapter, split and seed.
+    let here = tempfile::tempdir().unwrap();
+    for a in trained["artifacts"].as_array().unwrap() {
+        let path = here.path().join(a["path"].as_str().unwrap());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, blob(data.path(), a["sha256"].as_str().unwrap())).unwrap();
+    }
+    let report = here.path().join("report.json");
+    let out = std::process::Command::new(hone_e2e::train_binary())
+        .args(["--device", "cpu", "evaluate", "--model"])
+        .arg(hone_e2e::workspace_root().join("models/hone-demo"))
+        .arg("--adapter")
+        .arg(here.path().join("adapter"))
+        .arg("--base")
+        .arg("--test")
+        .arg(data.path().join("splits-ada/test.jsonl"))
+        .args(["--seed", &id.to_string(), "--resamples", "1000", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by_hand = std::fs::read(&report).unwrap();
+    assert!(
+        stored == by_hand,
+        "the stored report differs from the engine's:\n{}\n---\n{}",
+        String::from_utf8_lossy(&stored),
+        String::from_utf8_lossy(&by_hand)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(r["items"].as_array().unwrap().len() as u64, examples);
+    assert_eq!(r["metrics"][0]["metric"], "loss");
+    assert!(r["metrics"][0]["difference"]["low"].is_number(), "{r}");
 }
 
 /// Two CPU slots, two teams guaranteed one each (the default): Ops runs
@@ -402,4 +555,132 @@ fn a_borrowed_slot_is_given_back_to_a_team_within_its_guarantee() {
     // Preemption never touched the job within its guarantee.
     let kept_page = job(&mut ada, kept);
     assert_eq!(engine_events(&kept_page, "resumed").count(), 0);
+}
+
+fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// The test's clock (the database's machine's), Unix milliseconds.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Workers on machines whose clocks are a day ahead and a day behind,
+/// against PostgreSQL (as an install with workers on other machines runs;
+/// SQLite's clock is the one machine's that all its processes share).
+/// Leases, heartbeats, event times and device time come from the
+/// database's clock: the worker a day ahead that dies is not taken for
+/// alive for a day, the one a day behind is not taken for lost, and the
+/// device time counted is what the job really held — not a day more or
+/// less, and not twice.
+#[test]
+fn workers_whose_clocks_are_off_neither_lose_nor_double_count_time() {
+    let db = hone_e2e::postgres_database("clocks");
+    let pg = ("DATABASE_URL", db.as_str());
+    let ahead = hone_e2e::clock_off("+1d");
+    let behind = hone_e2e::clock_off("-1d");
+    let env = |clock: &[(&'static str, String); 3]| -> Vec<(&str, String)> {
+        let mut env: Vec<(&str, String)> = clock.to_vec();
+        env.extend([LEASE, pg].map(|(k, v)| (k, v.to_owned())));
+        env
+    };
+    let (ahead, behind) = (env(&ahead), env(&behind));
+    // The clocks really are off: `date` under the same environment.
+    for (env, want) in [(&ahead, 86_400), (&behind, -86_400)] {
+        let out = std::process::Command::new("date")
+            .arg("+%s")
+            .envs(as_refs(env))
+            .output()
+            .unwrap();
+        let said: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let off = said - wall_ms() / 1000;
+        assert!((off - want).abs() < 60, "a clock {off} s off, not {want}");
+    }
+
+    let data = tempfile::tempdir().unwrap();
+    create_user_with(data.path(), "ada", "expert", "Ops", &[pg]);
+    create_user_with(data.path(), "root", "admin", "Ops", &[pg]);
+    let (_server, url) = start_server_with(data.path(), &[("HONE_WORKERS", "0"), LEASE, pg]);
+    let mut first = start_worker(data.path(), &as_refs(&ahead));
+    let mut api = Api::new(&url);
+    let dataset = project_with_dataset(&mut api, data.path(), LONG);
+    let config = settings(
+        &mut api,
+        dataset,
+        serde_json::json!({"num_train_epochs": 30, "save_steps": 10, "eval_steps": 1000, "logging_steps": 1}),
+    );
+    let began = wall_ms();
+    let id = launch(&mut api, dataset, &config);
+    follow(&mut api, id, |e| is_step_at_least(e, 12));
+    // The worker a day ahead dies; its lease runs out on the database's
+    // clock (on its own it would hold for a day) and the worker a day
+    // behind takes the job over.
+    first.kill9();
+    let _second = start_worker(data.path(), &as_refs(&behind));
+    let mut admin = Api::new(&url);
+    login(&mut admin, "root");
+    // Until the second worker's run has taken a step.
+    let (mut runs, mut claimed_at) = (0, None);
+    follow(&mut api, id, |e| {
+        if e["kind"] == "state" && e["state"] == "running" {
+            runs += 1;
+            if runs == 2 {
+                claimed_at = e["at_ms"].as_i64();
+            }
+        }
+        claimed_at.is_some() && is_step_at_least(e, 0)
+    });
+    let claimed_at = claimed_at.unwrap();
+    // While it runs, the worker a day behind is live, its heartbeat
+    // recent on the database's clock.
+    let queue = admin.call("queue", &[]);
+    assert_eq!(queue.status, 200, "{}", queue.body);
+    let queue = queue.json();
+    let live: Vec<&serde_json::Value> = queue["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["running"][1] == id)
+        .collect();
+    assert_eq!(live.len(), 1, "{queue}");
+    assert_eq!(live[0]["lost"], false, "{queue}");
+    let age = live[0]["heartbeat_age_ms"].as_i64().unwrap();
+    assert!(age < 6_000, "heartbeat {age} ms old: {queue}");
+
+    let done = follow(&mut api, id, is_final);
+    let ended = wall_ms();
+    assert_eq!(done.last().unwrap()["state"], "succeeded", "{done:?}");
+    // Every event time, the workers' included, is on the database's clock.
+    let page = job(&mut api, id);
+    for e in page["events"].as_array().unwrap() {
+        let at = e["at_ms"].as_i64().unwrap();
+        assert!(
+            (began - 1_000..=ended + 1_000).contains(&at),
+            "an event at {at}, outside {began}..{ended}: {e}"
+        );
+    }
+    // Device time: no more than the time that passed, and at least the
+    // second worker's whole run.
+    let queue = admin.call("queue", &[]).json();
+    let row = queue["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["job"]["id"] == id)
+        .unwrap_or_else(|| panic!("job {id} not in the admin's queue: {queue}"));
+    let held_ms = row["hours"].as_f64().unwrap() * 3_600_000.0;
+    let second_run = done.last().unwrap()["at_ms"].as_i64().unwrap() - claimed_at;
+    assert!(
+        held_ms <= (ended - began) as f64,
+        "{held_ms} ms of device time counted in {} ms",
+        ended - began
+    );
+    assert!(
+        held_ms >= (second_run - 1_000) as f64,
+        "{held_ms} ms of device time counted, the second run alone took {second_run} ms"
+    );
 }
