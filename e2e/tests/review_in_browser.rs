@@ -278,6 +278,7 @@ async fn a_model_is_evaluated_by_itself_rated_blind_and_approved() {
         .as_str()
         .into_iter()
         .chain(report["items"][0]["tuned"]["text"].as_str())
+        .map(str::trim)
         .collect();
     assert!(
         texts.contains(&a.trim()) && texts.contains(&b.trim()),

@@ -374,7 +374,7 @@ impl Services {
                 .collect(),
             ratings: self.ratings_of(&v, u.id).await?,
             can_review: cannot_review.is_none(),
-            cannot_review: cannot_review.filter(|_| policy::may(u.role.into(), Action::Review)),
+            cannot_review,
         })
     }
 
