@@ -395,6 +395,21 @@ fn marked(text: &str, reference: &str) -> impl IntoView {
         .collect_view()
 }
 
+/// A model's answer with the words the reference lacks marked; an answer
+/// of nothing but whitespace says so instead of showing an empty box.
+#[component]
+fn MarkedAnswer(text: String, reference: String) -> impl IntoView {
+    if text.trim().is_empty() {
+        view! {
+            <pre class="blank"></pre>
+            <p class="hint">"An empty answer: only spaces or line breaks."</p>
+        }
+        .into_any()
+    } else {
+        view! { <pre>{marked(&text, &reference)}</pre> }.into_any()
+    }
+}
+
 #[component]
 fn ExampleCard(e: ExampleResult) -> impl IntoView {
     let g = gain(&e);
@@ -430,9 +445,9 @@ fn ExampleCard(e: ExampleResult) -> impl IntoView {
             <div class="answers">
                 <div><h4>"Reference"</h4><pre>{e.reference.clone()}</pre></div>
                 {e.base.clone().map(|b| view! {
-                    <div><h4>"Base model"</h4><pre>{marked(&b.text, &e.reference)}</pre><p class="meta">{score(&b)}</p></div>
+                    <div><h4>"Base model"</h4><MarkedAnswer text=b.text.clone() reference=e.reference.clone()/><p class="meta">{score(&b)}</p></div>
                 })}
-                <div><h4>"Tuned model"</h4><pre>{marked(&e.tuned.text, &e.reference)}</pre><p class="meta">{score(&e.tuned)}</p></div>
+                <div><h4>"Tuned model"</h4><MarkedAnswer text=e.tuned.text.clone() reference=e.reference.clone()/><p class="meta">{score(&e.tuned)}</p></div>
             </div>
         </li>
     }
@@ -530,8 +545,8 @@ fn RateView(d: RatingPage, rate: ServerAction<api::Rate>) -> impl IntoView {
             <h3>"Reference answer"</h3>
             <pre id="rate-reference">{item.reference.clone()}</pre>
             <div class="answers two">
-                <div><h3>"Answer A"</h3><pre id="answer-a">{item.a.clone()}</pre></div>
-                <div><h3>"Answer B"</h3><pre id="answer-b">{item.b.clone()}</pre></div>
+                <div><h3>"Answer A"</h3><BlindAnswer id="answer-a" text=item.a.clone()/></div>
+                <div><h3>"Answer B"</h3><BlindAnswer id="answer-b" text=item.b.clone()/></div>
             </div>
             <label for="rate-comment">"Comment (optional)"</label>
             <textarea id="rate-comment" rows="2" maxlength="4000" prop:value=move || comment.get()
@@ -613,5 +628,20 @@ fn NotificationsView(d: Notifications, mark: ServerAction<api::MarkRead>) -> imp
                 </ul>
             }.into_any()
         }}
+    }
+}
+
+/// One of the two answers; an answer of nothing but whitespace says so
+/// instead of showing an empty box.
+#[component]
+fn BlindAnswer(id: &'static str, text: String) -> impl IntoView {
+    if text.trim().is_empty() {
+        view! {
+            <pre id=id class="blank"></pre>
+            <p class="hint">"An empty answer: only spaces or line breaks."</p>
+        }
+        .into_any()
+    } else {
+        view! { <pre id=id>{text}</pre> }.into_any()
     }
 }
