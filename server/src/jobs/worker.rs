@@ -513,17 +513,7 @@ impl Worker {
             Err(e) => {
                 tracing::error!(engine = %self.options.train_bin.display(), error = %e, job_id = job.id, "the training engine could not be started");
                 let reason = "The training engine could not be started on its worker. An administrator can find why in the worker's log.".to_owned();
-                return self
-                    .end(
-                        job.id,
-                        End::Failed {
-                            cause: StoredCause::System,
-                            reason: reason.clone(),
-                        },
-                        JobState::Failed,
-                        Some(reason),
-                    )
-                    .await;
+                return self.fail_system(job.id, reason).await;
             }
         };
         let mut stdin = child.stdin.take();
@@ -747,15 +737,7 @@ impl Worker {
                 };
                 let last = redact.text(tail.back().map_or("", String::as_str));
                 let reason = format!("The training engine stopped unexpectedly ({how}). {last}");
-                self.end(
-                    job.id,
-                    End::Failed {
-                        cause: StoredCause::System,
-                        reason: reason.trim().to_owned(),
-                    },
-                    JobState::Failed,
-                    Some(reason.trim().to_owned()),
-                )
+                self.fail_system(job.id, reason.trim().to_owned())
                 .await
             }
         }
@@ -779,6 +761,15 @@ impl Worker {
             self.services.queue_wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Ends `job` as failed by the system, with `reason` for people.
+    async fn fail_system(&self, job: i64, reason: String) -> Result<()> {
+        let end = End::Failed {
+            cause: StoredCause::System,
+            reason: reason.clone(),
+        };
+        self.end(job, end, JobState::Failed, Some(reason)).await
     }
 
     /// Lost the lease: stop the child at once, write nothing more.

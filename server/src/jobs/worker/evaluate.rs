@@ -9,7 +9,7 @@
 //! or a pause, it starts again from the first example when it runs again.
 
 use super::{exit_signal, Stop, Worker};
-use crate::entity::job::{self, StopRequest, StoredCause};
+use crate::entity::job::{self, StopRequest};
 use crate::entity::{dataset_version, job_artifact};
 use crate::error::{Error, Result};
 use crate::jobs::queue::{self, End, Progress};
@@ -111,17 +111,7 @@ impl Worker {
             Err(e) => {
                 tracing::error!(engine = %self.options.train_bin.display(), error = %e, job_id = job.id, "the engine could not be started");
                 let reason = "The evaluation engine could not be started on its worker. An administrator can find why in the worker's log.".to_owned();
-                return self
-                    .end(
-                        job.id,
-                        End::Failed {
-                            cause: StoredCause::System,
-                            reason: reason.clone(),
-                        },
-                        JobState::Failed,
-                        Some(reason),
-                    )
-                    .await;
+                return self.fail_system(job.id, reason).await;
             }
         };
         let stdout = child
@@ -266,17 +256,7 @@ impl Worker {
             let reason = format!("The evaluation stopped unexpectedly ({how}). {last}")
                 .trim()
                 .to_owned();
-            return self
-                .end(
-                    job.id,
-                    End::Failed {
-                        cause: StoredCause::System,
-                        reason: reason.clone(),
-                    },
-                    JobState::Failed,
-                    Some(reason),
-                )
-                .await;
+            return self.fail_system(job.id, reason).await;
         }
         let out = dir.join("out");
         let folder = out.join("evaluation");
