@@ -185,69 +185,194 @@ pub fn merge_adapters<B: QuantBackend>(mut model: Model<B>) -> Model<B> {
     model
 }
 
+/// The dtype a merged folder's weights are written in: the base's
+/// (`torch_dtype`, or transformers 5's `dtype`, in its config.json), f32
+/// when it names none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaveDtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl SaveDtype {
+    pub fn of_config(config_json: &str) -> SaveDtype {
+        let v: serde_json::Value = serde_json::from_str(config_json).unwrap_or_default();
+        let name = v
+            .get("torch_dtype")
+            .or_else(|| v.get("dtype"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("float32");
+        match name {
+            "bfloat16" => SaveDtype::Bf16,
+            "float16" => SaveDtype::F16,
+            _ => SaveDtype::F32,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            SaveDtype::F32 => "F32",
+            SaveDtype::F16 => "F16",
+            SaveDtype::Bf16 => "BF16",
+        }
+    }
+
+    fn size(self) -> usize {
+        match self {
+            SaveDtype::F32 => 4,
+            _ => 2,
+        }
+    }
+
+    fn encode(self, values: &[f32], out: &mut Vec<u8>) {
+        out.reserve(values.len() * self.size());
+        for v in values {
+            match self {
+                SaveDtype::F32 => out.extend_from_slice(&v.to_le_bytes()),
+                SaveDtype::F16 => out.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes()),
+                SaveDtype::Bf16 => {
+                    out.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes());
+                }
+            }
+        }
+    }
+}
+
+type Source<'a> = Box<dyn Fn() -> Vec<f32> + 'a>;
+
+/// Streams a safetensors file of `tensors` (names sorted, data aligned as
+/// the reference writes it) to `path` atomically, one tensor in memory at
+/// a time.
+fn stream_safetensors(
+    path: &Path,
+    mut tensors: Vec<(String, Vec<usize>, Source)>,
+    dtype: SaveDtype,
+) -> std::io::Result<()> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+    let mut offset = 0usize;
+    for (name, shape, _) in &tensors {
+        let end = offset + shape.iter().product::<usize>() * dtype.size();
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut head = serde_json::Value::Object(header).to_string().into_bytes();
+    while !head.len().is_multiple_of(8) {
+        head.push(b' ');
+    }
+    let tmp = path.with_extension("tmp");
+    let written = (|| {
+        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        f.write_all(&(head.len() as u64).to_le_bytes())?;
+        f.write_all(&head)?;
+        let mut buf = Vec::new();
+        for (_, _, source) in &tensors {
+            buf.clear();
+            dtype.encode(&source(), &mut buf);
+            f.write_all(&buf)?;
+        }
+        let f = f.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// The files of a model folder besides its weights, copied into exports.
+pub const FOLDER_FILES: [&str; 7] = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "LICENSE",
+];
+
 /// Writes `model` (merge adapters first) as a Hugging Face model folder:
-/// `model.safetensors` (f32, Hugging Face names) and, copied from the base
-/// folder, `config.json`, `generation_config.json` and the tokenizer files
-/// with the chat template.
+/// `model.safetensors` (Hugging Face names, in the base's dtype — see
+/// [`SaveDtype`]) and, copied from the base folder, `config.json`,
+/// `generation_config.json`, the tokenizer files with the chat template
+/// and the licence. The weights are streamed, one tensor at a time.
 pub fn save_merged<B: QuantBackend>(
     model: &Model<B>,
     base_dir: &Path,
     dir: &Path,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut tensors = Vec::new();
-    let mut push = |name: String, t: Tensor<B, 2>| {
-        let shape = t.dims().to_vec();
-        tensors.push((name, shape, t.into_data().iter::<f32>().collect()));
-    };
-    push("model.embed_tokens.weight".into(), model.embed_tokens.val());
-    push(
-        "model.norm.weight".into(),
-        model.norm.weight.val().unsqueeze_dim(0),
+    let dtype = SaveDtype::of_config(
+        &std::fs::read_to_string(base_dir.join("config.json")).unwrap_or_default(),
     );
+    fn flat<B: QuantBackend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+        t.cast(burn::tensor::FloatDType::F32)
+            .into_data()
+            .iter::<f32>()
+            .collect()
+    }
+    let mut tensors: Vec<(String, Vec<usize>, Source)> = Vec::new();
+    let hidden = model.embed_tokens.val().dims()[1];
+    tensors.push((
+        "model.embed_tokens.weight".into(),
+        model.embed_tokens.val().dims().to_vec(),
+        Box::new(|| flat(model.embed_tokens.val())),
+    ));
+    tensors.push((
+        "model.norm.weight".into(),
+        vec![hidden],
+        Box::new(|| flat(model.norm.weight.val())),
+    ));
     if let Some(head) = &model.lm_head {
-        push("lm_head.weight".into(), head.dense_weight());
+        tensors.push((
+            "lm_head.weight".into(),
+            head.dims().to_vec(),
+            Box::new(|| flat(head.dense_weight())),
+        ));
     }
     for (i, layer) in model.layers.iter().enumerate() {
         let p = format!("model.layers.{i}");
-        push(
+        tensors.push((
             format!("{p}.input_layernorm.weight"),
-            layer.input_layernorm.weight.val().unsqueeze_dim(0),
-        );
-        push(
+            vec![hidden],
+            Box::new(|| flat(layer.input_layernorm.weight.val())),
+        ));
+        tensors.push((
             format!("{p}.post_attention_layernorm.weight"),
-            layer.post_attention_layernorm.weight.val().unsqueeze_dim(0),
-        );
+            vec![hidden],
+            Box::new(|| flat(layer.post_attention_layernorm.weight.val())),
+        ));
         for t in Target::ALL {
             let group = t.group();
             let linear = layer.linear(t);
-            push(
+            tensors.push((
                 format!("{p}.{group}.{}.weight", t.name()),
-                linear.dense_weight(),
-            );
+                linear.dims().to_vec(),
+                Box::new(|| flat(linear.dense_weight())),
+            ));
             if let Some(bias) = &linear.bias {
-                push(
+                tensors.push((
                     format!("{p}.{group}.{}.bias", t.name()),
-                    bias.val().unsqueeze_dim(0),
-                );
+                    vec![linear.dims()[0]],
+                    Box::new(|| flat(bias.val())),
+                ));
             }
         }
     }
-    // 1-D tensors were pushed as [1, n]: give them their real shape.
-    for (name, shape, _) in &mut tensors {
-        if name.ends_with("norm.weight") || name.ends_with(".bias") {
-            *shape = vec![shape[1]];
-        }
-    }
-    write_atomic(&dir.join("model.safetensors"), &safetensors_bytes(tensors))?;
-    for f in [
-        "config.json",
-        "generation_config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "chat_template.jinja",
-    ] {
+    stream_safetensors(&dir.join("model.safetensors"), tensors, dtype)?;
+    for f in FOLDER_FILES {
         let from = base_dir.join(f);
         if from.exists() {
             write_atomic(&dir.join(f), &std::fs::read(&from)?)?;

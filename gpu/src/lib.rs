@@ -18,6 +18,7 @@ pub mod estimate;
 pub mod evaluate;
 pub mod export;
 pub mod generate;
+pub mod gguf;
 #[cfg(any(feature = "cuda", feature = "kernel-wgpu"))]
 pub mod kernel;
 pub mod model;

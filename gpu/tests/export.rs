@@ -132,3 +132,38 @@ fn merged_models_load_in_transformers_with_the_adapted_logits() {
         Model::load(&config, &Weights::open(out.path()).unwrap(), &device).unwrap();
     assert_eq!(logits(&reloaded), folded);
 }
+
+#[test]
+fn a_merged_folder_keeps_the_bases_dtype() {
+    let dir = root().join("llama-bf16-sharded");
+    let config =
+        ModelConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let model =
+        Model::<Flex>::load(&config, &Weights::open(&dir).unwrap(), &Default::default()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    hone_gpu::export::save_merged(&model, &dir, out.path()).unwrap();
+    let bytes = std::fs::read(out.path().join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let dtypes: std::collections::BTreeSet<&str> = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(_, v)| v["dtype"].as_str().unwrap())
+        .collect();
+    assert_eq!(dtypes.into_iter().collect::<Vec<_>>(), ["BF16"]);
+    // bf16 values written from bf16 weights come back bit for bit.
+    let again = Weights::open(out.path()).unwrap();
+    let original = Weights::open(&dir).unwrap();
+    for name in [
+        "model.embed_tokens.weight",
+        "model.layers.1.mlp.down_proj.weight",
+    ] {
+        assert_eq!(
+            again.read(name).unwrap(),
+            original.read(name).unwrap(),
+            "{name}"
+        );
+    }
+}

@@ -7,7 +7,8 @@
 //!   hone-train train --model models/hone-demo --train train.jsonl \
 //!       [--validation validation.jsonl] [--config train.toml] --out runs/1
 //!   hone-train evaluate --model DIR [--adapter DIR] --test test.jsonl [--base]
-//!   hone-train export --model DIR --adapter DIR --merged OUT
+//!   hone-train export --model DIR [--adapter DIR] [--merged OUT] \
+//!       [--gguf FILE --gguf-type f16|q8_0]
 //!   hone-train estimate --model DIR [--config train.toml]
 //!   hone-train devices
 //!
@@ -111,14 +112,26 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Fold an adapter into the base and write a Hugging Face folder.
+    /// Fold an adapter into the base and write a Hugging Face folder
+    /// and/or a GGUF file (llama.cpp, Ollama). Without --adapter, --model
+    /// itself is exported (a full fine-tune's folder).
     Export {
         #[arg(long)]
         model: PathBuf,
         #[arg(long)]
-        adapter: PathBuf,
+        adapter: Option<PathBuf>,
+        /// A new (or empty) folder for the merged Hugging Face model.
         #[arg(long)]
-        merged: PathBuf,
+        merged: Option<PathBuf>,
+        /// The GGUF file to write.
+        #[arg(long)]
+        gguf: Option<PathBuf>,
+        /// The GGUF weights' type: f16, or q8_0 (8-bit blocks of 32).
+        #[arg(long, default_value = "f16")]
+        gguf_type: hone_gpu::gguf::GgufType,
+        /// `general.name` in the GGUF file (default: the model folder's name).
+        #[arg(long)]
+        name: Option<String>,
         /// Merge into the NF4-quantized base the adapter was trained on
         /// (QLoRA), dequantized to f32, instead of the original weights.
         #[arg(long)]
@@ -431,19 +444,48 @@ fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyho
             model,
             adapter,
             merged,
+            gguf,
+            gguf_type,
+            name,
             nf4,
         } => {
-            if merged.exists() && merged.read_dir()?.next().is_some() {
-                bail!("{} is not empty; choose a new folder", merged.display());
+            if merged.is_none() && gguf.is_none() {
+                bail!("say what to write: --merged FOLDER and/or --gguf FILE");
+            }
+            if let Some(m) = &merged {
+                if m.exists() && m.read_dir()?.next().is_some() {
+                    bail!("{} is not empty; choose a new folder", m.display());
+                }
+            }
+            let config = ModelConfig::from_json(&read(&model.join("config.json"))?)?;
+            if gguf.is_some() {
+                // Refuse before loading any weight.
+                let json: serde_json::Value =
+                    serde_json::from_str(&read(&model.join("config.json"))?)?;
+                hone_gpu::gguf::architecture(&json)?;
             }
             let (_, plain) = load::<E>(&model, nf4.then(QuantConfig::default), &device)?;
-            let adapted =
-                hone_gpu::export::load_adapter(plain, &lora_of(&adapter)?, &adapter, &device)?;
-            hone_gpu::export::save_merged(
-                &hone_gpu::export::merge_adapters(adapted),
-                &model,
-                &merged,
-            )?;
+            let merged_model = match &adapter {
+                Some(a) => hone_gpu::export::merge_adapters(hone_gpu::export::load_adapter(
+                    plain,
+                    &lora_of(a)?,
+                    a,
+                    &device,
+                )?),
+                None => plain,
+            };
+            if let Some(m) = &merged {
+                hone_gpu::export::save_merged(&merged_model, &model, m)?;
+            }
+            if let Some(g) = &gguf {
+                let name = name.unwrap_or_else(|| {
+                    model
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "model".into())
+                });
+                hone_gpu::gguf::write_gguf(&merged_model, &config, &model, g, gguf_type, &name)?;
+            }
             Ok(())
         }
     }
