@@ -13,6 +13,7 @@ mod m20261202_000007_audit;
 mod m20261202_000008_dataset_checks;
 mod m20261202_000009_scheduling;
 mod m20261202_000010_review;
+mod m20261203_000011_publishing;
 
 /// The ordered list of migrations the server runs at start.
 #[derive(Debug)]
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_dataset_checks::Migration),
             Box::new(m20261202_000009_scheduling::Migration),
             Box::new(m20261202_000010_review::Migration),
+            Box::new(m20261203_000011_publishing::Migration),
         ]
     }
 }

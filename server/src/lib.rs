@@ -18,6 +18,7 @@ pub mod models;
 pub mod openai;
 pub mod policy;
 pub mod projects;
+pub mod publishing;
 pub mod retention;
 pub mod reviews;
 pub mod sessions;
@@ -141,6 +142,10 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/api/datasets/{id}/{file}", get(datasets::download))
         .route("/api/jobs/{id}/events", get(jobs::events::stream))
         .route("/api/versions/{id}/report.json", get(reviews::report_json))
+        .route(
+            "/api/versions/{id}/downloads/{format}",
+            get(publishing::download_route),
+        )
         .route("/api/admin/usage.csv", get(admin::queue::usage_csv))
         .route("/api/admin/audit.csv", get(admin::queue::audit_csv))
         // The OpenAI-compatible API: API keys, OpenAI's shapes and errors.

@@ -143,7 +143,7 @@ fn comment_of(field: &str, text: &str) -> Result<String> {
 
 impl Services {
     /// Version `id` with its project, if `u` may do `action` there.
-    async fn version_with(
+    pub(crate) async fn version_with(
         &self,
         u: &user::Model,
         id: i64,
@@ -256,7 +256,7 @@ impl Services {
             && report.is_some_and(|sha| crate::evaluations::bound_to(&r, v, &sha)))
     }
 
-    async fn ratings_of(&self, v: &model_version::Model, me: i64) -> Result<Ratings> {
+    pub(crate) async fn ratings_of(&self, v: &model_version::Model, me: i64) -> Result<Ratings> {
         let rows = rating::Entity::find()
             .filter(rating::Column::VersionId.eq(v.id))
             .order_by_asc(rating::Column::Id)
@@ -375,6 +375,7 @@ impl Services {
             ratings: self.ratings_of(&v, u.id).await?,
             can_review: cannot_review.is_none(),
             cannot_review,
+            publishing: self.publishing_of(&v).await?,
         })
     }
 

@@ -232,6 +232,22 @@ impl BlobStore {
         Ok(got.into_stream().map(|c| c.map_err(Error::from)))
     }
 
+    /// Bytes `start..end` of a blob as a stream of chunks (downloads that
+    /// resume).
+    pub async fn stream_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<impl Stream<Item = Result<Bytes>> + Unpin + Send + 'static> {
+        let opts = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(start..end)),
+            ..Default::default()
+        };
+        let got = self.store.get_opts(&StorePath::from(key), opts).await?;
+        Ok(got.into_stream().map(|c| c.map_err(Error::from)))
+    }
+
     /// Removes what interrupted uploads left in `tmp/` (run at start).
     pub async fn sweep_temporary(&self) -> Result<usize> {
         let prefix = StorePath::from("tmp");
@@ -276,7 +292,7 @@ impl BlobStore {
         }
     }
 
-    /// A blob's bytes (tests; downloads come with a later issue).
+    /// A blob's bytes, whole (small blobs: reports, cards; tests).
     pub async fn read(&self, key: &str) -> Result<Bytes> {
         Ok(self.store.get(&StorePath::from(key)).await?.bytes().await?)
     }

@@ -153,6 +153,47 @@ pub struct VersionPage {
     pub can_review: bool,
     /// Why not, when a reviewer cannot (e.g. they launched the job).
     pub cannot_review: Option<String>,
+    /// Publishing: once approved, the export and its downloads.
+    pub publishing: Publishing,
+}
+
+/// An approved version's way out of Hone.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Publishing {
+    /// The model card (Markdown with YAML metadata) as it is shipped in
+    /// every download; `None` until the version is approved and exported.
+    pub card: Option<String>,
+    pub downloads: Vec<DownloadRow>,
+    /// The export job, once queued: its id and state.
+    pub export_job: Option<(i64, super::JobState)>,
+    /// Why there is no GGUF (an architecture or tokenizer llama.cpp does
+    /// not know), when so.
+    pub gguf_refused: Option<String>,
+}
+
+/// One archive to download.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadRow {
+    /// `adapter`, `merged`, `gguf-f16`, `gguf-q8_0`.
+    pub format: String,
+    pub file_name: String,
+    pub size: u64,
+    pub sha256: String,
+    /// `GET` this.
+    pub href: String,
+}
+
+impl DownloadRow {
+    /// What the archive holds, for people.
+    pub fn label(&self) -> &'static str {
+        match self.format.as_str() {
+            "adapter" => "PEFT adapter",
+            "merged" => "Merged model (Hugging Face folder)",
+            "gguf-f16" => "GGUF f16 (llama.cpp, Ollama)",
+            "gguf-q8_0" => "GGUF q8_0, 8-bit (llama.cpp, Ollama)",
+            _ => "Archive",
+        }
+    }
 }
 
 /// One blind pair to rate.

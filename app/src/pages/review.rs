@@ -92,6 +92,7 @@ fn VersionView(d: VersionPage, decide: ServerAction<api::Decide>) -> impl IntoVi
                 {v.eval_job.map(|e| view! { " · " <a href=format!("/projects/{}/jobs/{e}", d.project_id)>"its evaluation"</a> })}
             </p>
             <DecisionPanel d=d.clone() decide=decide/>
+            <PublishingPanel d=d.clone()/>
             <RatingsPanel d=d.clone()/>
             {match report {
                 Some(r) => view! { <ReportView r=r version_id=d.version_id/> }.into_any(),
@@ -104,6 +105,59 @@ fn VersionView(d: VersionPage, decide: ServerAction<api::Decide>) -> impl IntoVi
             <TrainingCurves train=train_loss valid=valid_loss/>
             <BoundPanel bound=d.bound.clone()/>
         </div>
+    }
+    .into_any()
+}
+
+/// The downloads of an approved version, their checksums, and its card.
+#[component]
+fn PublishingPanel(d: VersionPage) -> impl IntoView {
+    let p = d.publishing.clone();
+    let approved = d.version.state == api::VersionState::Approved;
+    let status = match (&p.export_job, approved) {
+        (_, false) => Some("Downloads open once a reviewer approves this version.".to_owned()),
+        (None, true) => Some("Approved: the downloads are being prepared.".to_owned()),
+        (Some((_, api::JobState::Succeeded)), true) => None,
+        (Some((id, api::JobState::Failed)), true) => Some(format!(
+            "The export (job {id}) failed; its page says why. The adapter is offered once an export succeeds."
+        )),
+        (Some((id, state)), true) => Some(format!(
+            "Exporting (job {id}, {}): the merged folder and GGUF files appear here when it is done.",
+            state.label()
+        )),
+    };
+    let job_link = p
+        .export_job
+        .map(|(id, _)| format!("/projects/{}/jobs/{id}", d.project_id));
+    let downloads = p.downloads.clone();
+    view! {
+        <section class="panel" id="publishing">
+            <h2>"Downloads"</h2>
+            {status.map(|s| view! { <p class="hint" id="publishing-status">{s}" "{job_link.clone().map(|l| view! { <a href=l>"The export job"</a> })}</p> })}
+            {(!downloads.is_empty()).then(|| view! {
+                <table class="downloads" id="downloads">
+                    <thead><tr><th>"What"</th><th>"File"</th><th>"Size"</th><th>"SHA-256"</th></tr></thead>
+                    <tbody>
+                        {downloads.into_iter().map(|row| view! {
+                            <tr data-format=row.format.clone()>
+                                <td data-label="What">{row.label()}</td>
+                                <td data-label="File"><a href=row.href.clone() download=row.file_name.clone() class="download">{row.file_name.clone()}</a></td>
+                                <td data-label="Size">{format::bytes(row.size as i64)}</td>
+                                <td data-label="SHA-256"><code class="sha">{row.sha256.clone()}</code></td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+                <p class="hint">"Each archive holds the model card (README.md) and the files; check it with "<code>"sha256sum"</code>". Downloads resume where they stopped."</p>
+            })}
+            {p.gguf_refused.clone().map(|r| view! { <p class="hint" id="gguf-refused">{format!("No GGUF: {r}")}</p> })}
+            {p.card.clone().map(|c| view! {
+                <details class="card" open>
+                    <summary>"Model card"</summary>
+                    <pre id="model-card">{c}</pre>
+                </details>
+            })}
+        </section>
     }
     .into_any()
 }

@@ -123,12 +123,13 @@ enum Command {
         /// A new (or empty) folder for the merged Hugging Face model.
         #[arg(long)]
         merged: Option<PathBuf>,
-        /// The GGUF file to write.
+        /// A GGUF file to write (repeatable, each with its --gguf-type).
         #[arg(long)]
-        gguf: Option<PathBuf>,
-        /// The GGUF weights' type: f16, or q8_0 (8-bit blocks of 32).
-        #[arg(long, default_value = "f16")]
-        gguf_type: hone_gpu::gguf::GgufType,
+        gguf: Vec<PathBuf>,
+        /// The GGUF weights' type: f16, or q8_0 (8-bit blocks of 32); one
+        /// per --gguf, in order (f16 where fewer are given).
+        #[arg(long)]
+        gguf_type: Vec<hone_gpu::gguf::GgufType>,
         /// `general.name` in the GGUF file (default: the model folder's name).
         #[arg(long)]
         name: Option<String>,
@@ -449,7 +450,7 @@ fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyho
             name,
             nf4,
         } => {
-            if merged.is_none() && gguf.is_none() {
+            if merged.is_none() && gguf.is_empty() {
                 bail!("say what to write: --merged FOLDER and/or --gguf FILE");
             }
             if let Some(m) = &merged {
@@ -458,7 +459,14 @@ fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyho
                 }
             }
             let config = ModelConfig::from_json(&read(&model.join("config.json"))?)?;
-            if gguf.is_some() {
+            if gguf_type.len() > gguf.len() {
+                bail!(
+                    "{} --gguf-type for {} --gguf files",
+                    gguf_type.len(),
+                    gguf.len()
+                );
+            }
+            if !gguf.is_empty() {
                 // Refuse before loading any weight.
                 let json: serde_json::Value =
                     serde_json::from_str(&read(&model.join("config.json"))?)?;
@@ -477,14 +485,18 @@ fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyho
             if let Some(m) = &merged {
                 hone_gpu::export::save_merged(&merged_model, &model, m)?;
             }
-            if let Some(g) = &gguf {
-                let name = name.unwrap_or_else(|| {
-                    model
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| "model".into())
-                });
-                hone_gpu::gguf::write_gguf(&merged_model, &config, &model, g, gguf_type, &name)?;
+            let name = name.unwrap_or_else(|| {
+                model
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "model".into())
+            });
+            for (i, g) in gguf.iter().enumerate() {
+                let ty = gguf_type
+                    .get(i)
+                    .copied()
+                    .unwrap_or(hone_gpu::gguf::GgufType::F16);
+                hone_gpu::gguf::write_gguf(&merged_model, &config, &model, g, ty, &name)?;
             }
             Ok(())
         }

@@ -68,6 +68,8 @@ pub enum AuditAction {
     VersionApproved,
     #[sea_orm(string_value = "version_rejected")]
     VersionRejected,
+    #[sea_orm(string_value = "model_downloaded")]
+    ModelDownloaded,
 }
 
 impl AuditAction {

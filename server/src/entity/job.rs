@@ -90,6 +90,11 @@ pub enum JobKind {
     /// [`hone_protocol::evaluation::EvalSpec`] in `spec`.
     #[sea_orm(string_value = "evaluate")]
     Evaluate,
+    /// `hone-train export` of an approved version's training job
+    /// `source_job_id`: the merged folder and GGUF files;
+    /// [`crate::publishing::ExportSpec`] in `spec`.
+    #[sea_orm(string_value = "export")]
+    Export,
 }
 
 /// Why a running job's worker is asked to stop it (checkpoint first).

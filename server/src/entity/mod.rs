@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod audit;
 pub mod dataset_version;
 pub mod device_weight;
+pub mod download;
 pub mod file;
 pub mod instance;
 pub mod job;

@@ -26,6 +26,9 @@ pub struct Model {
     /// SHA-256 over the trained files' `path sha256` lines, sorted.
     pub artifact_sha256: String,
     pub created_at: i64,
+    /// The export job made once the version is approved.
+    #[sea_orm(unique)]
+    pub export_job_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

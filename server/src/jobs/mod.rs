@@ -614,9 +614,10 @@ impl Services {
     async fn job_page_for(&self, req: &RequestParts, id: i64) -> Result<JobPage> {
         let u = self.require_user(req).await?;
         let (j, p) = self.job_with(&u, id, Action::Read).await?;
-        // An evaluation shows the settings of the model it scores.
+        // An evaluation (or an export) shows the settings of the model it
+        // scores (or exports).
         let spec: JobSpec = match (j.kind, j.source_job_id) {
-            (job::JobKind::Evaluate, Some(source)) => {
+            (job::JobKind::Evaluate | job::JobKind::Export, Some(source)) => {
                 let trained = job::Entity::find_by_id(source)
                     .one(&self.db)
                     .await?

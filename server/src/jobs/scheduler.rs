@@ -366,6 +366,8 @@ pub async fn round(services: &Services) -> Result<Plan> {
     // Trained models get their version and evaluation job, scheduled in
     // this same round.
     services.open_versions().await?;
+    // Approved versions get their export job.
+    services.open_exports().await?;
     let now = queue::db_now_ms(db).await?;
     let stale = worker_stale_ms(&services.config);
     // Assignments to slots that stopped reporting go back to the pool.

@@ -16,8 +16,10 @@
 //! (`worker/evaluate.rs`).
 
 mod evaluate;
+mod export;
 
 pub use evaluate::REPORT_PATH;
+pub use export::GGUF_REFUSED_PATH;
 
 use super::queue::{self, End, Progress};
 use super::redact::Redact;
@@ -359,6 +361,7 @@ impl Worker {
         let resuming = job.checkpoint_step.is_some();
         let note = match job.kind {
             JobKind::Evaluate => format!("Evaluating on {}", self.device.name),
+            JobKind::Export => format!("Exporting on {}", self.device.name),
             JobKind::Train => format!(
                 "Attempt {} on {}{}",
                 job.attempts,
@@ -404,6 +407,7 @@ impl Worker {
                 Err(e) => Err(e.into()),
             },
             JobKind::Evaluate => self.run_evaluation(&job, &dir, &mut shutdown).await,
+            JobKind::Export => self.run_export(&job, &dir, &mut shutdown).await,
         };
         let _ = tokio::fs::remove_dir_all(&dir).await;
         result

@@ -710,6 +710,12 @@ async fn every_role_against_every_route() {
                 format!("/api/versions/{version}/report.json"),
                 [401, 200, 200, 200, 404, 401],
             ),
+            // Not approved: refused to the team, hidden from others.
+            (
+                "/api/versions/{id}/downloads/{format}",
+                format!("/api/versions/{version}/downloads/adapter"),
+                [401, 403, 403, 403, 404, 401],
+            ),
         ];
         for (_, path, expected) in &gets {
             for (who, want) in ROLES.iter().zip(expected) {

@@ -110,6 +110,8 @@ pub struct Resp {
     pub headers: axum::http::HeaderMap,
     pub location: Option<String>,
     pub body: String,
+    /// The body as sent (downloads).
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {
@@ -172,6 +174,7 @@ impl<'a> Client<'a> {
             headers,
             location,
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes: bytes.to_vec(),
         }
     }
 

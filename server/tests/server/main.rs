@@ -18,6 +18,7 @@ mod keys;
 mod limits;
 mod migrations;
 mod openai;
+mod publishing;
 mod reviews;
 mod scheduling;
 mod upload;
