@@ -134,6 +134,17 @@ impl Api {
         self.finish(r)
     }
 
+    /// A GET of a file, its body as bytes (downloads), with an optional
+    /// `Range` header; the status and the body.
+    pub fn download(&mut self, path: &str, range: Option<&str>) -> (u16, Vec<u8>) {
+        let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
+        let mut r = self.send(&format!("GET {path} HTTP/1.0\r\n{range}"), b"");
+        let status = self.head(&mut r);
+        let mut body = Vec::new();
+        r.read_to_end(&mut body).unwrap();
+        (status, body)
+    }
+
     /// The session cookie (`name=value`), once signed in.
     pub fn cookie(&self) -> Option<&str> {
         self.cookie.as_deref()

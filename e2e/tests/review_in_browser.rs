@@ -4,7 +4,10 @@
 //! review", reads the report, rates five blind pairs (keys and buttons)
 //! and approves; the expert hears of it. An expert's approval and the
 //! launcher's own are refused (403), and a version the reviewer rejected
-//! is approved again only with a new comment.
+//! is approved again only with a new comment. Once approved, the export
+//! runs by itself and the expert sees the model card and downloads the
+//! adapter, the merged folder and both GGUF files in the browser, each
+//! matching its SHA-256; before the approval every download is refused.
 
 // Tests fail loudly: unwrapping is the point here.
 #![allow(clippy::unwrap_used)]
@@ -15,6 +18,7 @@ use hone_e2e::scenario::{
     chat_examples, create_user_as, is_final, launch, login, settings, PASSWORD,
 };
 use hone_e2e::{browser, start_chromedriver, start_server, Page};
+use sha2::Digest;
 use std::time::Duration;
 
 /// Waits longer than `Page::wait`: training and evaluation take a while.
@@ -70,6 +74,54 @@ fn version_of(api: &mut Api, project: i64, job: i64) -> (u64, i64) {
         // Polling the server's state: the scheduler opens versions.
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+const FORMATS: [&str; 4] = ["adapter", "merged", "gguf-f16", "gguf-q8_0"];
+
+/// The export job of version `number`, once the scheduler has queued it
+/// after the approval (asking every 50 ms, for at most two minutes).
+fn export_of(api: &mut Api, project: i64, number: u64) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let page = api
+            .call(
+                "version",
+                &[
+                    ("project_id", &project.to_string()),
+                    ("number", &number.to_string()),
+                ],
+            )
+            .json();
+        if let Some(id) = page["publishing"]["export_job"][0].as_i64() {
+            return id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no export job after two minutes: {page}"
+        );
+        // Polling the server's state: the scheduler queues exports.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `(path, bytes)` of each file of a tar archive (ustar, as Hone writes).
+fn untar(mut b: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    while b.len() >= 512 && b[..512].iter().any(|x| *x != 0) {
+        let field = |r: std::ops::Range<usize>| {
+            String::from_utf8(b[r].iter().take_while(|x| **x != 0).copied().collect()).unwrap()
+        };
+        let (name, prefix) = (field(0..100), field(345..500));
+        let size = usize::from_str_radix(field(124..135).trim(), 8).unwrap();
+        let path = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        out.push((path, b[512..512 + size].to_vec()));
+        b = &b[512 + size.div_ceil(512) * 512..];
+    }
+    out
 }
 
 /// Follows job `id`'s events to its end; its final state.
@@ -212,6 +264,14 @@ async fn a_model_is_evaluated_by_itself_rated_blind_and_approved() {
         decide(&mut ada, version_id, "approved", "mine is good"),
         403
     );
+    // Nothing leaves Hone before a reviewer approves it.
+    for format in FORMATS {
+        let (status, _) = ada.download(
+            &format!("/api/versions/{version_id}/downloads/{format}"),
+            None,
+        );
+        assert_eq!(status, 403, "{format} before approval");
+    }
 
     // 3 · The reviewer finds it in their work list.
     let r = &reviewer;
@@ -358,6 +418,87 @@ async fn a_model_is_evaluated_by_itself_rated_blind_and_approved() {
         )
         .json();
     assert_eq!(page["reviews"].as_array().unwrap().len(), 1, "{page}");
+
+    // 5b · The export runs by itself; the expert sees the card and the
+    // downloads, fetches each in the browser and checks its SHA-256.
+    let export = export_of(&mut ada, project, number);
+    assert_eq!(final_state(&mut ada, export), "succeeded");
+    p.open(&version_path).await;
+    p.wait(Locator::Css("#downloads")).await;
+    p.hydrated().await;
+    let card = p.text_of("#model-card").await;
+    for fact in [
+        "base_model: \"hone-demo\"",
+        "library_name: peft",
+        "## Data",
+        "6 test",
+        "## Evaluation",
+        "Blind ratings: 5 examples rated",
+        "rhea approved on",
+        "fine for a demo",
+    ] {
+        assert!(card.contains(fact), "{fact:?} in the card:\n{card}");
+    }
+    p.snapshot("publish-downloads").await;
+    for format in FORMATS {
+        let row = format!("#downloads tr[data-format='{format}']");
+        let shown = p.text_of(&format!("{row} code.sha")).await;
+        let href = p
+            .wait(Locator::Css(&format!("{row} a.download")))
+            .await
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap();
+        // The browser downloads it with its session and hashes it.
+        let hashed = p
+            .c
+            .execute_async(
+                "const [href, done] = arguments;
+                 fetch(href).then(r => r.ok ? r.arrayBuffer() : Promise.reject(r.status))
+                   .then(b => crypto.subtle.digest('SHA-256', b))
+                   .then(d => done(Array.from(new Uint8Array(d)).map(x => x.toString(16).padStart(2, '0')).join('')))
+                   .catch(e => done('failed: ' + e));",
+                vec![serde_json::json!(href)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(hashed.as_str().unwrap(), shown, "{format}");
+        let (status, bytes) = ada.download(&href, None);
+        assert_eq!(status, 200, "{format}");
+        assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), shown, "{format}");
+        let files = untar(&bytes);
+        let names: Vec<&str> = files
+            .iter()
+            .map(|(n, _)| n.rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(names[0], "README.md", "{format}: {names:?}");
+        // The page's text drops the final newline only.
+        assert!(
+            String::from_utf8_lossy(&files[0].1).trim_end() == card.trim_end(),
+            "{format}: the card shipped is the card shown"
+        );
+        let want: &[&str] = match format {
+            "adapter" => &["adapter_config.json", "adapter_model.safetensors"],
+            "merged" => &[
+                "config.json",
+                "model.safetensors",
+                "tokenizer.json",
+                "tokenizer_config.json",
+            ],
+            "gguf-f16" => &["model-f16.gguf"],
+            _ => &["model-q8_0.gguf"],
+        };
+        for w in want {
+            assert!(names.contains(w), "{format}: {w} in {names:?}");
+        }
+        if format.starts_with("gguf") {
+            assert_eq!(&files[1].1[..4], b"GGUF", "{format}");
+        }
+        // A range past the end: 416.
+        let (status, _) = ada.download(&href, Some(&format!("bytes={}-", bytes.len())));
+        assert_eq!(status, 416);
+    }
 
     // The expert hears of it.
     p.open("/").await;

@@ -465,7 +465,7 @@ impl Services {
         }
         s.push_str("pipeline_tag: text-generation\ntags:\n- hone\n");
         let _ = writeln!(s, "- {}", method_tag(spec.method));
-        if adapters {
+        if spec.method == Method::Qlora {
             s.push_str("- lora\n");
         }
         let _ = writeln!(s, "datasets:\n- sha256:{}", v.dataset_sha256);
@@ -495,8 +495,9 @@ impl Services {
                 );
                 let _ = writeln!(
                     s,
-                    "- Findings: {} errors, {} warnings",
-                    d.errors, d.warnings
+                    "- Findings: {}, {}",
+                    plural(d.errors, "error"),
+                    plural(d.warnings, "warning")
                 );
                 let findings: serde_json::Value =
                     serde_json::from_str(&d.finding_counts).unwrap_or_default();
@@ -655,6 +656,14 @@ impl Services {
             .find_map(|l| l.trim().strip_prefix("license:"))
             .map(|l| l.trim().trim_matches('"').to_owned())
             .filter(|l| !l.is_empty())
+    }
+}
+
+fn plural(n: i64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
     }
 }
 
