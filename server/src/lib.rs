@@ -14,6 +14,7 @@ pub mod evaluations;
 pub mod http;
 pub mod jobs;
 pub mod keys;
+pub mod lifecycle;
 pub mod models;
 pub mod openai;
 pub mod policy;

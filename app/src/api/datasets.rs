@@ -20,6 +20,9 @@ pub enum DatasetState {
     Ready,
     /// The server's check found what stops it (see [`Refusal`]).
     Refused,
+    /// Deleted: its files are gone; its hashes stay for the model cards
+    /// that cite it.
+    Archived,
 }
 
 impl DatasetState {
@@ -120,6 +123,7 @@ mod backend {
     #[async_trait::async_trait]
     pub trait DatasetsBackend: Send + Sync + 'static {
         async fn dataset(&self, req: &RequestParts, id: i64) -> Result<DatasetPage, AppError>;
+        async fn delete_dataset(&self, req: &RequestParts, id: i64) -> Result<u32, AppError>;
     }
 }
 
@@ -127,4 +131,14 @@ mod backend {
 pub async fn dataset(id: i64) -> Result<DatasetPage, AppError> {
     use std::sync::Arc;
     super::ssr::call(|b: Arc<dyn DatasetsBackend>, r| async move { b.dataset(&r, id).await }).await
+}
+
+/// Deletes a dataset version (its files leave storage; its hashes stay);
+/// how many stored files were freed. Refused while a job or an approved
+/// model version uses it.
+#[server(prefix = "/api", endpoint = "delete_dataset")]
+pub async fn delete_dataset(id: i64) -> Result<u32, AppError> {
+    use std::sync::Arc;
+    super::ssr::call(|b: Arc<dyn DatasetsBackend>, r| async move { b.delete_dataset(&r, id).await })
+        .await
 }

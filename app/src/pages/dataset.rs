@@ -62,6 +62,12 @@ fn CheckStatus(d: Data) -> impl IntoView {
             </p>
         }
         .into_any(),
+        DatasetState::Archived => view! {
+            <p class="check-status" id="dataset-state" role="status">
+                "This dataset was deleted: its files are gone from storage. Its name, counts and hashes stay, for the jobs and model cards that cite it."
+            </p>
+        }
+        .into_any(),
         DatasetState::Refused => {
             let r = d.refusal.clone();
             let message = r.as_ref().map(|r| r.message.clone()).unwrap_or_default();

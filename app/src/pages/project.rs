@@ -154,6 +154,7 @@ fn dataset_row(project_id: i64, d: DatasetSummary, can_train: bool) -> impl Into
             <a class="state state-failed" href=href.clone()>"Refused: see why"</a>
         }
         .into_any(),
+        DatasetState::Archived => view! { <span class="state state-cancelled">"Deleted"</span> }.into_any(),
     };
     view! {
         <tr class="dataset" data-name=d.name.clone() data-state=format!("{:?}", d.state).to_lowercase()>

@@ -135,7 +135,7 @@ fn PublishingPanel(d: VersionPage) -> impl IntoView {
             <h2>"Downloads"</h2>
             {status.map(|s| view! { <p class="hint" id="publishing-status">{s}" "{job_link.clone().map(|l| view! { <a href=l>"The export job"</a> })}</p> })}
             {(!downloads.is_empty()).then(|| view! {
-                <table class="downloads" id="downloads">
+                <table class="downloads stack" id="downloads">
                     <thead><tr><th>"What"</th><th>"File"</th><th>"Size"</th><th>"SHA-256"</th></tr></thead>
                     <tbody>
                         {downloads.into_iter().map(|row| view! {

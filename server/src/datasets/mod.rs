@@ -79,6 +79,7 @@ pub fn shown_state(state: Stored, check_started_at: Option<i64>) -> DatasetState
         (Stored::Checking, Some(_)) => DatasetState::Checking,
         (Stored::Ready, _) => DatasetState::Ready,
         (Stored::Refused, _) => DatasetState::Refused,
+        (Stored::Archived, _) => DatasetState::Archived,
     }
 }
 
@@ -167,6 +168,11 @@ impl Services {
                 row.name
             ))
             .into()),
+            Stored::Archived => Err(AppError::Conflict(format!(
+                "The dataset {:?} was deleted: its files are gone.",
+                row.name
+            ))
+            .into()),
         }
     }
 
@@ -175,6 +181,7 @@ impl Services {
     pub(crate) async fn datasets_of(&self, project_id: i64) -> Result<Vec<DatasetSummary>> {
         let rows: Vec<SummaryRow> = dataset_version::Entity::find()
             .filter(dataset_version::Column::ProjectId.eq(project_id))
+            .filter(dataset_version::Column::State.ne(Stored::Archived))
             .order_by_desc(dataset_version::Column::Id)
             .into_partial_model()
             .all(&self.db)
@@ -252,5 +259,10 @@ impl Services {
 impl DatasetsBackend for Services {
     async fn dataset(&self, req: &RequestParts, id: i64) -> Result<DatasetPage, AppError> {
         Ok(self.dataset_page(req, id).await?)
+    }
+
+    async fn delete_dataset(&self, req: &RequestParts, id: i64) -> Result<u32, AppError> {
+        let u = self.require_user(req).await?;
+        Ok(self.delete_dataset(&u, id).await?.blobs_freed.len() as u32)
     }
 }

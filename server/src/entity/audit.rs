@@ -70,6 +70,8 @@ pub enum AuditAction {
     VersionRejected,
     #[sea_orm(string_value = "model_downloaded")]
     ModelDownloaded,
+    #[sea_orm(string_value = "dataset_deleted")]
+    DatasetDeleted,
 }
 
 impl AuditAction {

@@ -63,6 +63,10 @@ pub enum DatasetState {
     /// The check found what stops it (its findings are in `refusal`).
     #[sea_orm(string_value = "refused")]
     Refused,
+    /// Deleted: its files are gone from storage; the row keeps its name,
+    /// counts and hashes for the jobs and model cards that cite it.
+    #[sea_orm(string_value = "archived")]
+    Archived,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -408,6 +408,13 @@ async fn every_role_against_every_route() {
                 vec![("id", beta_data.clone())],
                 [401, 404, 404, 404, 200, 401],
             ),
+            // Deleting: who may and may not is in lifecycle.rs (a real
+            // deletion here would take the data the rows below read).
+            (
+                "delete_dataset",
+                vec![("id", "999999".into())],
+                [401, 404, 404, 404, 404, 401],
+            ),
             // The account page: one's own, for anyone signed in.
             ("account_page", vec![], [401, 200, 200, 200, 200, 401]),
             // Too short a new password: refused before the current one is

@@ -15,6 +15,7 @@ mod flows;
 mod hardening;
 mod jobs;
 mod keys;
+mod lifecycle;
 mod limits;
 mod migrations;
 mod openai;
