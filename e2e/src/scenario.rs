@@ -80,11 +80,18 @@ pub fn project_with_dataset_as(api: &mut Api, data: &Path, n: usize, user: &str)
         .json()
         .as_i64()
         .unwrap();
-    let file = data.join(format!("examples-{user}.jsonl"));
+    save_dataset(api, data, project, n, user)
+}
+
+/// Saves `n` examples as a dataset version of `project` through the
+/// browser's route (split counts from `hone dataset split`), as `user`
+/// (signed in on `api`); its id once the server's check made it ready.
+pub fn save_dataset(api: &mut Api, data: &Path, project: i64, n: usize, user: &str) -> i64 {
+    let file = data.join(format!("examples-{user}-{n}.jsonl"));
     std::fs::write(&file, chat_examples(n)).unwrap();
     let split = Command::new(hone_binary())
         .args(["dataset", "split", "--seed", "42", "--out"])
-        .arg(data.join(format!("splits-{user}")))
+        .arg(data.join(format!("splits-{user}-{n}")))
         .arg(&file)
         .output()
         .unwrap();

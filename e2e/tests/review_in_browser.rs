@@ -15,7 +15,7 @@
 use fantoccini::Locator;
 use hone_e2e::http::Api;
 use hone_e2e::scenario::{
-    chat_examples, create_user_as, is_final, launch, login, settings, PASSWORD,
+    chat_examples, create_user_as, is_final, launch, login, save_dataset, settings, PASSWORD,
 };
 use hone_e2e::{browser, start_chromedriver, start_server, Page};
 use sha2::Digest;
@@ -122,6 +122,22 @@ fn untar(mut b: &[u8]) -> Vec<(String, Vec<u8>)> {
         b = &b[512 + size.div_ceil(512) * 512..];
     }
     out
+}
+
+/// Whether a blob named `sha256` is in the server's storage under `data`.
+fn stored(data: &std::path::Path, sha256: &str) -> bool {
+    let mut stack = vec![data.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if e.file_name().to_string_lossy() == sha256 {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Follows job `id`'s events to its end; its final state.
@@ -499,6 +515,37 @@ async fn a_model_is_evaluated_by_itself_rated_blind_and_approved() {
         let (status, _) = ada.download(&href, Some(&format!("bytes={}-", bytes.len())));
         assert_eq!(status, 416);
     }
+
+    // 5c · Deleting: the dataset the approved version was trained on is
+    // kept (the page says why); an unused one goes, its files with it.
+    let trained_on = ada.call("project", &[("id", &project.to_string())]).json()["datasets"][0]
+        ["id"]
+        .as_i64()
+        .unwrap();
+    p.open(&format!("{project_path}/datasets/{trained_on}"))
+        .await;
+    p.hydrated().await;
+    p.click("#delete-dataset-button").await;
+    let why = p
+        .wait(Locator::Css("#delete-error"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(why.contains("approved"), "{why}");
+    let spare = save_dataset(&mut ada, &data, project, 25, "ada");
+    let sha = ada.call("dataset", &[("id", &spare.to_string())]).json()["split_sha256"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(stored(&data, &sha), "its train split is stored");
+    p.open(&format!("{project_path}/datasets/{spare}")).await;
+    p.hydrated().await;
+    p.click("#delete-dataset-button").await;
+    let said = p.text_of("#dataset-state").await;
+    assert!(said.contains("was deleted"), "{said}");
+    assert!(!stored(&data, &sha), "its train split left storage");
+    p.snapshot("dataset-deleted").await;
 
     // The expert hears of it.
     p.open("/").await;

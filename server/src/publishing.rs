@@ -197,7 +197,7 @@ pub fn safe_name(s: &str) -> String {
 }
 
 /// Bytes a merge holds: the model in f32 once, plus its largest tensor
-/// being written (the merged folder and GGUF are streamed).
+/// being written (the merged folder and GGUF are streamed), with a margin.
 pub fn merge_bytes(c: &ModelConfig) -> u64 {
     let (h, i, v) = (
         c.hidden_size as u64,
@@ -209,7 +209,9 @@ pub fn merge_bytes(c: &ModelConfig) -> u64 {
     let layer = h * q * 2 + h * kv * 2 + 3 * h * i + 2 * h;
     let embed = v * h * if c.tie_word_embeddings { 1 } else { 2 };
     let params = embed + layer * c.num_hidden_layers as u64 + h;
-    4 * params + 4 * (v * h).max(h * i)
+    // Measured (scripts/bench-export, 104 M parameters): peak 1.09× the
+    // f32 model; the margin covers the allocator and the runtime.
+    (4 * params + 4 * (v * h).max(h * i)) * 115 / 100 + (64 << 20)
 }
 
 impl Services {

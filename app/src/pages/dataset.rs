@@ -35,7 +35,35 @@ pub fn DatasetPage() -> impl IntoView {
             set_timeout(move || data.refetch(), FOLLOW_EVERY);
         }
     });
-    loaded(data, |d| view! { <DatasetView d=d/> })
+    // Created here, not under the Suspense the view renders in.
+    let delete = ServerAction::<api::DeleteDataset>::new();
+    Effect::new(move |_| {
+        if matches!(delete.value().get(), Some(Ok(_))) {
+            data.refetch();
+        }
+    });
+    loaded(data, move |d| view! { <DatasetView d=d delete=delete/> })
+}
+
+/// Deleting the version: what it does, the button, the refusal.
+#[component]
+fn DeletePanel(d: Data, delete: ServerAction<api::DeleteDataset>) -> impl IntoView {
+    let error = crate::components::action_error(delete.value());
+    view! {
+        <section class="panel" id="delete-dataset">
+            <h2>"Delete this dataset"</h2>
+            <p class="hint">
+                "Its source file and splits are removed from storage (a file shared with another dataset stays for that one). "
+                "Its name, counts and hashes stay, for the jobs and model cards that cite it. "
+                "It cannot be deleted while a job that has not ended, or an approved model version, uses it."
+            </p>
+            <ActionForm action=delete attr:id="delete-form">
+                <input type="hidden" name="id" value=d.dataset.id.to_string()/>
+                <button type="submit" class="secondary" id="delete-dataset-button">"Delete dataset"</button>
+            </ActionForm>
+            {move || error.get().map(|e| view! { <p class="form-error" id="delete-error" role="alert">{e.to_string()}</p> })}
+        </section>
+    }
 }
 
 /// How often a page asks again while a version is being checked.
@@ -105,8 +133,9 @@ fn Heading(d: Data) -> impl IntoView {
 }
 
 #[component]
-fn DatasetView(d: Data) -> impl IntoView {
+fn DatasetView(d: Data, delete: ServerAction<api::DeleteDataset>) -> impl IntoView {
     let ds = d.dataset.clone();
+    let deletable = ds.state != DatasetState::Archived;
     if ds.state != DatasetState::Ready {
         let source = ds.source_name.clone();
         return view! {
@@ -119,6 +148,7 @@ fn DatasetView(d: Data) -> impl IntoView {
                     <dt>"Saved"</dt><dd>{format!("by {}, {}", ds.created_by, format::utc(ds.created_at))}</dd>
                 </dl>
             </section>
+            {deletable.then(|| view! { <DeletePanel d=d.clone() delete=delete/> })}
         }
         .into_any();
     }
@@ -195,6 +225,7 @@ fn DatasetView(d: Data) -> impl IntoView {
                 }.into_any()
             }}
         </section>
+        <DeletePanel d=d.clone() delete=delete/>
     }
     .into_any()
 }
