@@ -52,6 +52,33 @@ pub struct Config {
     /// jobs on the CPU. For tests and demonstrations of scheduling without
     /// GPUs; `None`: the devices `hone-train devices` finds.
     pub devices: Option<Vec<hone_protocol::Device>>,
+    /// Which checkpoints a training job keeps once it has succeeded
+    /// (`HONE_KEEP_CHECKPOINTS`): `best-last` (default: the lowest
+    /// validation loss and the last), `last`, or `all`.
+    pub keep_checkpoints: KeepCheckpoints,
+}
+
+/// Checkpoints kept after a training job succeeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeepCheckpoints {
+    BestLast,
+    Last,
+    All,
+}
+
+impl std::str::FromStr for KeepCheckpoints {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<KeepCheckpoints> {
+        match s {
+            "best-last" => Ok(KeepCheckpoints::BestLast),
+            "last" => Ok(KeepCheckpoints::Last),
+            "all" => Ok(KeepCheckpoints::All),
+            other => {
+                anyhow::bail!("HONE_KEEP_CHECKPOINTS: {other:?} is not best-last, last or all")
+            }
+        }
+    }
 }
 
 /// The engine: `hone-train` beside the running `hone` (as `scripts/run`
@@ -86,6 +113,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_uploads: Option<usize>,
     dataset_checks: Option<usize>,
+    keep_checkpoints: Option<KeepCheckpoints>,
     devices: Option<Vec<hone_protocol::Device>>,
 }
 
@@ -235,6 +263,10 @@ impl Config {
             max_uploads,
             dataset_checks,
             devices,
+            keep_checkpoints: match env("HONE_KEEP_CHECKPOINTS") {
+                Some(v) => v.parse()?,
+                None => file.keep_checkpoints.unwrap_or(KeepCheckpoints::BestLast),
+            },
         })
     }
 

@@ -185,3 +185,89 @@ impl Services {
         Ok(out)
     }
 }
+
+impl Services {
+    /// Drops the checkpoints succeeded training jobs no longer need (see
+    /// [`crate::config::KeepCheckpoints`]): their rows go now, their blobs
+    /// with the next sweep (unless shared). Returns how many were dropped.
+    /// Run by the scheduler's leader each round; idempotent.
+    pub async fn prune_checkpoints(&self) -> Result<u64> {
+        use crate::config::KeepCheckpoints;
+        use crate::entity::job::{JobKind, StoredState};
+        use crate::entity::job_event;
+        use hone_app::api::JobEventBody;
+        use hone_protocol::Event;
+        use sea_orm::QueryOrder;
+        let keep = self.config.keep_checkpoints;
+        if keep == KeepCheckpoints::All {
+            return Ok(0);
+        }
+        let limit: i64 = if keep == KeepCheckpoints::Last { 1 } else { 2 };
+        let sql = format!(
+            "SELECT * FROM jobs WHERE kind = 'train' AND state = 'succeeded' AND \
+             (SELECT COUNT(*) FROM job_checkpoints c WHERE c.job_id = jobs.id) > {limit} \
+             ORDER BY id LIMIT 20"
+        );
+        let jobs = job::Entity::find()
+            .from_raw_sql(crate::jobs::queue::statement(&self.db, &sql, vec![]))
+            .all(&self.db)
+            .await?;
+        let mut dropped = 0;
+        for j in jobs {
+            debug_assert!(j.kind == JobKind::Train && j.state == StoredState::Succeeded);
+            let rows = job_checkpoint::Entity::find()
+                .filter(job_checkpoint::Column::JobId.eq(j.id))
+                .order_by_asc(job_checkpoint::Column::Step)
+                .all(&self.db)
+                .await?;
+            let Some(last) = rows.last().map(|r| r.id) else {
+                continue;
+            };
+            let mut kept = vec![last];
+            if keep == KeepCheckpoints::BestLast {
+                // The validation loss at each step, from the job's log.
+                let mut losses: HashMap<i64, f64> = HashMap::new();
+                for e in job_event::Entity::find()
+                    .filter(job_event::Column::JobId.eq(j.id))
+                    .all(&self.db)
+                    .await?
+                {
+                    if let Ok(r) = crate::jobs::events::decode(e) {
+                        if let JobEventBody::Engine {
+                            event: Event::Eval { step, loss, .. },
+                        } = r.event.body
+                        {
+                            losses.insert(step as i64, loss);
+                        }
+                    }
+                }
+                let best = rows
+                    .iter()
+                    .filter_map(|r| losses.get(&r.step).map(|l| (r.id, *l)))
+                    .min_by(|a, b| a.1.total_cmp(&b.1));
+                if let Some((id, _)) = best {
+                    kept.push(id);
+                }
+            }
+            let gone: Vec<i64> = rows
+                .iter()
+                .map(|r| r.id)
+                .filter(|id| !kept.contains(id))
+                .collect();
+            if gone.is_empty() {
+                continue;
+            }
+            dropped += job_checkpoint::Entity::delete_many()
+                .filter(job_checkpoint::Column::Id.is_in(gone))
+                .exec(&self.db)
+                .await?
+                .rows_affected;
+            tracing::info!(
+                job = j.id,
+                kept = kept.len(),
+                "checkpoints pruned after success"
+            );
+        }
+        Ok(dropped)
+    }
+}

@@ -368,6 +368,8 @@ pub async fn round(services: &Services) -> Result<Plan> {
     services.open_versions().await?;
     // Approved versions get their export job.
     services.open_exports().await?;
+    // Succeeded jobs keep only the checkpoints the retention rule keeps.
+    services.prune_checkpoints().await?;
     let now = queue::db_now_ms(db).await?;
     let stale = worker_stale_ms(&services.config);
     // Assignments to slots that stopped reporting go back to the pool.

@@ -87,6 +87,7 @@ pub async fn spawn_app_with(
         max_connections: 4096,
         max_uploads: 32,
         dataset_checks: 1,
+        keep_checkpoints: hone_server::config::KeepCheckpoints::BestLast,
         devices: None,
     };
     let dbc = hone_server::db::connect(database_url.as_deref(), dir.path())

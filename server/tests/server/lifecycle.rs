@@ -194,3 +194,68 @@ async fn a_dataset_an_approved_version_was_trained_on_is_kept() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_succeeded_job_keeps_its_best_and_last_checkpoints() {
+    use hone_app::api::JobEventBody;
+    use hone_protocol::Event;
+    use hone_server::entity::job_checkpoint;
+    use sea_orm::{ActiveModelTrait, Set};
+    on_each_db(|app| async move {
+        let w = world(&app).await;
+        let data = save_dataset(&app, "expert", w.alpha_project, chat_examples(30)).await;
+        let mut expert = signed_in(&app, "expert").await;
+        let r = expert
+            .call(
+                "launch_job",
+                &[
+                    ("dataset_id", &data.to_string()),
+                    ("model", "hone-demo"),
+                    ("config", "{}"),
+                ],
+            )
+            .await;
+        let job = r.json().as_i64().unwrap();
+        let db = &app.services.db;
+        // Four checkpoints; validation loss lowest at step 20.
+        for (step, loss) in [(10u64, 2.0), (20, 1.1), (30, 1.4), (40, 1.5)] {
+            job_checkpoint::ActiveModel {
+                job_id: Set(job),
+                step: Set(step as i64),
+                manifest: Set(r#"{"files":[]}"#.into()),
+                created_at: Set(0),
+                ..Default::default()
+            }
+            .insert(db)
+            .await
+            .unwrap();
+            let e = Event::Eval {
+                step,
+                loss,
+                perplexity: loss.exp(),
+            };
+            hone_server::jobs::queue::append(db, job, None, &JobEventBody::Engine { event: e })
+                .await
+                .unwrap();
+        }
+        // Not while it runs: only once it has succeeded.
+        assert_eq!(app.services.prune_checkpoints().await.unwrap(), 0);
+        run_to(&app, job, succeeded()).await;
+        assert_eq!(app.services.prune_checkpoints().await.unwrap(), 2);
+        assert_eq!(
+            app.services.prune_checkpoints().await.unwrap(),
+            0,
+            "idempotent"
+        );
+        let steps: Vec<i64> = job_checkpoint::Entity::find()
+            .filter(job_checkpoint::Column::JobId.eq(job))
+            .all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.step)
+            .collect();
+        assert_eq!(steps, vec![20, 40], "the best and the last");
+    })
+    .await;
+}
