@@ -408,7 +408,7 @@ fn a_trained_model_is_evaluated_by_itself_and_the_report_is_the_engines() {
 
     let seen = follow(&mut api, eval, is_final);
     assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
-    let test_split = std::fs::read_to_string(data.path().join("splits-ada/test.jsonl")).unwrap();
+    let test_split = std::fs::read_to_string(data.path().join("splits-ada-40/test.jsonl")).unwrap();
     let examples = test_split.lines().filter(|l| !l.trim().is_empty()).count() as u64;
     assert!(examples > 0);
     let progress: Vec<(u64, u64)> = seen
@@ -461,7 +461,7 @@ fn a_trained_model_is_evaluated_by_itself_and_the_report_is_the_engines() {
         .arg(here.path().join("adapter"))
         .arg("--base")
         .arg("--test")
-        .arg(data.path().join("splits-ada/test.jsonl"))
+        .arg(data.path().join("splits-ada-40/test.jsonl"))
         .args(["--seed", &id.to_string(), "--resamples", "1000", "--report"])
         .arg(&report)
         .output()
