@@ -317,14 +317,23 @@ impl Page {
         F: Fn(fantoccini::elements::Element) -> Fut,
         Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
     {
+        self.on(Locator::Css(css), act).await
+    }
+
+    /// [`Page::on_element`] for any locator.
+    async fn on<T, F, Fut>(&self, loc: Locator<'_>, act: F) -> T
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let e = self.wait(Locator::Css(css)).await;
+            let e = self.wait(loc).await;
             match act(e).await {
                 Ok(v) => return v,
                 Err(e)
                     if e.is_stale_element_reference() && std::time::Instant::now() < deadline => {}
-                Err(e) => panic!("{css}: {e}"),
+                Err(e) => panic!("{loc:?}: {e}"),
             }
         }
     }
@@ -362,6 +371,13 @@ impl Page {
 
     pub async fn text_of(&self, css: &str) -> String {
         self.on_element(css, |e| async move { e.text().await })
+            .await
+    }
+
+    /// The text of the first element at `xpath`, once there (found again
+    /// when the page re-renders it meanwhile).
+    pub async fn text_at(&self, xpath: &str) -> String {
+        self.on(Locator::XPath(xpath), |e| async move { e.text().await })
             .await
     }
 }

@@ -265,6 +265,10 @@ async fn a_model_is_evaluated_by_itself_rated_blind_and_approved() {
             .is_empty(),
         "no decision form for an expert"
     );
+    // Not approved: the launcher may delete it (not done here).
+    p.wait(Locator::Css("#delete-version #delete-version-button"))
+        .await;
+    p.snapshot("version-expert").await;
     let version_id: i64 = {
         let page = ada.call(
             "version",
@@ -456,6 +460,13 @@ async fn a_model_is_evaluated_by_itself_rated_blind_and_approved() {
         assert!(card.contains(fact), "{fact:?} in the card:\n{card}");
     }
     p.snapshot("publish-downloads").await;
+    assert!(
+        p.c.find_all(Locator::Css("#delete-version"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "an approved version offers no deletion"
+    );
     for format in FORMATS {
         let row = format!("#downloads tr[data-format='{format}']");
         let shown = p.text_of(&format!("{row} code.sha")).await;
@@ -526,12 +537,7 @@ async fn a_model_is_evaluated_by_itself_rated_blind_and_approved() {
         .await;
     p.hydrated().await;
     p.click("#delete-dataset-button").await;
-    let why = p
-        .wait(Locator::Css("#delete-error"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let why = p.text_of("#delete-error").await;
     assert!(why.contains("approved"), "{why}");
     let spare = save_dataset(&mut ada, &data, project, 25, "ada");
     let sha = ada.call("dataset", &[("id", &spare.to_string())]).json()["split_sha256"][0]
@@ -552,13 +558,8 @@ async fn a_model_is_evaluated_by_itself_rated_blind_and_approved() {
     p.wait(Locator::Css("#unread")).await;
     p.click("#notifications-link").await;
     let approved = p
-        .wait(Locator::XPath(
-            "//ul[@id='notifications']/li[@data-kind='approved']",
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .text_at("//ul[@id='notifications']/li[@data-kind='approved']")
+        .await;
     assert!(
         approved.contains("rhea approved version 1 of Arithmetic"),
         "{approved}"
@@ -570,7 +571,8 @@ async fn a_model_is_evaluated_by_itself_rated_blind_and_approved() {
     ))
     .await;
 
-    // 6 · The admin launches a second model: not theirs to approve.
+    // 6 · The admin launches a second model, a full fine-tune: not theirs
+    // to approve.
     let mut ida = Api::new(&base);
     login(&mut ida, "ida");
     let dataset = ida.call("project", &[("id", &project.to_string())]).json()["datasets"][0]["id"]
@@ -579,7 +581,7 @@ async fn a_model_is_evaluated_by_itself_rated_blind_and_approved() {
     let config = settings(
         &mut ida,
         dataset,
-        serde_json::json!({"num_train_epochs": 1}),
+        serde_json::json!({"num_train_epochs": 1, "method": "full"}),
     );
     let second = launch(&mut ida, dataset, &config);
     assert_eq!(final_state(&mut ida, second), "succeeded");
@@ -609,13 +611,8 @@ async fn a_model_is_evaluated_by_itself_rated_blind_and_approved() {
         .await;
     r.click("#decide-submit").await;
     let refused = r
-        .wait(Locator::XPath(
-            "//form[@id='decide-form']//*[contains(., 'new comment')]",
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .text_at("//form[@id='decide-form']//*[contains(., 'new comment')]")
+        .await;
     assert!(refused.contains("You rejected this version"), "{refused}");
     r.wait(Locator::Css("#version-page[data-state='rejected']"))
         .await;
@@ -633,4 +630,96 @@ async fn a_model_is_evaluated_by_itself_rated_blind_and_approved() {
         decided.contains("rhea rejected") && decided.contains("rhea approved"),
         "{decided}"
     );
+
+    // A full fine-tune has no adapter: the merged folder and GGUF only.
+    let export = export_of(&mut ida, project, 2);
+    assert_eq!(final_state(&mut ida, export), "succeeded");
+    let page = ida
+        .call(
+            "version",
+            &[("project_id", &project.to_string()), ("number", "2")],
+        )
+        .json();
+    let formats: Vec<&str> = page["publishing"]["downloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["format"].as_str().unwrap())
+        .collect();
+    assert_eq!(formats, ["merged", "gguf-f16", "gguf-q8_0"], "{page}");
+    let card = page["publishing"]["card"].as_str().unwrap();
+    assert!(card.contains("library_name: transformers"), "{card}");
+    let href = page["publishing"]["downloads"][1]["href"].as_str().unwrap();
+    let (status, bytes) = ida.download(href, None);
+    assert_eq!(status, 200);
+    let files = untar(&bytes);
+    assert_eq!(&files[1].1[..4], b"GGUF");
+
+    // 7 · Deleting and purging. A job the admin cancelled: the expert
+    // deletes it from its page and lands on the project's, without it.
+    let config = settings(
+        &mut ida,
+        dataset,
+        serde_json::json!({"num_train_epochs": 1}),
+    );
+    let third = launch(&mut ida, dataset, &config);
+    let r_cancel = ida.call("cancel_job", &[("id", &third.to_string())]);
+    assert_eq!(r_cancel.status, 200, "{}", r_cancel.body);
+    assert_eq!(final_state(&mut ida, third), "cancelled");
+    p.open(&format!("{project_path}/jobs/{third}")).await;
+    p.hydrated().await;
+    p.click("#delete-job-button").await;
+    p.wait(Locator::Css("#delete-job-question")).await;
+    p.snapshot("job-delete-confirm").await;
+    p.click("#delete-job-confirm").await;
+    p.wait(Locator::Css("#project-name")).await;
+    assert!(
+        p.c.find(Locator::Css(&format!(
+            "a[href='{project_path}/jobs/{third}']"
+        )))
+        .await
+        .is_err(),
+        "the deleted job is not listed"
+    );
+    // The project cannot go while its versions are approved: it says so.
+    p.click("#delete-project summary").await;
+    p.fill("#delete-project-confirm", "Arithmetic").await;
+    p.click("#delete-project-button").await;
+    let why = p.text_of("#delete-project-error").await;
+    assert!(why.contains("approved"), "{why}");
+    p.snapshot("project-delete-refused").await;
+
+    // The admin purges the team's storage: the ended jobs' checkpoints go,
+    // the published downloads stay whole.
+    let adapter = page_of(&mut ada, project, number)["publishing"]["downloads"][0].clone();
+    r.click("#sign-out").await;
+    sign_in(r, "ida").await;
+    r.open("/admin").await;
+    r.hydrated().await;
+    let team = ida.call("project", &[("id", &project.to_string())]).json()["project"]["team"]["id"]
+        .as_i64()
+        .unwrap();
+    r.click(&format!("#purge-{team}")).await;
+    let purged = r.text_of("#purge-result").await;
+    assert!(purged.contains("checkpoints dropped"), "{purged}");
+    assert!(!purged.starts_with("Purged: 0 checkpoints"), "{purged}");
+    r.snapshot("admin-purged").await;
+    let (status, bytes) = ada.download(adapter["href"].as_str().unwrap(), None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        adapter["sha256"].as_str().unwrap()
+    );
+}
+
+/// The version page's data, as the browser gets it.
+fn page_of(api: &mut Api, project: i64, number: u64) -> serde_json::Value {
+    api.call(
+        "version",
+        &[
+            ("project_id", &project.to_string()),
+            ("number", &number.to_string()),
+        ],
+    )
+    .json()
 }

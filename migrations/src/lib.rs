@@ -14,6 +14,7 @@ mod m20261202_000008_dataset_checks;
 mod m20261202_000009_scheduling;
 mod m20261202_000010_review;
 mod m20261203_000011_publishing;
+mod m20261204_000012_deletion;
 
 /// The ordered list of migrations the server runs at start.
 #[derive(Debug)]
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_scheduling::Migration),
             Box::new(m20261202_000010_review::Migration),
             Box::new(m20261203_000011_publishing::Migration),
+            Box::new(m20261204_000012_deletion::Migration),
         ]
     }
 }

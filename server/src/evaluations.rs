@@ -66,7 +66,7 @@ impl Services {
     /// that succeeded and has none (at most 20 a call); returns how many.
     pub async fn open_versions(&self) -> Result<usize> {
         let sql = "SELECT * FROM jobs WHERE kind = 'train' AND state = 'succeeded' \
-                   AND NOT EXISTS (SELECT 1 FROM model_versions v WHERE v.train_job_id = jobs.id) \
+                   AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM model_versions v WHERE v.train_job_id = jobs.id) \
                    ORDER BY id LIMIT 20";
         let waiting = job::Entity::find()
             .from_raw_sql(queue::statement(&self.db, sql, vec![]))
@@ -189,6 +189,7 @@ impl Services {
     pub(crate) async fn versions_of(&self, project_id: i64) -> Result<Vec<VersionRow>> {
         let versions = model_version::Entity::find()
             .filter(model_version::Column::ProjectId.eq(project_id))
+            .filter(model_version::Column::DeletedAt.is_null())
             .order_by_desc(model_version::Column::Number)
             .limit(100)
             .all(&self.db)

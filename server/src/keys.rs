@@ -80,6 +80,7 @@ impl Services {
         let readable = if policy::may(u.role.into(), Action::Read) {
             project::Entity::find()
                 .filter(project::Column::TeamId.is_in(teams.iter().map(|t| t.id)))
+                .filter(project::Column::DeletedAt.is_null())
                 .order_by_asc(project::Column::Name)
                 .all(&self.db)
                 .await?

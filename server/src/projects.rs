@@ -62,6 +62,7 @@ impl Services {
     ) -> Result<project::Model> {
         let not_found = || AppError::NotFound(what.to_owned());
         let p = project::Entity::find_by_id(project_id)
+            .filter(project::Column::DeletedAt.is_null())
             .one(&self.db)
             .await?
             .ok_or_else(not_found)?;
@@ -155,6 +156,7 @@ impl Services {
         let teams = self.teams_of(u.id).await?;
         let projects = project::Entity::find()
             .filter(project::Column::TeamId.is_in(teams.iter().map(|t| t.id)))
+            .filter(project::Column::DeletedAt.is_null())
             .order_by_asc(project::Column::Name)
             .all(&self.db)
             .await?;
@@ -245,5 +247,18 @@ impl ProjectsBackend for Services {
 
     async fn project(&self, req: &RequestParts, id: i64) -> Result<ProjectPage, AppError> {
         Ok(self.project_page(req, id).await?)
+    }
+
+    async fn delete_project(
+        &self,
+        req: &RequestParts,
+        id: i64,
+        confirm: String,
+    ) -> Result<u32, AppError> {
+        let u = self.require_user(req).await?;
+        Ok(Services::delete_project(self, &u, id, &confirm)
+            .await?
+            .blobs_freed
+            .len() as u32)
     }
 }

@@ -221,6 +221,7 @@ impl Services {
         let candidates = model_version::Entity::find()
             .filter(model_version::Column::ExportJobId.is_null())
             .filter(model_version::Column::EvalJobId.is_not_null())
+            .filter(model_version::Column::DeletedAt.is_null())
             .order_by_asc(model_version::Column::Id)
             .all(&self.db)
             .await?;

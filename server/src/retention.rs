@@ -33,6 +33,14 @@ struct ManifestFile {
     key: String,
 }
 
+/// The blob keys a checkpoint's manifest lists; `None` when it cannot
+/// be read.
+pub(crate) fn checkpoint_keys(manifest: &str) -> Option<Vec<String>> {
+    serde_json::from_str::<Manifest>(manifest)
+        .ok()
+        .map(|m| m.files.into_iter().map(|f| f.key).collect())
+}
+
 /// One team's stored bytes (each blob counted once per team).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TeamUse {

@@ -151,6 +151,7 @@ impl Services {
     ) -> Result<(model_version::Model, project::Model)> {
         let what = "that model version";
         let v = model_version::Entity::find_by_id(id)
+            .filter(model_version::Column::DeletedAt.is_null())
             .one(&self.db)
             .await?
             .ok_or_else(|| AppError::NotFound(what.into()))?;
@@ -301,6 +302,7 @@ impl Services {
         let v = model_version::Entity::find()
             .filter(model_version::Column::ProjectId.eq(p.id))
             .filter(model_version::Column::Number.eq(number as i32))
+            .filter(model_version::Column::DeletedAt.is_null())
             .one(&self.db)
             .await?
             .ok_or_else(|| AppError::NotFound("that model version".into()))?;
@@ -310,6 +312,8 @@ impl Services {
             .into_iter()
             .find(|r| r.number == number)
             .ok_or_else(|| Error::internal("a version vanished while its page was read"))?;
+        let can_delete = policy::may(u.role.into(), Action::Train)
+            && row.state != hone_app::api::VersionState::Approved;
         let trained = self.launcher_of(&v).await?;
         let train_job = self
             .summaries_of(vec![trained])
@@ -376,6 +380,7 @@ impl Services {
             can_review: cannot_review.is_none(),
             cannot_review,
             publishing: self.publishing_of(&v).await?,
+            can_delete,
         })
     }
 
@@ -693,6 +698,7 @@ impl Services {
             .collect();
         let projects: HashMap<i64, project::Model> = project::Entity::find()
             .filter(project::Column::TeamId.is_in(teams.clone()))
+            .filter(project::Column::DeletedAt.is_null())
             .all(&self.db)
             .await?
             .into_iter()
@@ -707,6 +713,7 @@ impl Services {
             .collect();
         let versions = model_version::Entity::find()
             .filter(model_version::Column::ProjectId.is_in(projects.keys().copied()))
+            .filter(model_version::Column::DeletedAt.is_null())
             .all(&self.db)
             .await?;
         let decided = self
@@ -993,6 +1000,18 @@ impl ReviewsBackend for Services {
         comment: String,
     ) -> std::result::Result<(), AppError> {
         Ok(self.decide_as(req, version_id, &decision, &comment).await?)
+    }
+
+    async fn delete_version(
+        &self,
+        req: &RequestParts,
+        version_id: i64,
+    ) -> std::result::Result<u32, AppError> {
+        let u = self.require_user(req).await?;
+        Ok(Services::delete_version(self, &u, version_id)
+            .await?
+            .blobs_freed
+            .len() as u32)
     }
 
     async fn awaiting_review(

@@ -24,6 +24,17 @@ pub struct TeamStorage {
     pub files: i64,
 }
 
+/// What purging a team's storage removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeResult {
+    pub team_id: i64,
+    /// Checkpoints of ended jobs dropped.
+    pub checkpoints: u64,
+    /// Stored files removed.
+    pub files: u64,
+    pub bytes: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminOverview {
     pub user: CurrentUser,
@@ -78,6 +89,11 @@ mod backend {
             user_id: i64,
             password: String,
         ) -> Result<(), AppError>;
+        async fn purge_storage(
+            &self,
+            req: &RequestParts,
+            team_id: i64,
+        ) -> Result<PurgeResult, AppError>;
     }
 }
 
@@ -142,5 +158,17 @@ pub async fn reset_password(user_id: i64, password: String) -> Result<(), AppErr
     super::ssr::call(|b: Arc<dyn AdminBackend>, r| async move {
         b.reset_password(&r, user_id, password).await
     })
+    .await
+}
+
+/// Purges a team's storage: the checkpoints of its ended jobs (their
+/// trained models stay) and every stored file nothing has referred to for
+/// an hour.
+#[server(prefix = "/api", endpoint = "purge_storage")]
+pub async fn purge_storage(team_id: i64) -> Result<PurgeResult, AppError> {
+    use std::sync::Arc;
+    super::ssr::call(
+        |b: Arc<dyn AdminBackend>, r| async move { b.purge_storage(&r, team_id).await },
+    )
     .await
 }

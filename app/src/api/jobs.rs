@@ -161,6 +161,9 @@ pub struct JobPage {
     /// Where it runs or ran.
     pub device: Option<Device>,
     pub can_cancel: bool,
+    /// The person may delete this job once it failed or was cancelled (a
+    /// training job: an evaluation or export goes with its version).
+    pub can_delete: bool,
     /// Everything recorded so far; newer ones arrive over the event stream.
     pub events: Vec<JobEvent>,
     /// Filled once the job has succeeded.
@@ -262,6 +265,7 @@ mod backend {
         ) -> Result<i64, AppError>;
         async fn job_page(&self, req: &RequestParts, id: i64) -> Result<JobPage, AppError>;
         async fn cancel_job(&self, req: &RequestParts, id: i64) -> Result<(), AppError>;
+        async fn delete_job(&self, req: &RequestParts, id: i64) -> Result<u32, AppError>;
     }
 }
 
@@ -308,4 +312,13 @@ pub async fn load_job(id: i64) -> Result<JobPage, AppError> {
 pub async fn cancel_job(id: i64) -> Result<(), AppError> {
     use std::sync::Arc;
     super::ssr::call(|b: Arc<dyn JobsBackend>, r| async move { b.cancel_job(&r, id).await }).await
+}
+
+/// Deletes a training job that failed or was cancelled, with its
+/// checkpoints, artifacts and log; how many stored files were freed. A
+/// job that made a model version is deleted with that version.
+#[server(prefix = "/api", endpoint = "delete_job")]
+pub async fn delete_job(id: i64) -> Result<u32, AppError> {
+    use std::sync::Arc;
+    super::ssr::call(|b: Arc<dyn JobsBackend>, r| async move { b.delete_job(&r, id).await }).await
 }

@@ -69,6 +69,12 @@ mod backend {
             name: String,
         ) -> Result<i64, AppError>;
         async fn project(&self, req: &RequestParts, id: i64) -> Result<ProjectPage, AppError>;
+        async fn delete_project(
+            &self,
+            req: &RequestParts,
+            id: i64,
+            confirm: String,
+        ) -> Result<u32, AppError>;
     }
 }
 
@@ -91,4 +97,16 @@ pub async fn create_project(team_id: i64, name: String) -> Result<i64, AppError>
 pub async fn project(id: i64) -> Result<ProjectPage, AppError> {
     use std::sync::Arc;
     super::ssr::call(|b: Arc<dyn ProjectsBackend>, r| async move { b.project(&r, id).await }).await
+}
+
+/// Deletes a project with every version, job, dataset and file in it
+/// (`confirm` is its name, typed); how many stored files were freed.
+/// Refused while a job in it has not ended or a version is approved.
+#[server(prefix = "/api", endpoint = "delete_project")]
+pub async fn delete_project(id: i64, confirm: String) -> Result<u32, AppError> {
+    use std::sync::Arc;
+    super::ssr::call(|b: Arc<dyn ProjectsBackend>, r| async move {
+        b.delete_project(&r, id, confirm).await
+    })
+    .await
 }

@@ -155,6 +155,8 @@ pub struct VersionPage {
     pub cannot_review: Option<String>,
     /// Publishing: once approved, the export and its downloads.
     pub publishing: Publishing,
+    /// The person may delete this version (it is not approved).
+    pub can_delete: bool,
 }
 
 /// An approved version's way out of Hone.
@@ -297,6 +299,11 @@ mod backend {
             decision: String,
             comment: String,
         ) -> Result<(), AppError>;
+        async fn delete_version(
+            &self,
+            req: &RequestParts,
+            version_id: i64,
+        ) -> Result<u32, AppError>;
         async fn awaiting_review(
             &self,
             req: &RequestParts,
@@ -348,6 +355,18 @@ pub async fn decide(version_id: i64, decision: String, comment: String) -> Resul
     use std::sync::Arc;
     super::ssr::call(|b: Arc<dyn ReviewsBackend>, r| async move {
         b.decide(&r, version_id, decision, comment).await
+    })
+    .await
+}
+
+/// Deletes a model version with its jobs, downloads and ratings; how many
+/// stored files were freed. Refused while it is approved or one of its
+/// jobs has not ended.
+#[server(prefix = "/api", endpoint = "delete_version")]
+pub async fn delete_version(version_id: i64) -> Result<u32, AppError> {
+    use std::sync::Arc;
+    super::ssr::call(|b: Arc<dyn ReviewsBackend>, r| async move {
+        b.delete_version(&r, version_id).await
     })
     .await
 }

@@ -13,6 +13,7 @@ struct Actions {
     set_membership: ServerAction<api::SetMembership>,
     set_disabled: ServerAction<api::SetDisabled>,
     reset_password: ServerAction<api::ResetPassword>,
+    purge: ServerAction<api::PurgeStorage>,
 }
 
 #[component]
@@ -24,6 +25,7 @@ pub fn AdminPage() -> impl IntoView {
         set_membership: ServerAction::new(),
         set_disabled: ServerAction::new(),
         reset_password: ServerAction::new(),
+        purge: ServerAction::new(),
     };
     let data = Resource::new(
         move || {
@@ -34,6 +36,7 @@ pub fn AdminPage() -> impl IntoView {
                 actions.set_membership.version().get(),
                 actions.set_disabled.version().get(),
                 actions.reset_password.version().get(),
+                actions.purge.version().get(),
             )
         },
         |_| api::load_admin(),
@@ -47,6 +50,17 @@ fn AdminView(d: AdminOverview, actions: Actions) -> impl IntoView {
     let member_error = action_error(actions.set_membership.value());
     let disable_error = action_error(actions.set_disabled.value());
     let reset_error = action_error(actions.reset_password.value());
+    let purge_error = action_error(actions.purge.value());
+    let purged = move || {
+        actions.purge.value().get().and_then(|r| r.ok()).map(|p| {
+            format!(
+                "Purged: {} checkpoints dropped, {} stored files removed, {} freed.",
+                p.checkpoints,
+                p.files,
+                format::bytes(i64::try_from(p.bytes).unwrap_or(i64::MAX))
+            )
+        })
+    };
     let teams = d.teams.clone();
     let me = d.user.id;
     view! {
@@ -83,21 +97,31 @@ fn AdminView(d: AdminOverview, actions: Actions) -> impl IntoView {
         </div>
         <section class="panel" id="storage-panel">
             <h2>"Storage by team"</h2>
-            <p class="hint">"Uploaded files, dataset versions, checkpoints and trained models of each team's projects. A file two teams share counts for both."</p>
+            <p class="hint">"Uploaded files, dataset versions, checkpoints and trained models of each team's projects. A file two teams share counts for both. "
+                "Purging drops every checkpoint of the team's ended jobs (their trained models, reports and downloads stay) and removes stored files nothing has referred to for an hour."</p>
+            <FormError error=purge_error fields=&[]/>
+            {move || purged().map(|m| view! { <p class="ok" id="purge-result" role="status">{m}</p> })}
             <table class="storage" id="storage">
                 <thead>
                     <tr>
                         <th scope="col">"Team"</th>
                         <th scope="col" class="num">"Stored"</th>
                         <th scope="col" class="num">"Files"</th>
+                        <th scope="col"><span class="sr-only">"Purge"</span></th>
                     </tr>
                 </thead>
                 <tbody>
                     {d.storage.into_iter().map(|t| view! {
                         <tr id=format!("storage-{}", t.team_id)>
-                            <th scope="row">{t.team}</th>
+                            <th scope="row">{t.team.clone()}</th>
                             <td class="num" data-label="Stored">{format::bytes(t.bytes)}</td>
                             <td class="num" data-label="Files">{t.files}</td>
+                            <td>
+                                <ActionForm action=actions.purge attr:class="inline">
+                                    <input type="hidden" name="team_id" value=t.team_id.to_string()/>
+                                    <button type="submit" class="secondary" id=format!("purge-{}", t.team_id) aria-label=format!("Purge the storage of {}", t.team)>"Purge"</button>
+                                </ActionForm>
+                            </td>
                         </tr>
                     }).collect_view()}
                 </tbody>

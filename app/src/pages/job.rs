@@ -330,6 +330,7 @@ fn JobView(d: Data, live: Live, data: Resource<Result<Data, AppError>>) -> impl 
                     {move || p.with(|p| (p.device_ms >= 1000).then_some(p.device_ms)).map(|ms| view! { <li><span class="n" id="device-time">{format::duration(ms as f64 / 1000.0)}</span>" of device time"</li> })}
                 </ul>
                 <CancelButton id=d.job.id can_cancel=d.can_cancel state=state data=data/>
+                <DeleteJobButton id=d.job.id project_id=d.project_id can_delete=d.can_delete state=state/>
             </section>
             <section class="panel">
                 <h2>"What is trained"</h2>
@@ -467,6 +468,59 @@ fn SettingsList(config: hone_protocol::TrainConfig) -> impl IntoView {
             <summary>"Settings"</summary>
             <dl class="facts">{rows}</dl>
         </details>
+    }
+}
+
+/// "Delete", with a confirmation, once a training job failed or was
+/// cancelled: its checkpoints, files and log leave storage; then the
+/// project's page.
+#[component]
+fn DeleteJobButton(
+    id: i64,
+    project_id: i64,
+    can_delete: bool,
+    state: Memo<JobState>,
+) -> impl IntoView {
+    let confirming = RwSignal::new(false);
+    let sending = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let deletable =
+        move || can_delete && matches!(state.get(), JobState::Failed | JobState::Cancelled);
+    let confirm = move |_| {
+        sending.set(true);
+        error.set(None);
+        leptos::task::spawn_local(async move {
+            let r = api::delete_job(id).await;
+            sending.set(false);
+            confirming.set(false);
+            match r {
+                Ok(_) => crate::components::go(&format!("/projects/{project_id}")),
+                Err(e) => error.set(Some(e.to_string())),
+            }
+        });
+    };
+    view! {
+        {move || deletable().then(|| view! {
+            <div class="cancel" id="delete-job">
+                {move || if confirming.get() {
+                    view! {
+                        <div class="confirm" role="alertdialog" aria-labelledby="delete-job-question">
+                            <p id="delete-job-question">
+                                "Delete this job? Its checkpoints, files and log are removed from storage for good. The device time it used stays in the team's usage."
+                            </p>
+                            <button type="button" id="delete-job-confirm" class="danger" on:click=confirm disabled=move || sending.get()>
+                                {move || if sending.get() { "Deleting…" } else { "Yes, delete it" }}
+                            </button>
+                            " "
+                            <button type="button" id="delete-job-keep" class="secondary" on:click=move |_| confirming.set(false)>"Keep it"</button>
+                        </div>
+                    }.into_any()
+                } else {
+                    view! { <button type="button" id="delete-job-button" class="secondary" on:click=move |_| confirming.set(true)>"Delete job"</button> }.into_any()
+                }}
+                {move || error.get().map(|e| view! { <p class="form-error" id="delete-job-error" role="alert">{e}</p> })}
+            </div>
+        })}
     }
 }
 

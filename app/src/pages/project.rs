@@ -21,6 +21,13 @@ pub fn ProjectPage() -> impl IntoView {
     // state lives here, above the reloading part, so it survives the reload.
     let saved = RwSignal::new(0u32);
     let check = super::check::CheckState::new();
+    // Created here, not under the Suspense the view renders in.
+    let delete = ServerAction::<api::DeleteProject>::new();
+    Effect::new(move |_| {
+        if matches!(delete.value().get(), Some(Ok(_))) {
+            crate::components::go("/");
+        }
+    });
     let data = Resource::new(
         move || (id(), saved.get()),
         |(id, _)| async move {
@@ -32,13 +39,19 @@ pub fn ProjectPage() -> impl IntoView {
     );
     loaded(
         data,
-        move |d| view! { <ProjectView d=d saved=saved check=check/> },
+        move |d| view! { <ProjectView d=d saved=saved check=check delete=delete/> },
     )
 }
 
 #[component]
-fn ProjectView(d: Data, saved: RwSignal<u32>, check: super::check::CheckState) -> impl IntoView {
+fn ProjectView(
+    d: Data,
+    saved: RwSignal<u32>,
+    check: super::check::CheckState,
+    delete: ServerAction<api::DeleteProject>,
+) -> impl IntoView {
     let project_id = d.project.id;
+    let name = d.project.name.clone();
     view! {
         <p class="crumbs"><a href="/">"Projects"</a> " / " {d.project.team.name.clone()}</p>
         <h1 id="project-name">{d.project.name.clone()}</h1>
@@ -51,6 +64,33 @@ fn ProjectView(d: Data, saved: RwSignal<u32>, check: super::check::CheckState) -
             <h2 class="stage-title" id="stage-models-title"><span class="stage-n">"2"</span>" · Models"</h2>
             <JobList project_id=project_id jobs=d.jobs.clone() versions=d.versions.clone() can_train=d.can_train has_data=d.datasets.iter().any(|d| d.state == DatasetState::Ready)/>
         </section>
+        {d.can_write.then(|| view! { <DeleteProjectPanel project_id=project_id name=name delete=delete/> })}
+    }
+}
+
+/// Deleting the whole project, its name typed to confirm.
+#[component]
+fn DeleteProjectPanel(
+    project_id: i64,
+    name: String,
+    delete: ServerAction<api::DeleteProject>,
+) -> impl IntoView {
+    let error = crate::components::action_error(delete.value());
+    view! {
+        <details class="panel danger-zone" id="delete-project">
+            <summary>"Delete this project"</summary>
+            <p class="hint">
+                "Every dataset, job and model version in it is deleted and its files are removed from storage; its API keys stop working. "
+                "It cannot be deleted while a job in it is running or queued, or while a version is approved."
+            </p>
+            <ActionForm action=delete attr:id="delete-project-form">
+                <input type="hidden" name="id" value=project_id.to_string()/>
+                <label for="delete-project-confirm">{format!("Type the project's name, {name}, to confirm")}</label>
+                <input type="text" name="confirm" id="delete-project-confirm" autocomplete="off" required/>
+                <button type="submit" class="danger" id="delete-project-button">"Delete project"</button>
+            </ActionForm>
+            {move || error.get().map(|e| view! { <p class="form-error" id="delete-project-error" role="alert">{e.to_string()}</p> })}
+        </details>
     }
 }
 

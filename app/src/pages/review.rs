@@ -57,6 +57,15 @@ pub fn VersionReviewPage() -> impl IntoView {
         )
     };
     let decide = ServerAction::<api::Decide>::new();
+    let delete = ServerAction::<api::DeleteVersion>::new();
+    let project = move || key().0;
+    Effect::new(move |_| {
+        if matches!(delete.value().get(), Some(Ok(_))) {
+            if let Some(p) = project() {
+                crate::components::go(&format!("/projects/{p}"));
+            }
+        }
+    });
     let data = Resource::new(
         move || (key(), decide.version().get()),
         |((id, number), _)| async move {
@@ -66,11 +75,18 @@ pub fn VersionReviewPage() -> impl IntoView {
             }
         },
     );
-    loaded(data, move |d| view! { <VersionView d=d decide=decide/> })
+    loaded(
+        data,
+        move |d| view! { <VersionView d=d decide=decide delete=delete/> },
+    )
 }
 
 #[component]
-fn VersionView(d: VersionPage, decide: ServerAction<api::Decide>) -> impl IntoView {
+fn VersionView(
+    d: VersionPage,
+    decide: ServerAction<api::Decide>,
+    delete: ServerAction<api::DeleteVersion>,
+) -> impl IntoView {
     let v = d.version.clone();
     let report = d.report.clone();
     let train_loss = d.train_loss.clone();
@@ -104,9 +120,30 @@ fn VersionView(d: VersionPage, decide: ServerAction<api::Decide>) -> impl IntoVi
             }}
             <TrainingCurves train=train_loss valid=valid_loss/>
             <BoundPanel bound=d.bound.clone()/>
+            {d.can_delete.then(|| view! { <DeleteVersionPanel version_id=d.version_id delete=delete/> })}
         </div>
     }
     .into_any()
+}
+
+/// Deleting the version: what goes with it, the button, the refusal.
+#[component]
+fn DeleteVersionPanel(version_id: i64, delete: ServerAction<api::DeleteVersion>) -> impl IntoView {
+    let error = crate::components::action_error(delete.value());
+    view! {
+        <section class="panel" id="delete-version">
+            <h2>"Delete this version"</h2>
+            <p class="hint">
+                "Its training, evaluation and export jobs go with it: their checkpoints, trained files, reports and logs are removed from storage, and its blind ratings are dropped. "
+                "The reviews stay, as the record of who decided what. An approved version cannot be deleted: a reviewer rejects it first."
+            </p>
+            <ActionForm action=delete attr:id="delete-version-form">
+                <input type="hidden" name="version_id" value=version_id.to_string()/>
+                <button type="submit" class="secondary" id="delete-version-button">"Delete version"</button>
+            </ActionForm>
+            {move || error.get().map(|e| view! { <p class="form-error" id="delete-version-error" role="alert">{e.to_string()}</p> })}
+        </section>
+    }
 }
 
 /// The downloads of an approved version, their checksums, and its card.

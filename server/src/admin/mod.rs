@@ -13,7 +13,8 @@ use crate::error::Result;
 use crate::policy::{self, Action};
 use crate::state::{now, Services};
 use hone_app::api::{
-    AdminBackend, AdminOverview, AppError, RequestParts, Role, Team, TeamStorage, UserRow,
+    AdminBackend, AdminOverview, AppError, PurgeResult, RequestParts, Role, Team, TeamStorage,
+    UserRow,
 };
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -389,5 +390,20 @@ impl AdminBackend for Services {
         password: String,
     ) -> Result<(), AppError> {
         Ok(Services::reset_password(self, req, user_id, password).await?)
+    }
+
+    async fn purge_storage(
+        &self,
+        req: &RequestParts,
+        team_id: i64,
+    ) -> Result<PurgeResult, AppError> {
+        let admin = self.require_admin(req).await?;
+        let p = self.purge_team(&admin, team_id).await?;
+        Ok(PurgeResult {
+            team_id,
+            checkpoints: p.checkpoints,
+            files: p.blobs,
+            bytes: p.bytes,
+        })
     }
 }

@@ -154,6 +154,7 @@ impl Services {
                 StoredState::Failed,
                 StoredState::Cancelled,
             ]))
+            .filter(job::Column::DeletedAt.is_null())
             .order_by_desc(job::Column::Id)
             .limit(50)
             .all(db)

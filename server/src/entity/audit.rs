@@ -72,6 +72,14 @@ pub enum AuditAction {
     ModelDownloaded,
     #[sea_orm(string_value = "dataset_deleted")]
     DatasetDeleted,
+    #[sea_orm(string_value = "job_deleted")]
+    JobDeleted,
+    #[sea_orm(string_value = "version_deleted")]
+    VersionDeleted,
+    #[sea_orm(string_value = "project_deleted")]
+    ProjectDeleted,
+    #[sea_orm(string_value = "storage_purged")]
+    StoragePurged,
 }
 
 impl AuditAction {

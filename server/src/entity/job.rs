@@ -77,6 +77,10 @@ pub struct Model {
     pub kind: JobKind,
     /// An evaluation's training job.
     pub source_job_id: Option<i64>,
+    /// When it was deleted (its checkpoints, artifacts and events are
+    /// gone; the row stays for the device time it used). Reads treat a
+    /// deleted job as absent.
+    pub deleted_at: Option<i64>,
 }
 
 /// What a job runs.

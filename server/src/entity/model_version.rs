@@ -29,6 +29,9 @@ pub struct Model {
     /// The export job made once the version is approved.
     #[sea_orm(unique)]
     pub export_job_id: Option<i64>,
+    /// When it was deleted (its jobs, downloads and ratings are gone; the
+    /// number stays taken). Reads treat it as absent.
+    pub deleted_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

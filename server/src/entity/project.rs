@@ -11,6 +11,9 @@ pub struct Model {
     pub name: String,
     pub created_by: i64,
     pub created_at: i64,
+    /// When it was deleted (everything in it is deleted; its name is freed
+    /// for a new project). Reads treat it as absent.
+    pub deleted_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

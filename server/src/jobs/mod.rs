@@ -120,6 +120,7 @@ impl Services {
     ) -> Result<(job::Model, project::Model)> {
         let what = "that job";
         let j = job::Entity::find_by_id(id)
+            .filter(job::Column::DeletedAt.is_null())
             .one(&self.db)
             .await?
             .ok_or_else(|| AppError::NotFound(what.into()))?;
@@ -256,6 +257,7 @@ impl Services {
         let jobs = job::Entity::find()
             .filter(job::Column::ProjectId.eq(project_id))
             .filter(job::Column::Kind.eq(job::JobKind::Train))
+            .filter(job::Column::DeletedAt.is_null())
             .order_by_desc(job::Column::Id)
             .limit(100)
             .all(&self.db)
@@ -657,6 +659,7 @@ impl Services {
                 state,
                 JobState::ValidatingFiles | JobState::Queued | JobState::Running
             );
+        let can_delete = policy::may(u.role.into(), Action::Train) && j.kind == job::JobKind::Train;
         let job = self
             .summaries_of(vec![j])
             .await?
@@ -670,6 +673,7 @@ impl Services {
             config: spec.config,
             device,
             can_cancel,
+            can_delete,
             events,
             artifacts,
         })
@@ -781,5 +785,10 @@ impl JobsBackend for Services {
     async fn cancel_job(&self, req: &RequestParts, id: i64) -> Result<(), AppError> {
         let u = self.require_user(req).await?;
         Ok(self.cancel_as(&u, id).await?)
+    }
+
+    async fn delete_job(&self, req: &RequestParts, id: i64) -> Result<u32, AppError> {
+        let u = self.require_user(req).await?;
+        Ok(Services::delete_job(self, &u, id).await?.blobs_freed.len() as u32)
     }
 }

@@ -116,6 +116,7 @@ impl Services {
             .one(&self.db)
             .await
             .map_err(ApiError::from_internal)?
+            .filter(|p| p.deleted_at.is_none())
             .ok_or_else(refuse)?;
         let t = now();
         if key.last_used_at.is_none_or(|at| at < t - LAST_USED_EVERY) {

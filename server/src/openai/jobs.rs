@@ -370,6 +370,7 @@ async fn find_in(s: &Services, c: &ApiCaller, id: i64) -> ApiResult<job::Model> 
     job::Entity::find_by_id(id)
         .filter(job::Column::ProjectId.eq(c.project.id))
         .filter(job::Column::Kind.eq(JobKind::Train))
+        .filter(job::Column::DeletedAt.is_null())
         .one(&s.db)
         .await?
         .ok_or_else(|| ApiError::not_found("fine-tuning job").with_param("fine_tuning_job_id"))
@@ -716,7 +717,8 @@ pub async fn list(
     let limit = super::limit(q.limit, 20, 100)?;
     let mut query = job::Entity::find()
         .filter(job::Column::ProjectId.eq(c.project.id))
-        .filter(job::Column::Kind.eq(JobKind::Train));
+        .filter(job::Column::Kind.eq(JobKind::Train))
+        .filter(job::Column::DeletedAt.is_null());
     if let Some(after) = &q.after {
         let Ok(cursor) = find(&s, &c, after).await else {
             return Ok(Json(super::list_of(Vec::new(), false)));

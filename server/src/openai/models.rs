@@ -29,6 +29,7 @@ async fn all(s: &Services, c: &ApiCaller) -> ApiResult<Vec<Value>> {
         .filter(job::Column::Kind.eq(crate::entity::job::JobKind::Train))
         .filter(job::Column::State.eq(StoredState::Succeeded))
         .filter(job::Column::FineTunedModel.is_not_null())
+        .filter(job::Column::DeletedAt.is_null())
         .order_by_desc(job::Column::Id)
         .all(&s.db)
         .await?;

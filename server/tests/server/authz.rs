@@ -415,6 +415,44 @@ async fn every_role_against_every_route() {
                 vec![("id", "999999".into())],
                 [401, 404, 404, 404, 404, 401],
             ),
+            (
+                "delete_job",
+                vec![("id", "999999".into())],
+                [401, 404, 404, 404, 404, 401],
+            ),
+            // Not ended yet: refused to those who may delete it.
+            (
+                "delete_job",
+                vec![("id", alpha_job.clone())],
+                [401, 409, 403, 409, 404, 401],
+            ),
+            (
+                "delete_version",
+                vec![("version_id", "999999".into())],
+                [401, 404, 404, 404, 404, 401],
+            ),
+            // The name not typed: refused to those who may delete it.
+            (
+                "delete_project",
+                vec![("id", alpha.clone()), ("confirm", "not its name".into())],
+                [401, 422, 403, 422, 404, 401],
+            ),
+            (
+                "delete_project",
+                vec![("id", "999999".into()), ("confirm", "".into())],
+                [401, 404, 404, 404, 404, 401],
+            ),
+            // Purging a team's storage: admins only.
+            (
+                "purge_storage",
+                vec![("team_id", alpha_team.clone())],
+                [401, 403, 403, 200, 403, 401],
+            ),
+            (
+                "purge_storage",
+                vec![("team_id", "999999".into())],
+                [401, 403, 403, 404, 403, 401],
+            ),
             // The account page: one's own, for anyone signed in.
             ("account_page", vec![], [401, 200, 200, 200, 200, 401]),
             // Too short a new password: refused before the current one is
