@@ -684,3 +684,164 @@ fn workers_whose_clocks_are_off_neither_lose_nor_double_count_time() {
         "{held_ms} ms of device time counted, the second run alone took {second_run} ms"
     );
 }
+
+/// The version page's data.
+fn version_page(api: &mut Api, project: i64, number: u64) -> serde_json::Value {
+    let r = api.call(
+        "version",
+        &[
+            ("project_id", &project.to_string()),
+            ("number", &number.to_string()),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+/// An approved version's export on a worker that allows exports 1 MiB:
+/// the engine is stopped in its merge, over the limit, and the job fails
+/// with the merge's estimate and what to do. Nothing half-written is
+/// offered: the adapter (complete before the merge began) downloads, the
+/// merged folder and the GGUF files do not.
+#[test]
+fn a_merge_over_the_workers_memory_limit_fails_with_its_estimate_and_offers_only_the_adapter() {
+    let data = tempfile::tempdir().unwrap();
+    create_user(data.path(), "ada");
+    create_user_as(data.path(), "rhea", "reviewer", "Ops");
+    let (_server, url) =
+        start_server_with(data.path(), &[LEASE, ("HONE_EXPORT_MEMORY_LIMIT", "1MiB")]);
+    let mut api = Api::new(&url);
+    let dataset = project_with_dataset(&mut api, data.path(), 30);
+    let config = settings(
+        &mut api,
+        dataset,
+        serde_json::json!({"num_train_epochs": 1}),
+    );
+    let id = launch(&mut api, dataset, &config);
+    let seen = follow(&mut api, id, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
+    let (project, number, version, export) = approved_export(&mut api, &url, id);
+    let seen = follow(&mut api, export, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "failed", "{seen:?}");
+    let failure = job(&mut api, export)["job"]["failure"].clone();
+    let reason = failure["reason"].as_str().unwrap();
+    for said in [
+        "The merge ran out of memory",
+        "over this worker's export memory limit of 1 MiB",
+        "it needs about",
+        "download the adapter and merge it elsewhere",
+    ] {
+        assert!(reason.contains(said), "{said:?} in {reason:?}");
+    }
+    assert_eq!(failure["cause"], "system", "{failure}");
+    let page = version_page(&mut api, project, number);
+    let formats: Vec<&str> = page["publishing"]["downloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["format"].as_str().unwrap())
+        .collect();
+    assert_eq!(formats, ["adapter"], "{page}");
+    let (status, bytes) = api.download(
+        page["publishing"]["downloads"][0]["href"].as_str().unwrap(),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(!bytes.is_empty());
+    let (status, _) = api.download(&format!("/api/versions/{version}/downloads/merged"), None);
+    assert_eq!(status, 404);
+}
+
+/// Training job `id`'s version, evaluated, approved by the reviewer
+/// `rhea`, and its export job once queued: `(project, number, version
+/// id, export job)`.
+fn approved_export(api: &mut Api, url: &str, id: i64) -> (i64, u64, i64, i64) {
+    let project = job(api, id)["project_id"].as_i64().unwrap();
+    let (number, eval) = version_of(api, project, id);
+    let seen = follow(api, eval, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
+    let version = version_page(api, project, number)["version_id"]
+        .as_i64()
+        .unwrap();
+    let mut rhea = Api::new(url);
+    login(&mut rhea, "rhea");
+    let r = rhea.call(
+        "decide",
+        &[
+            ("version_id", &version.to_string()),
+            ("decision", "approved"),
+            ("comment", "Fine."),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let page = version_page(api, project, number);
+        if let Some(e) = page["publishing"]["export_job"][0].as_i64() {
+            return (project, number, version, e);
+        }
+        assert!(std::time::Instant::now() < deadline, "no export: {page}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A model whose tokenizer GGUF cannot carry (SentencePiece-style BPE
+/// with byte fallback): it trains, and its export succeeds with the
+/// adapter and the merged folder, without GGUF; the version page says why,
+/// naming the tokenizer.
+#[test]
+fn a_tokenizer_gguf_cannot_carry_leaves_gguf_out_and_says_why() {
+    let data = tempfile::tempdir().unwrap();
+    let models = data.path().join("models");
+    let folder = models.join("demo-fallback");
+    std::fs::create_dir_all(&folder).unwrap();
+    let demo = hone_e2e::workspace_root().join("models/hone-demo");
+    for f in std::fs::read_dir(&demo).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), folder.join(f.file_name())).unwrap();
+    }
+    let mut tok: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("tokenizer.json")).unwrap()).unwrap();
+    tok["model"]["byte_fallback"] = serde_json::Value::Bool(true);
+    std::fs::write(folder.join("tokenizer.json"), tok.to_string()).unwrap();
+    create_user(data.path(), "ada");
+    create_user_as(data.path(), "rhea", "reviewer", "Ops");
+    let models_dir = models.display().to_string();
+    let (_server, url) = start_server_with(
+        data.path(),
+        &[LEASE, ("HONE_MODELS_DIR", models_dir.as_str())],
+    );
+    let mut api = Api::new(&url);
+    let dataset = project_with_dataset(&mut api, data.path(), 30);
+    let config = settings(
+        &mut api,
+        dataset,
+        serde_json::json!({"num_train_epochs": 1}),
+    );
+    let r = api.call(
+        "launch_job",
+        &[
+            ("dataset_id", &dataset.to_string()),
+            ("model", "demo-fallback"),
+            ("config", &config),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.json().as_i64().unwrap();
+    let seen = follow(&mut api, id, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
+    let (project, number, _, export) = approved_export(&mut api, &url, id);
+    let seen = follow(&mut api, export, is_final);
+    assert_eq!(seen.last().unwrap()["state"], "succeeded", "{seen:?}");
+    let page = version_page(&mut api, project, number);
+    let formats: Vec<&str> = page["publishing"]["downloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["format"].as_str().unwrap())
+        .collect();
+    assert_eq!(formats, ["adapter", "merged"], "{page}");
+    let why = page["publishing"]["gguf_refused"].as_str().unwrap();
+    assert!(why.contains("byte fallback"), "{why}");
+    assert!(why.contains("convert_hf_to_gguf.py"), "{why}");
+}

@@ -56,6 +56,29 @@ pub struct Config {
     /// (`HONE_KEEP_CHECKPOINTS`): `best-last` (default: the lowest
     /// validation loss and the last), `last`, or `all`.
     pub keep_checkpoints: KeepCheckpoints,
+    /// The most memory (resident bytes) an export's engine may use on this
+    /// machine's workers (`HONE_EXPORT_MEMORY_LIMIT`: bytes, or with `MiB`
+    /// / `GiB`); over it, the merge is stopped and the export fails with
+    /// what it needs. `None` (default): no limit but the machine's.
+    pub export_memory_limit: Option<u64>,
+}
+
+/// `4096`, `512MiB`, `8GiB`: bytes.
+pub fn parse_bytes(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (digits, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale).filter(|b| *b > 0)
 }
 
 /// Checkpoints kept after a training job succeeds.
@@ -114,6 +137,7 @@ struct FileConfig {
     max_uploads: Option<usize>,
     dataset_checks: Option<usize>,
     keep_checkpoints: Option<KeepCheckpoints>,
+    export_memory_limit: Option<String>,
     devices: Option<Vec<hone_protocol::Device>>,
 }
 
@@ -267,6 +291,12 @@ impl Config {
                 Some(v) => v.parse()?,
                 None => file.keep_checkpoints.unwrap_or(KeepCheckpoints::BestLast),
             },
+            export_memory_limit: match env("HONE_EXPORT_MEMORY_LIMIT").or(file.export_memory_limit) {
+                Some(v) => Some(parse_bytes(&v).with_context(|| {
+                    format!("HONE_EXPORT_MEMORY_LIMIT: {v:?} is not a size (bytes, or e.g. 512MiB, 8GiB)")
+                })?),
+                None => None,
+            },
         })
     }
 
@@ -293,6 +323,33 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn export_memory_limits_are_sizes() {
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("8 GiB"), Some(8 << 30));
+        for bad in ["", "0", "8GB", "-1", "lots", "99999999999999GiB"] {
+            assert_eq!(parse_bytes(bad), None, "{bad:?}");
+        }
+        let c = Config::build(FileConfig::default(), env_of(&[])).unwrap();
+        assert_eq!(c.export_memory_limit, None);
+        let c = Config::build(
+            FileConfig::default(),
+            env_of(&[("HONE_EXPORT_MEMORY_LIMIT", "2GiB")]),
+        )
+        .unwrap();
+        assert_eq!(c.export_memory_limit, Some(2 << 30));
+        let err = Config::build(
+            FileConfig::default(),
+            env_of(&[("HONE_EXPORT_MEMORY_LIMIT", "2GB")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("HONE_EXPORT_MEMORY_LIMIT"),
+            "{err}"
+        );
     }
 
     #[test]

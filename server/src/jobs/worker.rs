@@ -57,6 +57,9 @@ pub struct Options {
     /// How often an idle worker looks for queued jobs (a job launched on
     /// this server wakes it at once).
     pub poll: Duration,
+    /// The most resident memory an export's engine may use
+    /// (`HONE_EXPORT_MEMORY_LIMIT`); `None`: the machine's.
+    pub export_memory_limit: Option<u64>,
 }
 
 impl Options {
@@ -140,6 +143,7 @@ pub async fn start_pool(
         builtin_models: config.data_dir.join("builtin-models"),
         lease: Duration::from_millis(config.job_lease_ms),
         poll: Duration::from_secs(2),
+        export_memory_limit: config.export_memory_limit,
     });
     let found = match &config.devices {
         Some(declared) => Ok(declared.clone()),

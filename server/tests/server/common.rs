@@ -88,6 +88,7 @@ pub async fn spawn_app_with(
         max_uploads: 32,
         dataset_checks: 1,
         keep_checkpoints: hone_server::config::KeepCheckpoints::BestLast,
+        export_memory_limit: None,
         devices: None,
     };
     let dbc = hone_server::db::connect(database_url.as_deref(), dir.path())

@@ -436,6 +436,7 @@ async fn a_missing_engine_is_said_and_the_job_waits() {
                 builtin_models: app.services.config.data_dir.join("builtin"),
                 lease: std::time::Duration::from_secs(30),
                 poll: std::time::Duration::from_secs(2),
+                export_memory_limit: None,
             }),
             id: "broken".into(),
             device: hone_server::jobs::worker::slots(&[], None).remove(0),

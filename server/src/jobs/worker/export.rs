@@ -6,10 +6,13 @@
 //! written from the facts; each becomes a job artifact, and each download
 //! (adapter, merged, GGUF) is recorded with its archive's SHA-256.
 //!
-//! The engine runs on the CPU (merging is a sum per weight; the file is
-//! streamed). Killed for memory, the job fails with the estimate and what
-//! to do; nothing half-written is offered: downloads are recorded only
-//! after every file is stored. An architecture or tokenizer llama.cpp
+//! The card and the adapter's download come first (the adapter is complete
+//! already). The engine runs on the CPU (merging is a sum per weight; the
+//! file is streamed), watched against the worker's
+//! `HONE_EXPORT_MEMORY_LIMIT` when one is set. Killed for memory, the job
+//! fails with the estimate and what to do; nothing half-written is
+//! offered: the merged and GGUF downloads are recorded only after every
+//! file is stored. An architecture or tokenizer llama.cpp
 //! does not know leaves the GGUF downloads out, with the engine's reason
 //! in the job's log and on the version's page.
 
@@ -85,6 +88,54 @@ impl Worker {
         let out = dir.join("out");
         let title = format!("{} v{}", p.name, v.number);
 
+        // 0. The card, and the adapter's download: complete before any
+        //    merge, so an export that fails later still offers the adapter
+        //    (and nothing half-written). A run after an interruption starts
+        //    from nothing.
+        job_artifact::Entity::delete_many()
+            .filter(job_artifact::Column::JobId.eq(job.id))
+            .exec(db)
+            .await?;
+        let card = self.services.model_card(&v).await?;
+        let card_dir = out.join("card");
+        tokio::fs::create_dir_all(&card_dir)
+            .await
+            .map_err(|e| Error::internal(format!("{}: {e}", card_dir.display())))?;
+        tokio::fs::write(card_dir.join("README.md"), card.as_bytes())
+            .await
+            .map_err(|e| Error::internal(format!("{}: {e}", card_dir.display())))?;
+        let mut files = self.store_outputs(job.id, &out, "card").await?;
+        let card_row = job_artifact::Entity::find()
+            .filter(job_artifact::Column::JobId.eq(job.id))
+            .filter(job_artifact::Column::Path.eq("card/README.md"))
+            .one(db)
+            .await?
+            .ok_or_else(|| Error::internal("the card was not stored"))?;
+        let t = crate::state::now();
+        let manifest = |format: &str, files: Vec<(String, u64, String)>| {
+            publishing::manifest(
+                &p.name,
+                v.number,
+                format,
+                t,
+                &card_row.storage_key,
+                card_row.size as u64,
+                files,
+            )
+        };
+        if spec.method.adapters() {
+            self.services
+                .package(
+                    &v,
+                    "adapter",
+                    manifest(
+                        "adapter",
+                        publishing::files_under(&trained_files, "adapter"),
+                    ),
+                )
+                .await?;
+        }
+
         // 1. The merged folder (an adapter folded in; a full fine-tune is
         //    its own merged folder already).
         let merged: PathBuf = if spec.method.adapters() {
@@ -148,47 +199,17 @@ impl Worker {
             other => return self.ended(job, other, need, "GGUF export").await,
         }
 
-        // 3. The card, then every file stored, then the downloads.
-        let card = self.services.model_card(&v).await?;
-        let card_dir = out.join("card");
-        tokio::fs::create_dir_all(&card_dir)
-            .await
-            .map_err(|e| Error::internal(format!("{}: {e}", card_dir.display())))?;
-        tokio::fs::write(card_dir.join("README.md"), card.as_bytes())
-            .await
-            .map_err(|e| Error::internal(format!("{}: {e}", card_dir.display())))?;
-        let mut files = self.store_outputs(job.id, &out, "card").await?;
+        // 3. Every file stored, then their downloads.
         if spec.method.adapters() {
             files.extend(self.store_outputs(job.id, &out, "merged").await?);
         }
         files.extend(self.store_outputs(job.id, &out, "gguf").await?);
-
         let mine = job_artifact::Entity::find()
             .filter(job_artifact::Column::JobId.eq(job.id))
             .all(db)
             .await?;
-        let card_row = mine
-            .iter()
-            .find(|a| a.path == "card/README.md")
-            .ok_or_else(|| Error::internal("the card was not stored"))?;
-        let t = crate::state::now();
-        let manifest = |format: &str, files: Vec<(String, u64, String)>| {
-            publishing::manifest(
-                &p.name,
-                v.number,
-                format,
-                t,
-                &card_row.storage_key,
-                card_row.size as u64,
-                files,
-            )
-        };
         let mut packages = Vec::new();
         if spec.method.adapters() {
-            packages.push((
-                "adapter",
-                publishing::files_under(&trained_files, "adapter"),
-            ));
             packages.push(("merged", publishing::files_under(&mine, "merged")));
         } else {
             packages.push(("merged", publishing::files_under(&trained_files, "model")));
@@ -330,8 +351,21 @@ impl Worker {
         let mut beat = tokio::time::interval(self.options.lease / 3);
         beat.tick().await;
         let mut stop: Option<Stop> = None;
+        // This worker's limit on an export's memory: the engine's resident
+        // size, looked at ten times a second.
+        let limit = self.options.export_memory_limit;
+        let mut watch = tokio::time::interval(std::time::Duration::from_millis(100));
+        let mut over: Option<u64> = None;
         loop {
             tokio::select! {
+                _ = watch.tick(), if limit.is_some() && over.is_none() && stop.is_none() => {
+                    if let (Some(max), Some(rss)) = (limit, child.id().and_then(resident_bytes)) {
+                        if rss > max {
+                            over = Some(rss);
+                            let _ = child.start_kill();
+                        }
+                    }
+                }
                 line = errors.next_line() => match line {
                     Ok(Some(l)) => {
                         tracing::debug!(target: "hone_train", "{l}");
@@ -373,6 +407,16 @@ impl Worker {
         if let Some(s) = stop {
             return Ok(Ran::Stopped(s));
         }
+        if let (Some(rss), Some(max)) = (over, limit) {
+            return Ok(Ran::Failed {
+                how: format!(
+                    "killed (signal 9) at {} MiB, over this worker's export memory limit of {} MiB",
+                    rss >> 20,
+                    max >> 20
+                ),
+                last: String::new(),
+            });
+        }
         if status.success() {
             return Ok(Ran::Done);
         }
@@ -397,4 +441,19 @@ impl Worker {
         let last = redact.text(tail.back().map_or("", String::as_str));
         Ok(Ran::Failed { how, last })
     }
+}
+
+/// Process `pid`'s resident memory, from `/proc` (`None` elsewhere, or
+/// once it has gone).
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
