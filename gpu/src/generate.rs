@@ -135,6 +135,96 @@ pub fn generate_text<B: QuantBackend>(
     }
 }
 
+/// How [`stream_text`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// A stop token or a stop string.
+    Stop,
+    /// `max_new_tokens` reached.
+    Length,
+    /// `on_text` said stop.
+    Cancelled,
+}
+
+/// Generates after `prompt`, handing `on_text` each piece of new text as
+/// it is decided: text that may be the start of a stop string, or half a
+/// character, waits for the next tokens. `on_text` returns false to stop.
+/// Returns how it ended and how many tokens it generated.
+pub fn stream_text<B: QuantBackend>(
+    model: &Model<B>,
+    tokenizer: &hone_dataset::tokens::ChatTokenizer,
+    prompt: &[u32],
+    s: &Sampling,
+    stop_strings: &[String],
+    device: &B::Device,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<(Ended, usize), String> {
+    let mut tokens = Vec::new();
+    let mut sent = 0usize;
+    let mut ended = Ended::Length;
+    let mut failed = None;
+    run(model, prompt, s, device, &mut |token| {
+        tokens.push(token);
+        let text = match tokenizer.decode(&tokens) {
+            Ok(t) => t,
+            Err(e) => {
+                failed = Some(e);
+                return false;
+            }
+        };
+        if let Some(cut) = stop_strings
+            .iter()
+            .filter_map(|stop| text.find(stop.as_str()))
+            .min()
+        {
+            ended = Ended::Stop;
+            if cut > sent && !on_text(&text[sent..cut]) {
+                ended = Ended::Cancelled;
+            }
+            return false;
+        }
+        let last = s.stop_ids.contains(&token);
+        // At the end everything goes; before it, not what a stop string
+        // may still claim, nor a character still being spelt.
+        let upto = if last {
+            text.len()
+        } else {
+            let mut upto = hone_protocol::serve::safe_prefix(&text, stop_strings);
+            if text[..upto].ends_with('\u{fffd}') {
+                upto -= '\u{fffd}'.len_utf8();
+            }
+            upto
+        };
+        if upto > sent {
+            if !on_text(&text[sent..upto]) {
+                ended = Ended::Cancelled;
+                return false;
+            }
+            sent = upto;
+        }
+        if last {
+            ended = Ended::Stop;
+        }
+        true
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if ended == Ended::Length && tokens.len() < s.max_new_tokens {
+        // The loop ended on an empty input: nothing more to generate.
+        ended = Ended::Stop;
+    }
+    // What was held back for a stop string that never came.
+    if ended == Ended::Length {
+        if let Ok(text) = tokenizer.decode(&tokens) {
+            if text.len() > sent && !on_text(&text[sent..]) {
+                ended = Ended::Cancelled;
+            }
+        }
+    }
+    Ok((ended, tokens.len()))
+}
+
 /// The generation loop: `next(token)` receives each new token and says
 /// whether to go on.
 fn run<B: QuantBackend>(

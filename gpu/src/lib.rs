@@ -26,6 +26,7 @@ pub mod nf4;
 mod nf4_tables;
 pub mod qlora;
 pub mod safetensors;
+pub mod serve;
 pub mod train;
 
 pub use config::{ConfigError, ModelConfig, RopeScaling};

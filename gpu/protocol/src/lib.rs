@@ -14,6 +14,7 @@ pub mod evaluation;
 pub mod event;
 pub mod job;
 pub mod model_config;
+pub mod serve;
 pub mod settings;
 pub mod train_config;
 

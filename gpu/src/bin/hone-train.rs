@@ -10,6 +10,7 @@
 //!   hone-train export --model DIR [--adapter DIR] [--merged OUT] \
 //!       [--gguf FILE --gguf-type f16|q8_0]
 //!   hone-train estimate --model DIR [--config train.toml]
+//!   hone-train serve --model DIR [--nf4] [--adapter-budget BYTES]
 //!   hone-train devices
 //!
 //! A failed `train` ends its event stream with a `failed` event whose
@@ -141,6 +142,20 @@ enum Command {
     /// The compute devices here (JSON array): each usable NVIDIA GPU, then
     /// the CPU.
     Devices,
+    /// Serve a base model and its adapters: requests in on standard input
+    /// and replies out on standard output, one JSON object per line each
+    /// (`hone_protocol::serve`), until standard input closes.
+    Serve {
+        #[arg(long)]
+        model: PathBuf,
+        /// Hold the base as NF4 (for QLoRA adapters).
+        #[arg(long)]
+        nf4: bool,
+        /// The most adapter bytes held at once; the least recently used
+        /// goes first (one is always held).
+        #[arg(long, default_value_t = 1 << 30)]
+        adapter_budget: u64,
+    },
 }
 
 /// `--device`: where to compute.
@@ -441,6 +456,11 @@ fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyho
         }
         // Answered in `main`, before a device is chosen.
         Command::Devices => Ok(()),
+        Command::Serve {
+            model,
+            nf4,
+            adapter_budget,
+        } => serve::<E>(&model, nf4, adapter_budget, device),
         Command::Export {
             model,
             adapter,
@@ -501,4 +521,69 @@ fn run<E: QuantBackend>(command: Command, device: E::Device, gpu: bool) -> anyho
             Ok(())
         }
     }
+}
+
+/// `hone-train serve`: loads the base, says `ready`, then answers the
+/// requests standard input brings until it closes.
+fn serve<E: QuantBackend>(
+    model: &Path,
+    nf4: bool,
+    budget: u64,
+    device: E::Device,
+) -> anyhow::Result<()> {
+    use hone_protocol::serve::{ErrorCode, Reply, Request};
+    use std::io::BufRead;
+    let quant = nf4.then(QuantConfig::default);
+    let (mc, base) = load::<E>(model, quant, &device)?;
+    let tok = tokenizer(model)?;
+    // One line each, whole: the reader thread writes refusals too.
+    fn write(r: &Reply) {
+        let line = serde_json::to_string(r).unwrap_or_default();
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            // Nobody reads the replies any more: the supervisor is gone.
+            std::process::exit(0);
+        }
+    }
+    write(&Reply::Ready {
+        model: model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        context: mc.max_position_embeddings,
+    });
+    let (tx, rx) = std::sync::mpsc::channel::<Request>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Request>(&line) {
+                Ok(r) => {
+                    if tx.send(r).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let id = serde_json::from_str::<serde_json::Value>(&line)
+                        .ok()
+                        .and_then(|v| v["id"].as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    write(&Reply::Error {
+                        id,
+                        code: ErrorCode::InvalidRequest,
+                        message: format!("not a request: {e}"),
+                    });
+                }
+            }
+        }
+    });
+    let adapter_settings = |dir: &Path| -> Result<hone_gpu::model::LoraConfig, String> {
+        lora_of(dir).map_err(|e| format!("{e:#}"))
+    };
+    let mut service =
+        hone_gpu::serve::Service::new(base, mc, tok, device, budget, &adapter_settings);
+    service.run(&rx, &mut |r| write(r));
+    Ok(())
 }
