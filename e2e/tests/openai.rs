@@ -242,3 +242,221 @@ fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// A ustar archive's files (as Hone writes them): `(path, bytes)`.
+fn untar(mut b: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    while b.len() >= 512 && b[..512].iter().any(|x| *x != 0) {
+        let field = |r: std::ops::Range<usize>| {
+            String::from_utf8(b[r].iter().take_while(|x| **x != 0).copied().collect()).unwrap()
+        };
+        let (name, prefix) = (field(0..100), field(345..500));
+        let size = usize::from_str_radix(field(124..135).trim(), 8).unwrap();
+        let path = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        out.push((path, b[512..512 + size].to_vec()));
+        b = &b[512 + size.div_ceil(512) * 512..];
+    }
+    out
+}
+
+/// Follows job `id`'s events to its end; its final state.
+fn final_state(api: &mut Api, id: i64) -> String {
+    let mut state = String::new();
+    let status = api.events(&format!("/api/jobs/{id}/events"), |data| {
+        let e: serde_json::Value = serde_json::from_str(data).unwrap();
+        if hone_e2e::scenario::is_final(&e) {
+            state = e["state"].as_str().unwrap().to_owned();
+            return false;
+        }
+        true
+    });
+    assert_eq!(status, 200);
+    state
+}
+
+/// `GET /v1{path}`'s JSON body with `key`.
+fn get_json(base: &str, path: &str, key: &str) -> serde_json::Value {
+    let (status, text) = get_status(base, path, key);
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+/// A LoRA version of the demo model, approved by a reviewer, chatted with
+/// through the official `openai` client (`e2e/python/test_chat.py`),
+/// streaming and not: its greedy answer is `hone-train evaluate`'s for the
+/// same prompt with the adapter as the version's download ships it; the
+/// base model's is the engine's base answer; a version nobody approved is
+/// not found; a stream the client drops is cancelled on the server.
+#[test]
+fn the_openai_python_client_chats_with_an_approved_version() {
+    use hone_e2e::scenario::{create_user_as, launch, project_with_dataset, settings};
+    let python = std::env::var("HONE_PYTHON")
+        .unwrap_or_else(|_| panic!("HONE_PYTHON is not set: run `scripts/setup --test`"));
+    let data = tempfile::tempdir().unwrap();
+    create_user_as(data.path(), "ada", "expert", "Ops");
+    create_user_as(data.path(), "rhea", "reviewer", "Ops");
+    let (_server, url) = start_server_with(
+        data.path(),
+        &[
+            ("HONE_SITE_ROOT", "/nonexistent-hone-site"),
+            ("HONE_JOB_LEASE_MS", "3000"),
+        ],
+    );
+    let mut ada = Api::new(&url);
+    let dataset = project_with_dataset(&mut ada, data.path(), 30);
+    let config = settings(
+        &mut ada,
+        dataset,
+        serde_json::json!({"num_train_epochs": 3, "learning_rate": 0.02}),
+    );
+    let approved = launch(&mut ada, dataset, &config);
+    let unapproved = launch(&mut ada, dataset, &config);
+    assert_eq!(final_state(&mut ada, approved), "succeeded");
+    assert_eq!(final_state(&mut ada, unapproved), "succeeded");
+    let project = ada.call("job", &[("id", &approved.to_string())]).json()["project_id"]
+        .as_i64()
+        .unwrap();
+    // Its version, evaluated, then approved by the reviewer.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (number, eval) = loop {
+        let page = ada.call("project", &[("id", &project.to_string())]).json();
+        if let Some(v) = page["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["train_job"] == approved)
+        {
+            break (
+                v["number"].as_u64().unwrap(),
+                v["eval_job"].as_i64().unwrap(),
+            );
+        }
+        assert!(Instant::now() < deadline, "no version: {page}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(final_state(&mut ada, eval), "succeeded");
+    let version_page = |api: &mut Api| {
+        api.call(
+            "version",
+            &[
+                ("project_id", &project.to_string()),
+                ("number", &number.to_string()),
+            ],
+        )
+        .json()
+    };
+    let version = version_page(&mut ada)["version_id"].as_i64().unwrap();
+    let mut rhea = Api::new(&url);
+    login(&mut rhea, "rhea");
+    let r = rhea.call(
+        "decide",
+        &[
+            ("version_id", &version.to_string()),
+            ("decision", "approved"),
+            ("comment", "Fine."),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The adapter as its download ships it, and what the engine answers.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let href = loop {
+        let page = version_page(&mut ada);
+        if let Some(d) = page["publishing"]["downloads"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["format"] == "adapter"))
+        {
+            break d["href"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no adapter download: {page}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (status, tar) = ada.download(&href, None);
+    assert_eq!(status, 200);
+    let adapter = data.path().join("downloaded-adapter");
+    std::fs::create_dir_all(&adapter).unwrap();
+    for (path, bytes) in untar(&tar) {
+        std::fs::write(adapter.join(path.rsplit('/').next().unwrap()), bytes).unwrap();
+    }
+    let test = data.path().join("ask.jsonl");
+    std::fs::write(
+        &test,
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"What is 3 plus one?\"},{\"role\":\"assistant\",\"content\":\"It is 4.\"}]}\n",
+    )
+    .unwrap();
+    let run = Command::new(hone_e2e::train_binary())
+        .args([
+            "--device",
+            "cpu",
+            "evaluate",
+            "--base",
+            "--max-new-tokens",
+            "12",
+        ])
+        .arg("--model")
+        .arg(workspace_root().join("models/hone-demo"))
+        .arg("--adapter")
+        .arg(&adapter)
+        .arg("--test")
+        .arg(&test)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let expected = report["items"][0]["tuned"]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let expected_base = report["items"][0]["base"]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    println!("the engine answers {expected:?} with the adapter, {expected_base:?} without");
+    assert_ne!(expected, expected_base, "the adapter changes the answer");
+
+    let key = cli_key(data.path(), "ada", project);
+    let model_of = |id: i64| {
+        get_json(&url, &format!("/fine_tuning/jobs/ftjob-{id}"), &key)["fine_tuned_model"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let out = Command::new(&python)
+        .args(["-m", "unittest", "-v", "test_chat.py"])
+        .current_dir(workspace_root().join("e2e/python"))
+        .env("HONE_API_BASE", format!("{url}/v1"))
+        .env("HONE_API_KEY", &key)
+        .env("HONE_MODEL", model_of(approved))
+        .env("HONE_UNAPPROVED_MODEL", model_of(unapproved))
+        .env("HONE_EXPECTED", &expected)
+        .env("HONE_EXPECTED_BASE", &expected_base)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("starting {python}: {e} (run scripts/setup --test)"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("--- {python} -m unittest test_chat.py ---\n{said}");
+    assert!(
+        out.status.success(),
+        "the chat suite failed; output above.\n--- server log (tail) ---\n{}",
+        tail(&server_log(data.path()), 80)
+    );
+    assert!(
+        server_log(data.path()).contains("generation cancelled"),
+        "the dropped stream was not cancelled"
+    );
+}

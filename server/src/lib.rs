@@ -22,6 +22,7 @@ pub mod projects;
 pub mod publishing;
 pub mod retention;
 pub mod reviews;
+pub mod serving;
 pub mod sessions;
 pub mod state;
 pub mod storage;

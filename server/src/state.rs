@@ -40,6 +40,8 @@ pub struct Services {
     pub setup_token: Option<String>,
     /// Uploads in progress (`max_uploads` at once; more get 503).
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// This process's inference services (`hone-train serve` children).
+    pub serving: Arc<crate::serving::Serving>,
 }
 
 impl Services {
@@ -76,6 +78,7 @@ impl Services {
             password_checks: Arc::default(),
             setup_token: None,
             uploads,
+            serving: Arc::default(),
         }
     }
 }

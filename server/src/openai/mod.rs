@@ -11,6 +11,7 @@
 //! differs from OpenAI.
 
 pub mod auth;
+pub mod chat;
 pub mod error;
 pub mod files;
 pub mod jobs;
@@ -23,6 +24,9 @@ use std::sync::Arc;
 
 /// JSON request bodies (job creation) are small.
 const JSON_LIMIT: usize = 64 * 1024;
+
+/// A chat request's body: the conversation so far.
+const CHAT_LIMIT: usize = 1024 * 1024;
 
 /// Every `/v1` route. `S` is the app's state (it holds the services).
 /// Everything but uploading and downloading a file ends with 408 after
@@ -60,6 +64,11 @@ where
             post(files::create).layer(DefaultBodyLimit::disable()),
         )
         .route("/files/{id}/content", get(files::content))
+        // Answers take as long as they take (streamed or not).
+        .route(
+            "/chat/completions",
+            post(chat::create).layer(DefaultBodyLimit::max(CHAT_LIMIT)),
+        )
         .merge(timed)
         .fallback(|| async {
             error::ApiError::new(

@@ -225,6 +225,19 @@ async fn every_key_against_every_v1_route() {
                 None,
                 [401, 401, 404, 404, 404, 200, 401],
             ),
+            // Chat: a model that is not an approved version of the key's
+            // project is not found, for every key (approved ones are in
+            // e2e/tests/openai.rs, with the real engine).
+            (
+                Method::POST,
+                "/v1/chat/completions".into(),
+                Some((
+                    "application/json".into(),
+                    br#"{"model":"ft:hone-demo:none","messages":[{"role":"user","content":"Hi"}]}"#
+                        .to_vec(),
+                )),
+                [401, 401, 404, 404, 404, 404, 401],
+            ),
         ];
         // Every route of the `/v1` router is in the matrix.
         for template in crate::authz::declared_routes(include_str!("../../src/openai/mod.rs")) {
