@@ -29,8 +29,15 @@ EXPECTED_BASE = os.environ["HONE_EXPECTED_BASE"]
 ASK = [{"role": "user", "content": "What is 3 plus one?"}]
 
 
-def client():
-    return openai.OpenAI(base_url=BASE, api_key=KEY, max_retries=0, timeout=120)
+def client(retries=0):
+    return openai.OpenAI(base_url=BASE, api_key=KEY, max_retries=retries, timeout=120)
+
+
+# A client as applications configure one: on 429 it waits as Retry-After
+# says and tries again (a stream the test dropped frees its place once the
+# server notices, within moments).
+def patient():
+    return client(retries=8)
 
 
 class Chat(unittest.TestCase):
@@ -100,19 +107,37 @@ class Chat(unittest.TestCase):
             client().chat.completions.create(model=MODEL, messages=ASK, n=2)
         self.assertEqual(e.exception.param, "n")
 
+    def test_a_full_queue_answers_429_and_frees_as_the_stream_ends(self):
+        # The server takes one request per service at once here
+        # (HONE_SERVE_QUEUE=1): a long stream holds the place (the
+        # version's greedy answer runs on to the end of the context).
+        held = [
+            patient().chat.completions.create(
+                model=MODEL, messages=ASK, temperature=0, stream=True
+            )
+        ]
+        for h in held:
+            next(iter(h))
+        with self.assertRaises(openai.RateLimitError) as e:
+            client().chat.completions.create(model=MODEL, messages=ASK, max_tokens=4)
+        self.assertEqual(e.exception.response.headers.get("retry-after"), "1")
+        self.assertEqual(e.exception.code, "rate_limit_exceeded")
+        for h in held:
+            h.close()
+        r = patient().chat.completions.create(
+            model=MODEL, messages=ASK, temperature=0, max_tokens=12
+        )
+        self.assertEqual(r.choices[0].message.content, EXPECTED)
+
     def test_a_dropped_stream_frees_the_service(self):
-        stream = client().chat.completions.create(
-            model=MODEL,
-            messages=[{"role": "user", "content": "Count on and on."}],
-            temperature=1.0,
-            seed=7,
-            stream=True,
+        stream = patient().chat.completions.create(
+            model=MODEL, messages=ASK, temperature=0, stream=True
         )
         next(iter(stream))
         stream.close()
         # The next request is answered (the dropped one was cancelled;
         # the server's log says so, which the Rust side checks).
-        r = client().chat.completions.create(
+        r = patient().chat.completions.create(
             model=MODEL, messages=ASK, temperature=0, max_tokens=12
         )
         self.assertEqual(r.choices[0].message.content, EXPECTED)

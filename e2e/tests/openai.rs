@@ -304,6 +304,7 @@ fn the_openai_python_client_chats_with_an_approved_version() {
         &[
             ("HONE_SITE_ROOT", "/nonexistent-hone-site"),
             ("HONE_JOB_LEASE_MS", "3000"),
+            ("HONE_SERVE_QUEUE", "1"),
         ],
     );
     let mut ada = Api::new(&url);

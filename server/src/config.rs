@@ -61,6 +61,9 @@ pub struct Config {
     /// / `GiB`); over it, the merge is stopped and the export fails with
     /// what it needs. `None` (default): no limit but the machine's.
     pub export_memory_limit: Option<u64>,
+    /// Chat requests one inference service takes at once, answered or
+    /// waiting (`HONE_SERVE_QUEUE`, default 64); more get 429.
+    pub serve_queue: usize,
 }
 
 /// `4096`, `512MiB`, `8GiB`: bytes.
@@ -138,6 +141,7 @@ struct FileConfig {
     dataset_checks: Option<usize>,
     keep_checkpoints: Option<KeepCheckpoints>,
     export_memory_limit: Option<String>,
+    serve_queue: Option<usize>,
     devices: Option<Vec<hone_protocol::Device>>,
 }
 
@@ -291,6 +295,8 @@ impl Config {
                 Some(v) => v.parse()?,
                 None => file.keep_checkpoints.unwrap_or(KeepCheckpoints::BestLast),
             },
+            serve_queue: number("HONE_SERVE_QUEUE", file.serve_queue.map(|n| n as u64), 64)?
+                as usize,
             export_memory_limit: match env("HONE_EXPORT_MEMORY_LIMIT").or(file.export_memory_limit) {
                 Some(v) => Some(parse_bytes(&v).with_context(|| {
                     format!("HONE_EXPORT_MEMORY_LIMIT: {v:?} is not a size (bytes, or e.g. 512MiB, 8GiB)")

@@ -20,7 +20,7 @@ use hone_protocol::serve::{Generate, Reply, Request};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -33,6 +33,8 @@ struct Engine {
     input: tokio::sync::Mutex<tokio::process::ChildStdin>,
     /// Open requests: where their replies go.
     pending: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
+    /// Requests being answered or waiting (at most `serve_queue`).
+    inflight: AtomicUsize,
     alive: AtomicBool,
     _child: Mutex<tokio::process::Child>,
 }
@@ -70,6 +72,7 @@ impl Answering {
         let r = self.replies.recv().await;
         if matches!(r, None | Some(Reply::Done { .. } | Reply::Error { .. })) {
             self.finished = true;
+            self.engine.inflight.fetch_sub(1, Ordering::AcqRel);
         }
         r
     }
@@ -80,6 +83,7 @@ impl Drop for Answering {
         if self.finished {
             return;
         }
+        self.engine.inflight.fetch_sub(1, Ordering::AcqRel);
         let engine = self.engine.clone();
         let id = self.id.clone();
         if let Ok(mut p) = engine.pending.lock() {
@@ -104,13 +108,30 @@ impl std::fmt::Debug for Serving {
 
 impl Services {
     /// Starts answering `g` on `target` (its `id` and `adapter` are set
-    /// here).
+    /// here); `Busy` while the service has `serve_queue` requests already.
     pub async fn generate(&self, target: &Target, mut g: Generate) -> Result<Answering> {
         let engine = self.engine_for(&target.base).await?;
+        let limit = self.config.serve_queue.max(1);
+        if engine.inflight.fetch_add(1, Ordering::AcqRel) >= limit {
+            engine.inflight.fetch_sub(1, Ordering::AcqRel);
+            return Err(hone_app::api::AppError::Busy(format!(
+                "This model has {limit} requests waiting or being answered already: try again in a moment."
+            ))
+            .into());
+        }
+        // From here `Answering` owns the place in the queue.
+        let mut answering = Answering {
+            replies: mpsc::unbounded_channel().1,
+            id: String::new(),
+            engine: engine.clone(),
+            finished: false,
+        };
         let n = self.serving.next_id.fetch_add(1, Ordering::Relaxed);
         g.id = format!("r{n}");
         g.adapter.clone_from(&target.adapter);
         let (tx, rx) = mpsc::unbounded_channel();
+        answering.replies = rx;
+        answering.id.clone_from(&g.id);
         engine
             .pending
             .lock()
@@ -129,12 +150,7 @@ impl Services {
                 Error::internal(format!("serving: the engine took no request: {e}"))
             })?;
         }
-        Ok(Answering {
-            replies: rx,
-            id: g.id,
-            engine,
-            finished: false,
-        })
+        Ok(answering)
     }
 
     /// The running service for `base`, started when there is none.
@@ -184,6 +200,7 @@ impl Services {
         let engine = Arc::new(Engine {
             input: tokio::sync::Mutex::new(input),
             pending: Mutex::default(),
+            inflight: AtomicUsize::new(0),
             alive: AtomicBool::new(true),
             _child: Mutex::new(child),
         });

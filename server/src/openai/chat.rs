@@ -247,7 +247,17 @@ pub async fn create(
         .await?;
     let chat = parse(&body)?;
     let target = target_of(&s, &c, &chat.model).await?;
-    let mut answering = s.generate(&target, chat.generate).await?;
+    let mut answering = match s.generate(&target, chat.generate).await {
+        Ok(a) => a,
+        Err(crate::error::Error::App(hone_app::api::AppError::Busy(message))) => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                message,
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
     // The first reply says whether it runs at all.
     let prompt_tokens = match answering.next().await {
         Some(Reply::Started { prompt_tokens, .. }) => prompt_tokens,

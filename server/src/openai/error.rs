@@ -157,6 +157,13 @@ impl IntoResponse for ApiError {
             .into_response();
         // A refused upload's body is left unread: the connection cannot
         // carry another request, so say so (clients then open a new one).
+        // Too many requests: OpenAI's clients wait this long and retry.
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             response.headers_mut().insert(
                 axum::http::header::CONNECTION,

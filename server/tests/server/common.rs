@@ -89,6 +89,7 @@ pub async fn spawn_app_with(
         dataset_checks: 1,
         keep_checkpoints: hone_server::config::KeepCheckpoints::BestLast,
         export_memory_limit: None,
+        serve_queue: 64,
         devices: None,
     };
     let dbc = hone_server::db::connect(database_url.as_deref(), dir.path())
