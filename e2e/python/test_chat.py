@@ -97,12 +97,16 @@ class Chat(unittest.TestCase):
         self.assertEqual(e.exception.code, "model_not_found")
 
     def test_bad_requests_name_the_problem(self):
+        # The demo model reads 2048 tokens; the server caps answers at
+        # 4096 new tokens (HONE_CHAT_MAX_TOKENS).
         with self.assertRaises(openai.BadRequestError) as e:
-            client().chat.completions.create(
-                model=MODEL, messages=ASK, max_tokens=1_000_000
-            )
+            client().chat.completions.create(model=MODEL, messages=ASK, max_tokens=2047)
         self.assertEqual(e.exception.code, "context_length_exceeded")
-        self.assertIn("1000000", e.exception.message)
+        self.assertIn("2047", e.exception.message)
+        with self.assertRaises(openai.BadRequestError) as e:
+            client().chat.completions.create(model=MODEL, messages=ASK, max_tokens=5000)
+        self.assertEqual(e.exception.param, "max_tokens")
+        self.assertIn("4096", e.exception.message)
         with self.assertRaises(openai.BadRequestError) as e:
             client().chat.completions.create(model=MODEL, messages=ASK, n=2)
         self.assertEqual(e.exception.param, "n")

@@ -64,6 +64,15 @@ pub struct Config {
     /// Chat requests one inference service takes at once, answered or
     /// waiting (`HONE_SERVE_QUEUE`, default 64); more get 429.
     pub serve_queue: usize,
+    /// Chat requests one API key may make a minute
+    /// (`HONE_CHAT_REQUESTS_PER_MINUTE`, default 600).
+    pub chat_requests_per_minute: u64,
+    /// Prompt and answer tokens one API key may use a minute
+    /// (`HONE_CHAT_TOKENS_PER_MINUTE`, default 200 000).
+    pub chat_tokens_per_minute: u64,
+    /// The most new tokens one answer may ask for
+    /// (`HONE_CHAT_MAX_TOKENS`, default 4096).
+    pub chat_max_tokens: u64,
 }
 
 /// `4096`, `512MiB`, `8GiB`: bytes.
@@ -142,6 +151,9 @@ struct FileConfig {
     keep_checkpoints: Option<KeepCheckpoints>,
     export_memory_limit: Option<String>,
     serve_queue: Option<usize>,
+    chat_requests_per_minute: Option<u64>,
+    chat_tokens_per_minute: Option<u64>,
+    chat_max_tokens: Option<u64>,
     devices: Option<Vec<hone_protocol::Device>>,
 }
 
@@ -295,6 +307,17 @@ impl Config {
                 Some(v) => v.parse()?,
                 None => file.keep_checkpoints.unwrap_or(KeepCheckpoints::BestLast),
             },
+            chat_requests_per_minute: number(
+                "HONE_CHAT_REQUESTS_PER_MINUTE",
+                file.chat_requests_per_minute,
+                600,
+            )?,
+            chat_tokens_per_minute: number(
+                "HONE_CHAT_TOKENS_PER_MINUTE",
+                file.chat_tokens_per_minute,
+                200_000,
+            )?,
+            chat_max_tokens: number("HONE_CHAT_MAX_TOKENS", file.chat_max_tokens, 4096)?,
             serve_queue: number("HONE_SERVE_QUEUE", file.serve_queue.map(|n| n as u64), 64)?
                 as usize,
             export_memory_limit: match env("HONE_EXPORT_MEMORY_LIMIT").or(file.export_memory_limit) {

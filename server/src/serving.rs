@@ -44,6 +44,62 @@ struct Engine {
 pub struct Serving {
     engines: tokio::sync::Mutex<HashMap<PathBuf, Arc<Engine>>>,
     next_id: AtomicU64,
+    /// Each API key's use in the current minute.
+    pub limits: Limits,
+}
+
+/// One key's requests and tokens in one minute (fixed windows).
+#[derive(Clone, Copy, Debug, Default)]
+struct Window {
+    minute: i64,
+    requests: u64,
+    tokens: u64,
+}
+
+/// Per-key request and token limits, per minute, in this process.
+#[derive(Debug, Default)]
+pub struct Limits {
+    windows: Mutex<HashMap<i64, Window>>,
+}
+
+impl Limits {
+    /// Admits one request of `key` at `now_ms`, or says how many seconds
+    /// until its minute ends (when it has made `rpm` requests, or used
+    /// `tpm` tokens, in it).
+    pub fn admit(&self, key: i64, now_ms: i64, rpm: u64, tpm: u64) -> std::result::Result<(), u64> {
+        let minute = now_ms.div_euclid(60_000);
+        let Ok(mut w) = self.windows.lock() else {
+            return Ok(());
+        };
+        // Old minutes are forgotten as they pass.
+        if w.len() > 10_000 {
+            w.retain(|_, v| v.minute == minute);
+        }
+        let e = w.entry(key).or_default();
+        if e.minute != minute {
+            *e = Window {
+                minute,
+                ..Window::default()
+            };
+        }
+        if e.requests >= rpm || e.tokens >= tpm {
+            let left_ms = (minute + 1) * 60_000 - now_ms;
+            return Err((left_ms as u64).div_ceil(1000));
+        }
+        e.requests += 1;
+        Ok(())
+    }
+
+    /// Counts `tokens` (prompt and answer) against `key`'s minute.
+    pub fn spend(&self, key: i64, now_ms: i64, tokens: u64) {
+        let minute = now_ms.div_euclid(60_000);
+        if let Ok(mut w) = self.windows.lock() {
+            let e = w.entry(key).or_default();
+            if e.minute == minute {
+                e.tokens += tokens;
+            }
+        }
+    }
 }
 
 /// What a chat request runs on: a base folder and, for a LoRA version,
@@ -311,5 +367,32 @@ impl Services {
             crate::models::engine_folder(&models, &builtin, &name)
         })
         .await??)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_key_gets_its_requests_and_tokens_a_minute() {
+        let l = Limits::default();
+        let t = 10 * 60_000 + 15_000; // 15 s into a minute
+        assert_eq!(l.admit(1, t, 2, 100), Ok(()));
+        assert_eq!(l.admit(1, t, 2, 100), Ok(()));
+        assert_eq!(
+            l.admit(1, t, 2, 100),
+            Err(45),
+            "the third waits for the minute's end"
+        );
+        assert_eq!(l.admit(2, t, 2, 100), Ok(()), "another key has its own");
+        assert_eq!(l.admit(1, t + 45_000, 2, 100), Ok(()), "a new minute");
+        l.spend(2, t, 100);
+        assert_eq!(l.admit(2, t + 1, 2, 100), Err(45), "its tokens are used up");
+        assert_eq!(
+            l.admit(2, t + 44_999, 2, 100),
+            Err(1),
+            "a millisecond left: one second"
+        );
     }
 }

@@ -246,6 +246,34 @@ pub async fn create(
     s.project_with(&c.user, c.project.id, Action::Read, "that project")
         .await?;
     let chat = parse(&body)?;
+    let cap = s.config.chat_max_tokens;
+    match chat.generate.max_tokens {
+        Some(m) if m as u64 > cap => {
+            return Err(ApiError::bad_request(
+                "max_tokens",
+                format!("max_tokens is {m}; this server answers with at most {cap} new tokens"),
+            ))
+        }
+        // Unset: up to the context's end, which bounds it.
+        _ => {}
+    }
+    let started_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    if let Err(wait) = s.serving.limits.admit(
+        c.key.id,
+        started_ms as i64,
+        s.config.chat_requests_per_minute,
+        s.config.chat_tokens_per_minute,
+    ) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            format!(
+                "This API key has made {} requests or used {} tokens this minute, as many as this server allows: try again in {wait} s.",
+                s.config.chat_requests_per_minute, s.config.chat_tokens_per_minute
+            ),
+        )
+        .with_retry_after(wait));
+    }
     let target = target_of(&s, &c, &chat.model).await?;
     let mut answering = match s.generate(&target, chat.generate).await {
         Ok(a) => a,
@@ -270,6 +298,14 @@ pub async fn create(
     };
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now();
+    let key = c.key.id;
+    let spend = {
+        let s = s.clone();
+        move |tokens: usize| {
+            let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            s.serving.limits.spend(key, now_ms as i64, tokens as u64);
+        }
+    };
     tracing::info!(user = %c.user.username, key = c.key.id, model = %chat.model, stream = chat.stream, "chat completion");
     if !chat.stream {
         let mut text = String::new();
@@ -281,6 +317,7 @@ pub async fn create(
                     completion_tokens,
                     ..
                 }) => {
+                    spend(prompt_tokens + completion_tokens);
                     return Ok(axum::Json(json!({
                         "id": id,
                         "object": "chat.completion",
@@ -295,7 +332,7 @@ pub async fn create(
                         "usage": usage(prompt_tokens, completion_tokens),
                         "system_fingerprint": null,
                     }))
-                    .into_response())
+                    .into_response());
                 }
                 Some(Reply::Error { message, .. }) => return Err(ApiError::from_internal(message)),
                 Some(_) => {}
@@ -325,12 +362,12 @@ pub async fn create(
     // Dropping the stream (the client went away) drops `answering`, which
     // cancels the generation.
     let stream = futures::stream::unfold(
-        (Some(answering), Some(first), chunk),
-        move |(answering, pending, chunk)| async move {
+        (Some(answering), Some(first), chunk, spend),
+        move |(answering, pending, chunk, spend)| async move {
             if let Some(b) = pending {
                 return Some((
                     Ok::<Bytes, std::convert::Infallible>(b),
-                    (answering, None, chunk),
+                    (answering, None, chunk, spend),
                 ));
             }
             let mut answering = answering?;
@@ -338,13 +375,14 @@ pub async fn create(
                 match answering.next().await {
                     Some(Reply::Delta { text, .. }) => {
                         let b = chunk(json!({"content": text}), Value::Null, None);
-                        return Some((Ok(b), (Some(answering), None, chunk)));
+                        return Some((Ok(b), (Some(answering), None, chunk, spend)));
                     }
                     Some(Reply::Done {
                         finish_reason,
                         completion_tokens,
                         ..
                     }) => {
+                        spend(prompt_tokens + completion_tokens);
                         let mut out = String::from_utf8_lossy(&chunk(
                             json!({}),
                             json!(finish(finish_reason)),
@@ -360,13 +398,13 @@ pub async fn create(
                             out.push_str(&format!("data: {last}\n\n"));
                         }
                         out.push_str("data: [DONE]\n\n");
-                        return Some((Ok(Bytes::from(out)), (None, None, chunk)));
+                        return Some((Ok(Bytes::from(out)), (None, None, chunk, spend)));
                     }
                     Some(Reply::Error { message, .. }) => {
                         tracing::error!(%message, "a streamed answer failed");
                         let e = json!({"error": {"message": "The answer stopped: the inference service failed.", "type": "server_error", "param": null, "code": null}});
                         let out = format!("data: {e}\n\ndata: [DONE]\n\n");
-                        return Some((Ok(Bytes::from(out)), (None, None, chunk)));
+                        return Some((Ok(Bytes::from(out)), (None, None, chunk, spend)));
                     }
                     Some(_) => {}
                     None => return None,

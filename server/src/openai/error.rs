@@ -17,6 +17,8 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault, dotted (`method.supervised.hyperparameters.n_epochs`).
     pub param: Option<String>,
+    /// Seconds a client should wait before trying again (429s).
+    pub retry_after: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -33,7 +35,13 @@ impl ApiError {
             code: Some(code.to_owned()),
             message: message.into(),
             param: None,
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> ApiError {
@@ -161,7 +169,7 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
+                axum::http::HeaderValue::from(self.retry_after.unwrap_or(1)),
             );
         }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {

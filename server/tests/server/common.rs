@@ -90,6 +90,9 @@ pub async fn spawn_app_with(
         keep_checkpoints: hone_server::config::KeepCheckpoints::BestLast,
         export_memory_limit: None,
         serve_queue: 64,
+        chat_requests_per_minute: 600,
+        chat_tokens_per_minute: 200_000,
+        chat_max_tokens: 4096,
         devices: None,
     };
     let dbc = hone_server::db::connect(database_url.as_deref(), dir.path())
