@@ -209,7 +209,10 @@ impl Services {
         Ok(answering)
     }
 
-    /// The running service for `base`, started when there is none.
+    /// The running service for `base`, started when there is none. The
+    /// map stays locked while a service loads its base, so a burst of
+    /// first requests starts one service, not many (other bases wait for
+    /// that load too: one per process is the common case today).
     async fn engine_for(&self, base: &Path) -> Result<Arc<Engine>> {
         let mut engines = self.serving.engines.lock().await;
         if let Some(e) = engines.get(base) {
