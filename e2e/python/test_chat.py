@@ -13,6 +13,8 @@ adapter and with the base, and runs this file with:
   HONE_UNAPPROVED_MODEL  another job's `ft:` name, trained, not approved
   HONE_EXPECTED          the engine's answer with the adapter
   HONE_EXPECTED_BASE     the engine's answer of the base model
+  HONE_STRICT_MODEL      a base model whose chat template refuses system
+                         messages
 """
 
 import os
@@ -26,6 +28,7 @@ MODEL = os.environ["HONE_MODEL"]
 UNAPPROVED = os.environ["HONE_UNAPPROVED_MODEL"]
 EXPECTED = os.environ["HONE_EXPECTED"]
 EXPECTED_BASE = os.environ["HONE_EXPECTED_BASE"]
+STRICT = os.environ["HONE_STRICT_MODEL"]
 ASK = [{"role": "user", "content": "What is 3 plus one?"}]
 
 
@@ -110,6 +113,16 @@ class Chat(unittest.TestCase):
         with self.assertRaises(openai.BadRequestError) as e:
             client().chat.completions.create(model=MODEL, messages=ASK, n=2)
         self.assertEqual(e.exception.param, "n")
+        # Messages the model's chat template refuses: its words, 400.
+        with self.assertRaises(openai.BadRequestError) as e:
+            client().chat.completions.create(
+                model=STRICT,
+                messages=[{"role": "system", "content": "Be brief."}] + ASK,
+            )
+        self.assertIn("System messages are not supported", e.exception.message)
+        self.assertEqual(e.exception.param, "messages")
+        ok = client().chat.completions.create(model=STRICT, messages=ASK, max_tokens=2)
+        self.assertEqual(ok.choices[0].message.role, "assistant")
 
     def test_a_full_queue_answers_429_and_frees_as_the_stream_ends(self):
         # The server takes one request per service at once here

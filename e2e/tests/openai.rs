@@ -299,9 +299,28 @@ fn the_openai_python_client_chats_with_an_approved_version() {
     let data = tempfile::tempdir().unwrap();
     create_user_as(data.path(), "ada", "expert", "Ops");
     create_user_as(data.path(), "rhea", "reviewer", "Ops");
+    // A base whose chat template refuses system messages, as some
+    // models' templates do (raise_exception).
+    let models = data.path().join("models");
+    let strict = models.join("strict-demo");
+    std::fs::create_dir_all(&strict).unwrap();
+    for f in std::fs::read_dir(workspace_root().join("models/hone-demo")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), strict.join(f.file_name())).unwrap();
+    }
+    let mut tc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(strict.join("tokenizer_config.json")).unwrap())
+            .unwrap();
+    let template = tc["chat_template"].as_str().unwrap().to_owned();
+    tc["chat_template"] = serde_json::Value::String(format!(
+        "{{%- for message in messages %}}{{%- if message['role'] == 'system' %}}{{{{ raise_exception('System messages are not supported by this model') }}}}{{%- endif %}}{{%- endfor %}}{template}"
+    ));
+    std::fs::write(strict.join("tokenizer_config.json"), tc.to_string()).unwrap();
+    let models_dir = models.display().to_string();
     let (_server, url) = start_server_with(
         data.path(),
         &[
+            ("HONE_MODELS_DIR", models_dir.as_str()),
             ("HONE_SITE_ROOT", "/nonexistent-hone-site"),
             ("HONE_JOB_LEASE_MS", "3000"),
             ("HONE_SERVE_QUEUE", "1"),
@@ -439,6 +458,7 @@ fn the_openai_python_client_chats_with_an_approved_version() {
         .env("HONE_UNAPPROVED_MODEL", model_of(unapproved))
         .env("HONE_EXPECTED", &expected)
         .env("HONE_EXPECTED_BASE", &expected_base)
+        .env("HONE_STRICT_MODEL", "strict-demo")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
