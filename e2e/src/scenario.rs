@@ -168,3 +168,39 @@ pub fn is_final(e: &serde_json::Value) -> bool {
             Some("succeeded" | "failed" | "cancelled")
         )
 }
+
+/// Follows job `id`'s events to its end; its final state.
+pub fn final_state(api: &mut Api, id: i64) -> String {
+    let mut state = String::new();
+    let status = api.events(&format!("/api/jobs/{id}/events"), |data| {
+        let e: serde_json::Value = serde_json::from_str(data).unwrap();
+        if is_final(&e) {
+            state = e["state"].as_str().unwrap().to_owned();
+            return false;
+        }
+        true
+    });
+    assert_eq!(status, 200);
+    state
+}
+
+/// A ustar archive's files, as Hone's downloads write them: `(path,
+/// bytes)` in order.
+pub fn untar(mut b: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    while b.len() >= 512 && b[..512].iter().any(|x| *x != 0) {
+        let field = |r: std::ops::Range<usize>| {
+            String::from_utf8(b[r].iter().take_while(|x| **x != 0).copied().collect()).unwrap()
+        };
+        let (name, prefix) = (field(0..100), field(345..500));
+        let size = usize::from_str_radix(field(124..135).trim(), 8).unwrap();
+        let path = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        out.push((path, b[512..512 + size].to_vec()));
+        b = &b[512 + size.div_ceil(512) * 512..];
+    }
+    out
+}

@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use hone_e2e::http::Api;
-use hone_e2e::scenario::login;
+use hone_e2e::scenario::{final_state, login, untar};
 use hone_e2e::{hone_binary, server_log, start_server_with, workspace_root};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -241,41 +241,6 @@ fn the_openai_python_client_drives_files_jobs_and_models() {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A ustar archive's files (as Hone writes them): `(path, bytes)`.
-fn untar(mut b: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    while b.len() >= 512 && b[..512].iter().any(|x| *x != 0) {
-        let field = |r: std::ops::Range<usize>| {
-            String::from_utf8(b[r].iter().take_while(|x| **x != 0).copied().collect()).unwrap()
-        };
-        let (name, prefix) = (field(0..100), field(345..500));
-        let size = usize::from_str_radix(field(124..135).trim(), 8).unwrap();
-        let path = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        out.push((path, b[512..512 + size].to_vec()));
-        b = &b[512 + size.div_ceil(512) * 512..];
-    }
-    out
-}
-
-/// Follows job `id`'s events to its end; its final state.
-fn final_state(api: &mut Api, id: i64) -> String {
-    let mut state = String::new();
-    let status = api.events(&format!("/api/jobs/{id}/events"), |data| {
-        let e: serde_json::Value = serde_json::from_str(data).unwrap();
-        if hone_e2e::scenario::is_final(&e) {
-            state = e["state"].as_str().unwrap().to_owned();
-            return false;
-        }
-        true
-    });
-    assert_eq!(status, 200);
-    state
 }
 
 /// `GET /v1{path}`'s JSON body with `key`.

@@ -15,7 +15,8 @@
 use fantoccini::Locator;
 use hone_e2e::http::Api;
 use hone_e2e::scenario::{
-    chat_examples, create_user_as, is_final, launch, login, save_dataset, settings, PASSWORD,
+    chat_examples, create_user_as, final_state, launch, login, save_dataset, settings, untar,
+    PASSWORD,
 };
 use hone_e2e::{browser, start_chromedriver, start_server, Page};
 use sha2::Digest;
@@ -104,26 +105,6 @@ fn export_of(api: &mut Api, project: i64, number: u64) -> i64 {
     }
 }
 
-/// `(path, bytes)` of each file of a tar archive (ustar, as Hone writes).
-fn untar(mut b: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    while b.len() >= 512 && b[..512].iter().any(|x| *x != 0) {
-        let field = |r: std::ops::Range<usize>| {
-            String::from_utf8(b[r].iter().take_while(|x| **x != 0).copied().collect()).unwrap()
-        };
-        let (name, prefix) = (field(0..100), field(345..500));
-        let size = usize::from_str_radix(field(124..135).trim(), 8).unwrap();
-        let path = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        out.push((path, b[512..512 + size].to_vec()));
-        b = &b[512 + size.div_ceil(512) * 512..];
-    }
-    out
-}
-
 /// Whether a blob named `sha256` is in the server's storage under `data`.
 fn stored(data: &std::path::Path, sha256: &str) -> bool {
     let mut stack = vec![data.to_path_buf()];
@@ -138,21 +119,6 @@ fn stored(data: &std::path::Path, sha256: &str) -> bool {
         }
     }
     false
-}
-
-/// Follows job `id`'s events to its end; its final state.
-fn final_state(api: &mut Api, id: i64) -> String {
-    let mut state = String::new();
-    let status = api.events(&format!("/api/jobs/{id}/events"), |data| {
-        let e: serde_json::Value = serde_json::from_str(data).unwrap();
-        if is_final(&e) {
-            state = e["state"].as_str().unwrap().to_owned();
-            return false;
-        }
-        true
-    });
-    assert_eq!(status, 200);
-    state
 }
 
 fn decide(api: &mut Api, version: i64, decision: &str, comment: &str) -> u16 {
