@@ -620,34 +620,14 @@ impl Services {
             .exec(&txn)
             .await?
             .rows_affected;
-        let freed_now = |freed: &[String]| freed.iter().filter_map(|k| sizes.get(k)).sum::<u64>();
         txn.commit().await?;
         let freed = self.free_unreferenced(keys).await?;
-        let mut bytes = freed_now(&freed);
-        let mut blobs = freed.len() as u64;
-        let before: HashSet<String> = self
-            .blobs
-            .list_blobs()
-            .await?
-            .into_iter()
-            .map(|b| b.key)
-            .collect();
-        blobs += self.sweep_orphans(PURGE_GRACE).await?;
-        let after: HashSet<String> = self
-            .blobs
-            .list_blobs()
-            .await?
-            .into_iter()
-            .map(|b| b.key)
-            .collect();
-        bytes += before
-            .difference(&after)
-            .filter_map(|k| sizes.get(k))
-            .sum::<u64>();
+        let swept = self.sweep_orphans_listed(PURGE_GRACE).await?;
         let purged = Purged {
             checkpoints,
-            blobs,
-            bytes,
+            blobs: (freed.len() + swept.len()) as u64,
+            bytes: freed.iter().filter_map(|k| sizes.get(k)).sum::<u64>()
+                + swept.iter().map(|b| b.size).sum::<u64>(),
         };
         audit::record(
             &self.db,
@@ -665,7 +645,13 @@ impl Services {
             }),
         )
         .await?;
-        tracing::info!(team = t.id, checkpoints, blobs, bytes, "storage purged");
+        tracing::info!(
+            team = t.id,
+            checkpoints,
+            blobs = purged.blobs,
+            bytes = purged.bytes,
+            "storage purged"
+        );
         Ok(purged)
     }
 }

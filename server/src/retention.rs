@@ -128,6 +128,14 @@ impl Services {
     /// answers how many were removed.
     #[tracing::instrument(skip_all)]
     pub async fn sweep_orphans(&self, grace: Duration) -> Result<u64> {
+        Ok(self.sweep_orphans_listed(grace).await?.len() as u64)
+    }
+
+    /// [`Services::sweep_orphans`], answering the blobs it removed.
+    pub async fn sweep_orphans_listed(
+        &self,
+        grace: Duration,
+    ) -> Result<Vec<crate::storage::BlobMeta>> {
         // Listed before the references are read: a blob stored (and
         // referenced) after this listing is not in it.
         let blobs = self.blobs.list_blobs().await?;
@@ -135,16 +143,16 @@ impl Services {
         if !complete {
             // Unreadable references: keep everything rather than guess.
             tracing::warn!("the blob sweep skipped: a checkpoint's manifest cannot be read");
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let referenced: HashSet<String> = refs.into_iter().map(|(_, k)| k).collect();
         let cutoff = crate::state::now() - grace.as_secs() as i64;
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for b in blobs {
             if !referenced.contains(&b.key) && b.modified_unix <= cutoff {
                 self.blobs.delete(&b.key).await?;
                 tracing::info!(key = %b.key, size = b.size, "unreferenced blob removed");
-                removed += 1;
+                removed.push(b);
             }
         }
         Ok(removed)

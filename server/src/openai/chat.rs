@@ -340,7 +340,8 @@ pub async fn create(
             }
         }
     }
-    let chunk = move |delta: Value, finish_reason: Value, with_usage: Option<Value>| -> Bytes {
+    // One chunk's object; `usage` is null on each but the last when asked for.
+    let chunk = move |delta: Value, finish_reason: Value| -> Value {
         let mut c = json!({
             "id": id,
             "object": "chat.completion.chunk",
@@ -350,15 +351,15 @@ pub async fn create(
             "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
         });
         if chat.include_usage {
-            c["usage"] = with_usage.unwrap_or(Value::Null);
+            c["usage"] = Value::Null;
         }
-        Bytes::from(format!("data: {c}\n\n"))
+        c
     };
-    let first = chunk(
+    let frame = |v: &Value| format!("data: {v}\n\n");
+    let first = Bytes::from(frame(&chunk(
         json!({"role": "assistant", "content": ""}),
         Value::Null,
-        None,
-    );
+    )));
     // Dropping the stream (the client went away) drops `answering`, which
     // cancels the generation.
     let stream = futures::stream::unfold(
@@ -374,7 +375,7 @@ pub async fn create(
             loop {
                 match answering.next().await {
                     Some(Reply::Delta { text, .. }) => {
-                        let b = chunk(json!({"content": text}), Value::Null, None);
+                        let b = Bytes::from(frame(&chunk(json!({"content": text}), Value::Null)));
                         return Some((Ok(b), (Some(answering), None, chunk, spend)));
                     }
                     Some(Reply::Done {
@@ -383,19 +384,13 @@ pub async fn create(
                         ..
                     }) => {
                         spend(prompt_tokens + completion_tokens);
-                        let mut out = String::from_utf8_lossy(&chunk(
-                            json!({}),
-                            json!(finish(finish_reason)),
-                            None,
-                        ))
-                        .into_owned();
+                        let done = chunk(json!({}), json!(finish(finish_reason)));
+                        let mut out = frame(&done);
                         if chat.include_usage {
-                            let mut last: Value =
-                                serde_json::from_str(out.trim_start_matches("data: ").trim_end())
-                                    .unwrap_or_default();
+                            let mut last = done;
                             last["choices"] = json!([]);
                             last["usage"] = usage(prompt_tokens, completion_tokens);
-                            out.push_str(&format!("data: {last}\n\n"));
+                            out.push_str(&frame(&last));
                         }
                         out.push_str("data: [DONE]\n\n");
                         return Some((Ok(Bytes::from(out)), (None, None, chunk, spend)));
